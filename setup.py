@@ -1,0 +1,46 @@
+"""Installs prime_jax: `pip install -e .[test]` (CPU), `.[gpu]`, `.[tpu]`."""
+
+import glob
+
+from setuptools import find_packages, setup
+
+setup(
+    name="prime_jax",
+    version="0.1.0",
+    description="PRIME: process reinforcement through implicit rewards, in JAX/Flax NNX",
+    python_requires=">=3.11",
+    packages=find_packages(include=["prime_jax", "prime_jax.*"]),
+    package_data={"prime_jax": ["assets/**/*", "assets/*"]},
+    data_files=[("share/prime_jax/configs", glob.glob("configs/*.gin"))],
+    install_requires=[
+        "jax>=0.6,<0.13",
+        "flax>=0.11,<0.14",
+        "optax>=0.2.4,<0.3",
+        "orbax-checkpoint>=0.11,<0.13",
+        "gin-config>=0.5,<0.6",
+        "seqio>=0.0.19",
+        "transformers>=4.50,<6",
+        "tokenizers>=0.20",
+        "safetensors>=0.4",
+        "numpy>=1.26",
+        "sympy>=1.12",
+        "math-verify>=0.7",
+        "latex2sympy2-extended>=1.0",
+        "pyarrow>=14",
+        "tqdm>=4.60",
+        "matplotlib>=3.8",
+        "tensorboard>=2.15",
+        "clu>=0.0.10",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "hypothesis>=6.100", "pytest-xdist>=3.5", "torch>=2.4",
+                 "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29"],
+        "gpu": ["jax[cuda12]>=0.6,<0.13"],
+        "tpu": ["jax[tpu]>=0.6,<0.13"],
+    },
+    entry_points={"console_scripts": [
+        "prime-jax-train=prime_jax.train:main",
+        "prime-jax-export=prime_jax.export:main",
+        "prime-jax-evaluate=prime_jax.evaluate:main",
+    ]},
+)
