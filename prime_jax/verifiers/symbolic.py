@@ -1,0 +1,156 @@
+"""Symbolic answer equivalence (math-verify + sympy) in a killable worker process.
+
+`SymbolicWorker` keeps one long-lived child process (`python -m prime_jax.verifiers.symbolic`)
+that imports sympy once and answers one JSON request per line. The parent waits for each answer
+with a wall-clock deadline; on a timeout it kills the child's whole process group (a runaway
+sympy call cannot be interrupted any other way) and starts a fresh child on the next request.
+The child caps its own address space and dies with its parent (PR_SET_PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import pathlib
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+_PACKAGE_PARENT = str(pathlib.Path(__file__).resolve().parents[2])
+_WORKER_CODE = (
+    "import sys; sys.path.insert(0, {path!r}); "
+    "from prime_jax.verifiers.symbolic import worker_main; worker_main({memory})"
+)
+
+
+class SymbolicWorker:
+    """Client for one symbolic-equivalence child process; thread-safe (one request at a time)."""
+
+    def __init__(self, *, memory_bytes: int = 4 << 30, startup_timeout: float = 120.0) -> None:
+        self.memory_bytes = memory_bytes
+        self.startup_timeout = startup_timeout
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen | None = None
+        self._buffer = b""
+        atexit.register(self.close)
+
+    def _start(self) -> None:
+        code = _WORKER_CODE.format(path=_PACKAGE_PARENT, memory=self.memory_bytes)
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+        self._buffer = b""
+        try:
+            ready = self._read_line(self.startup_timeout) == b"ready"
+        except EOFError:
+            ready = False
+        if not ready:
+            self.close()
+            raise RuntimeError("symbolic worker failed to start")
+
+    def _read_line(self, timeout: float) -> bytes | None:
+        """Reads one line from the child; None on timeout; raises EOFError if the child died."""
+        deadline = time.monotonic() + timeout
+        fd = self._proc.stdout.fileno()
+        while b"\n" not in self._buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+                return None
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                raise EOFError("symbolic worker exited")
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return line
+
+    def equivalent(self, pred: str, truth: str, timeout: float) -> tuple[bool, str]:
+        """(equal?, status) with status "ok", "timeout" or "crash"; never raises."""
+        with self._lock:
+            try:
+                if self._proc is None or self._proc.poll() is not None:
+                    self._start()
+                request = json.dumps({"pred": pred, "truth": truth}).encode() + b"\n"
+                self._proc.stdin.write(request)
+                self._proc.stdin.flush()
+                line = self._read_line(timeout)
+            except (OSError, RuntimeError, ValueError, EOFError):
+                self.close()
+                return False, "crash"
+            if line is None:
+                self.close()
+                return False, "timeout"
+            try:
+                return bool(json.loads(line)["equal"]), "ok"
+            except (ValueError, KeyError):
+                self.close()
+                return False, "crash"
+
+    def close(self) -> None:
+        """Kills the child and its process group (idempotent)."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        for stream in (proc.stdin, proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        proc.wait()
+
+
+# ----------------------------------------------------------------------------- child side
+
+
+def _limit_self(memory_bytes: int) -> None:
+    import ctypes
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    try:  # PR_SET_PDEATHSIG = 1: die with the parent.
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def sympy_equivalent(pred: str, truth: str) -> bool:
+    """math-verify first (intervals, sets, matrices, equations, units); plain latex2sympy +
+    `simplify(a - b) == 0` when math-verify could not parse one side. Unbounded: call only
+    inside the worker."""
+    import math_verify
+
+    gold = math_verify.parse("\\boxed{" + truth + "}", parsing_timeout=None)
+    target = math_verify.parse("\\boxed{" + pred + "}", parsing_timeout=None)
+    if gold and target:
+        return bool(math_verify.verify(gold, target, timeout_seconds=None))
+    import sympy
+    from latex2sympy2_extended import latex2sympy
+
+    difference = sympy.simplify(latex2sympy(pred) - latex2sympy(truth))
+    return bool(difference == 0)
+
+
+def worker_main(memory_bytes: int) -> None:
+    """Serves JSON-line requests {"pred", "truth"} -> {"equal"} until stdin closes."""
+    _limit_self(memory_bytes)
+    import math_verify  # noqa: F401  (import once, before saying ready)
+
+    out = sys.stdout
+    out.write("ready\n")
+    out.flush()
+    for line in sys.stdin:
+        request = json.loads(line)
+        try:
+            equal = sympy_equivalent(request["pred"], request["truth"])
+        except Exception:  # noqa: BLE001 - any parser/sympy failure means "not shown equal"
+            equal = False
+        out.write(json.dumps({"equal": equal}) + "\n")
+        out.flush()
