@@ -1,0 +1,168 @@
+"""Transformer: token embedding, pre-norm decoder blocks, final RMSNorm, tied or untied head.
+
+Call contract (logits are always float32, shape (B, T, V)):
+
+* ``model(input_ids_bt)`` - no padding: positions 0..T-1, causal mask.
+* ``model(input_ids_bt, positions_bt=..., attention_mask_bt=...)`` - left-padded batches.
+  ``attention_mask_bt`` is 1 on real tokens; keys at padded slots are never read.
+  ``positions_bt`` defaults to ``max(cumsum(mask) - 1, 0)``.
+* KV-cache decoding (prefill and step are the same call, usable under jit / while_loop)::
+
+      cache = model.init_cache(batch_size, max_len)        # KVCache: index 0, nothing valid
+      logits_btv, cache = model(prompt_bt, attention_mask_bt=prompt_mask_bt, cache=cache,
+                                cache_index=0)            # prefill (static 0: O(T^2) attention)
+      logits_b1v, cache = model(next_b1, cache=cache)       # decode step; mask defaults to ones
+
+  The call writes the T new tokens' keys/values at cache slots ``[i, i + T)`` where
+  ``i = cache_index`` if given else ``cache.index``, marks those slots with
+  ``attention_mask_bt``, lets token t read the marked slots ``s <= i + t``, and returns the cache
+  with ``index = i + T``. Attention spans all ``max_len`` slots unless ``cache_index`` is a
+  Python int: then only slots ``[0, i + T)`` are read (and overflow raises). A traced index
+  past ``max_len - T`` is clamped by ``dynamic_update_slice``: size ``max_len`` for prompt plus
+  new tokens. Default positions continue each row's count of real tokens,
+  ``positions = cache.num_valid_bs()[:, None] + max(cumsum(mask) - 1, 0)``, so prefill + steps
+  reproduce the full forward's positions on left-padded rows; pass ``positions_bt`` to override.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from flax.core import spmd as core_spmd
+
+from prime_jax import sharding
+from prime_jax.models.cache import KVCache
+from prime_jax.models.config import ModelConfig
+from prime_jax.models.layers import MLP, Attention, RMSNorm, make_param
+
+
+class Block(nnx.Module):
+    """Pre-norm block: ``x += attn(norm(x)); x += mlp(norm(x))``."""
+
+    def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+        norm = dict(eps=config.rms_norm_eps, dtype=config.compute_dtype,
+                    param_dtype=config.weight_dtype)
+        self.input_norm = RMSNorm(config.hidden_size, **norm)
+        self.attn = Attention(config, rngs=rngs)
+        self.post_attn_norm = RMSNorm(config.hidden_size, **norm)
+        self.mlp = MLP(config, rngs=rngs)
+
+    def __call__(self, x_btd, positions_bt, mask_bts, kv_cache=None, cache_index=None):
+        h_btd, kv = self.attn(self.input_norm(x_btd), positions_bt, mask_bts, kv_cache,
+                              cache_index)
+        x_btd = x_btd + h_btd
+        x_btd = x_btd + self.mlp(self.post_attn_norm(x_btd))
+        return sharding.constrain(x_btd, ("batch", "length", "embed")), kv
+
+
+def _call_block(block: Block, *args):
+    return block(*args)
+
+
+_remat_block = nnx.remat(_call_block)
+
+
+def default_positions(attention_mask_bt: jax.Array) -> jax.Array:
+    """``positions[b, t] = max(sum_{u <= t} mask[b, u] - 1, 0)`` (int32)."""
+    return jnp.maximum(jnp.cumsum(attention_mask_bt.astype(jnp.int32), axis=-1) - 1, 0)
+
+
+class Transformer(nnx.Module):
+    """Qwen2 / Llama / Qwen3 decoder-only language model (see the module docstring)."""
+
+    def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+        self.config = config
+        # Logical names need rules to become mesh axes; default to PARAM_RULES if none are set.
+        rules = (contextlib.nullcontext() if core_spmd.get_logical_axis_rules()
+                 else nnx.logical_axis_rules(sharding.PARAM_RULES))
+        with rules:
+            pdt = config.weight_dtype
+            self.embed = make_param(rngs, (config.vocab_size, config.hidden_size),
+                                    ("vocab", "embed"), pdt)
+            self.layers = nnx.List([Block(config, rngs=rngs) for _ in range(config.num_layers)])
+            self.final_norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps,
+                                      dtype=config.compute_dtype, param_dtype=pdt)
+            if not config.tie_word_embeddings:
+                self.lm_head = make_param(rngs, (config.hidden_size, config.vocab_size),
+                                          ("embed", "vocab"), pdt)
+
+    def init_cache(self, batch_size: int, max_len: int, dtype=None) -> KVCache:
+        """Empty KVCache for ``batch_size`` rows of ``max_len`` slots (default: compute dtype).
+
+        Bytes: ``2 * num_layers * batch_size * max_len * num_kv_heads * head_dim * itemsize``.
+        """
+        c = self.config
+        return KVCache.init(num_layers=c.num_layers, batch_size=batch_size, max_len=max_len,
+                            num_kv_heads=c.num_kv_heads, head_dim=c.head_dim,
+                            dtype=dtype or c.compute_dtype)
+
+    def hidden_states(self, input_ids_bt, *, positions_bt=None, attention_mask_bt=None,
+                      cache: KVCache | None = None, cache_index=None):
+        """Final-norm hidden states (B, T, D) in compute dtype, and the updated cache (or None)."""
+        b, t = input_ids_bt.shape
+        mask_bt = (jnp.ones((b, t), bool) if attention_mask_bt is None
+                   else attention_mask_bt.astype(bool))
+        if positions_bt is None:
+            positions_bt = default_positions(mask_bt)
+            if cache is not None:
+                positions_bt = positions_bt + cache.num_valid_bs()[:, None]
+        positions_bt = positions_bt.astype(jnp.int32)
+
+        if cache is None:
+            # Query t reads key s <= t of a real token.
+            causal_ts = jnp.tril(jnp.ones((t, t), bool))
+            mask_bts = causal_ts[None] & mask_bt[:, None, :]
+            index = None
+        else:
+            static = isinstance(cache_index, int)  # a Python int: attend over [0, i + T) only
+            if static:
+                index = cache_index
+                if not 0 <= index <= cache.max_len - t:
+                    raise ValueError(f"cache_index={index} + {t} new tokens does not fit the "
+                                     f"cache's max_len={cache.max_len}")
+            else:
+                index = cache.index if cache_index is None else jnp.asarray(cache_index, jnp.int32)
+            kv_mask_bs = jax.lax.dynamic_update_slice(cache.mask_bs, mask_bt, (0, index))
+            span = index + t if static else cache.max_len
+            causal_ts = jnp.arange(span)[None, :] <= index + jnp.arange(t)[:, None]
+            mask_bts = causal_ts[None] & kv_mask_bs[:, None, :span]
+
+        # Gather the table's fsdp shards first (activation layout: vocab on tensor), then look up.
+        embed_vd = sharding.constrain(self.embed[...], ("vocab", "embed"))
+        x_btd = jnp.take(embed_vd, input_ids_bt, axis=0).astype(self.config.compute_dtype)
+        x_btd = sharding.constrain(x_btd, ("batch", "length", "embed"))
+        keys, values = [], []
+        for i, block in enumerate(self.layers):
+            kv = None if cache is None else (cache.keys[i], cache.values[i])
+            call = _remat_block if self.config.remat and cache is None else _call_block
+            x_btd, (k_bskh, v_bskh) = call(block, x_btd, positions_bt, mask_bts, kv, index)
+            keys.append(k_bskh)
+            values.append(v_bskh)
+        h_btd = self.final_norm(x_btd)
+        if cache is None:
+            return h_btd, None
+        return h_btd, KVCache(keys=tuple(keys), values=tuple(values), mask_bs=kv_mask_bs,
+                              index=jnp.asarray(index + t, jnp.int32))
+
+    def logits(self, h_btd: jax.Array) -> jax.Array:
+        """``logits = h W_out`` in float32, ``W_out = embed^T`` when tied."""
+        dtype = self.config.compute_dtype
+        if self.config.tie_word_embeddings:
+            logits_btv = jnp.einsum("btd,vd->btv", h_btd, self.embed[...].astype(dtype),
+                                    preferred_element_type=jnp.float32)
+        else:
+            logits_btv = jnp.einsum("btd,dv->btv", h_btd, self.lm_head[...].astype(dtype),
+                                    preferred_element_type=jnp.float32)
+        return sharding.constrain(logits_btv, ("batch", "length", "vocab"))
+
+    def __call__(self, input_ids_bt, *, positions_bt=None, attention_mask_bt=None,
+                 cache: KVCache | None = None, cache_index=None):
+        """Logits (B, T, V) float32; with ``cache``, ``(logits, updated_cache)``."""
+        h_btd, new_cache = self.hidden_states(
+            input_ids_bt, positions_bt=positions_bt, attention_mask_bt=attention_mask_bt,
+            cache=cache, cache_index=cache_index)
+        logits_btv = self.logits(h_btd)
+        return logits_btv if cache is None else (logits_btv, new_cache)
