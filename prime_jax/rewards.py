@@ -1,0 +1,270 @@
+"""Implicit process rewards (PRIME SPEC 1.4) and the accuracy-band prompt filter (SPEC 1.3).
+
+Layout: ``B`` rows = prompts x n with the n samples of a prompt in contiguous rows; ``L`` padded
+response length; ``mask_bt`` is 1 on every response token up to and including EOS, 0 on right
+padding. Everything here is jit-safe and shape-static; no function returns a data-dependent shape
+except the NumPy-side :func:`kept_group_indices`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+GRANULARITIES = ("token", "whole", "step")
+NORMS = ("batch_norm", "none")
+SCAN_METHODS = ("scan", "associative", "chunked")
+DEFAULT_SCAN_METHOD = "chunked"  # fastest on CPU at 1024 x 3072 (benchmarks/advantages.py)
+
+
+def log_ratio(logp_prm, logp_ref, mask):
+    """Token log-ratio ``q[i,t] = (log pi_phi(y_t|y<t) - log pi_ref(y_t|y<t)) * mask[i,t]``.
+
+    Computed in the inputs' dtype (float32 at least); 0 on padding whatever the inputs hold there.
+    """
+    logp_prm_bt, logp_ref_bt = jnp.asarray(logp_prm), jnp.asarray(logp_ref)
+    dtype = jnp.promote_types(jnp.result_type(logp_prm_bt, logp_ref_bt), jnp.float32)
+    q_bt = logp_prm_bt.astype(dtype) - logp_ref_bt.astype(dtype)
+    return jnp.where(jnp.asarray(mask).astype(bool), q_bt, jnp.zeros((), dtype))
+
+
+def last_token_onehot(mask_bt):
+    """Bool (B, L): True at ``t = len_i - 1`` (``len_i = sum_t mask[i,t]``); none if len_i = 0."""
+    len_b = jnp.sum(mask_bt.astype(jnp.int32), axis=-1)
+    t_l = jnp.arange(mask_bt.shape[-1], dtype=jnp.int32)
+    return t_l[None, :] == (len_b - 1)[:, None]
+
+
+def step_ends_from_tokens(tokens_bt, mask_bt, delimiter: Sequence[int]):
+    """Bool (B, L) marking the last token of every reasoning step.
+
+    A step ends at position t when ``tokens[i, t-k+1 : t+1] == delimiter`` (k = len(delimiter),
+    e.g. the token ids of a blank line; the delimiter belongs to the step it closes), and at the
+    last valid token of each row. Only valid positions can be step ends. ``delimiter`` must be a
+    static Python sequence, so this traces to k shifted comparisons.
+    """
+    delimiter = tuple(int(d) for d in delimiter)
+    valid_bt = mask_bt.astype(bool)
+    ends_bt = jnp.zeros(tokens_bt.shape, bool)
+    if delimiter:
+        k = len(delimiter)
+        ends_bt = jnp.ones(tokens_bt.shape, bool)
+        for j, tok in enumerate(delimiter):
+            shift = k - 1 - j  # token j of the delimiter sits `shift` positions before t
+            hit_bt = tokens_bt == tok
+            if shift:
+                hit_bt = jnp.pad(hit_bt[:, :-shift], ((0, 0), (shift, 0)), constant_values=False)
+            ends_bt = ends_bt & hit_bt
+    return (ends_bt & valid_bt) | last_token_onehot(mask_bt)
+
+
+def _segment_sums_at_ends(x_bt, ends_bt):
+    """``out[i,t]`` = sum of x over the step ending at t if ``ends[i,t]``, else 0 (segmented)."""
+    start_bt = jnp.pad(ends_bt[:, :-1], ((0, 0), (1, 0)), constant_values=True)
+
+    def combine(a, b):
+        a_x, a_s = a
+        b_x, b_s = b
+        return jnp.where(b_s, b_x, a_x + b_x), a_s | b_s
+
+    seg_bt, _ = jax.lax.associative_scan(combine, (x_bt, start_bt), axis=1)
+    return jnp.where(ends_bt, seg_bt, jnp.zeros((), x_bt.dtype))
+
+
+def discounted_reverse_cumsum_scan(x_bt, gamma):
+    """``G[:,t] = x[:,t] + gamma * G[:,t+1]`` (G[:,L] = 0) as a sequential ``lax.scan`` over t."""
+    gamma = jnp.asarray(gamma, x_bt.dtype)
+
+    def step(carry_b, x_b):
+        g_b = x_b + gamma * carry_b
+        return g_b, g_b
+
+    _, g_tb = jax.lax.scan(step, jnp.zeros(x_bt.shape[:1], x_bt.dtype), x_bt.T, reverse=True)
+    return g_tb.T
+
+
+def discounted_reverse_cumsum_associative(x_bt, gamma):
+    """``G[:,t] = x[:,t] + gamma * G[:,t+1]`` as a ``lax.associative_scan`` (log-depth).
+
+    Each element is the affine map ``g -> a * g + b`` with ``(a, b) = (gamma, x_t)``; composing
+    ``(a1, b1)`` (later in time) into ``(a2, b2)`` gives ``(a1 * a2, b2 + a2 * b1)``.
+    """
+    a_bt = jnp.full(x_bt.shape, gamma, x_bt.dtype)
+
+    def combine(later, earlier):
+        a1, b1 = later
+        a2, b2 = earlier
+        return a1 * a2, b2 + a2 * b1
+
+    _, g_bt = jax.lax.associative_scan(combine, (a_bt, x_bt), reverse=True, axis=1)
+    return g_bt
+
+
+def discounted_reverse_cumsum_chunked(x_bt, gamma, *, chunk: int = 32):
+    """The same recurrence in blocks of ``c`` tokens: a matmul inside blocks, a scan across them.
+
+    With ``T[s,t] = gamma^(s-t)`` for ``s >= t`` (else 0), block n's local returns are
+    ``I[:,n,:] = x[:,n,:] @ T``; the returns at each block start
+    ``H[n] = I[:,n,0] + gamma^c H[n+1]``
+    (a scan over L/c blocks); then ``G[:,n,t] = I[:,n,t] + gamma^(c-t) * H[n+1]``. The matmul
+    runs at ``precision=HIGHEST`` (no bf16 passes on TPU, no TF32 on GPU).
+    """
+    b, l = x_bt.shape
+    c = max(1, min(chunk, l))
+    nb = -(-l // c)
+    x_bnc = jnp.pad(x_bt, ((0, 0), (0, nb * c - l))).reshape(b, nb, c)
+    g = jnp.asarray(gamma, x_bt.dtype)
+    i_c = jnp.arange(c)
+    d_cc = i_c[:, None] - i_c[None, :]  # s - t
+    tri_cc = jnp.where(d_cc >= 0, jnp.power(g, jnp.maximum(d_cc, 0).astype(x_bt.dtype)), 0)
+    inner_bnc = jnp.einsum("bns,st->bnt", x_bnc, tri_cc, precision=jax.lax.Precision.HIGHEST)
+    h_bn = discounted_reverse_cumsum_scan(inner_bnc[:, :, 0], jnp.power(g, c))
+    h_next_bn = jnp.pad(h_bn[:, 1:], ((0, 0), (0, 1)))
+    tail_c = jnp.power(g, (c - i_c).astype(x_bt.dtype))
+    g_bnc = inner_bnc + h_next_bn[:, :, None] * tail_c
+    return g_bnc.reshape(b, nb * c)[:, :l]
+
+
+def discounted_reverse_cumsum(x_bt, gamma, *, method: str = DEFAULT_SCAN_METHOD):
+    """Dispatch to the ``scan``, ``associative`` or ``chunked`` form (same recurrence)."""
+    if method == "scan":
+        return discounted_reverse_cumsum_scan(x_bt, gamma)
+    if method == "associative":
+        return discounted_reverse_cumsum_associative(x_bt, gamma)
+    if method == "chunked":
+        return discounted_reverse_cumsum_chunked(x_bt, gamma)
+    raise ValueError(f"method must be one of {SCAN_METHODS}, got {method!r}")
+
+
+def batch_norm(r_bt, *, num_chunks: int = 1, method: str = DEFAULT_SCAN_METHOD):
+    """``r / (max_{i,t} |sum_{s>=t} r[i,s]| + 1e-6)``, the max over each chunk of B/num_chunks rows.
+
+    The reference ran ``num_chunks`` data-parallel shards, each normalised on its own.
+    """
+    return _batch_norm_with_suffix(r_bt, num_chunks, method)[0]
+
+
+def _batch_norm_with_suffix(r_bt, num_chunks, method):
+    """(normalised r, its reverse cumsum ``sum_{s>=t} r[i,s]``), sharing one suffix-sum pass."""
+    b, l = r_bt.shape
+    if b % num_chunks:
+        raise ValueError(f"B={b} is not divisible by num_chunks={num_chunks}")
+    rev_cbt = discounted_reverse_cumsum(r_bt, 1.0, method=method).reshape(num_chunks, -1, l)
+    scale_c = jnp.max(jnp.abs(rev_cbt), axis=(1, 2), keepdims=True) + jnp.asarray(1e-6, r_bt.dtype)
+    r_cbt = r_bt.reshape(num_chunks, -1, l) / scale_c
+    return r_cbt.reshape(b, l), (rev_cbt / scale_c).reshape(b, l)
+
+
+def implicit_process_rewards(logp_prm, logp_ref, mask, *, granularity: str = "token",
+                             norm: str = "batch_norm", num_chunks: int = 1, beta: float = 0.05,
+                             step_ends=None):
+    """Implicit process reward ``r`` (float32, (B, L)) from PRM and reference token log-probs.
+
+    With ``q[i,t] = log pi_phi(y_t|y<t) - log pi_ref(y_t|y<t)`` on valid tokens (EOS included):
+
+    * ``token``: ``r[i,t] = q[i,t]`` on valid tokens, 0 on padding;
+    * ``whole``: ``r[i, len_i-1] = sum_t q[i,t]``, 0 elsewhere;
+    * ``step``:  ``r[i,e] = sum_{t in step} q[i,t]`` at each step end e (``step_ends``, see
+      :func:`step_ends_from_tokens`; the last valid token always ends a step), 0 elsewhere.
+
+    Then, in float32 like the reference (it stores r as float32 before normalising):
+
+    * ``batch_norm``: ``r / (max_{i,t} |sum_{s>=t} r[i,s]| + 1e-6)`` per chunk of B/num_chunks rows
+      (beta cancels);
+    * ``none``: ``beta * r`` (the paper's Eq. 3).
+    """
+    return rewards_and_suffix(logp_prm, logp_ref, mask, granularity=granularity, norm=norm,
+                              num_chunks=num_chunks, beta=beta, step_ends=step_ends)[0]
+
+
+def rewards_and_suffix(logp_prm, logp_ref, mask, *, granularity: str = "token",
+                       norm: str = "batch_norm", num_chunks: int = 1, beta: float = 0.05,
+                       step_ends=None, need_suffix: bool = False,
+                       method: str = DEFAULT_SCAN_METHOD):
+    """``(r, S)``: :func:`implicit_process_rewards` and ``S[i,t] = sum_{s>=t} r[i,s]``.
+
+    ``S`` comes free with batch_norm (which computes it anyway); with ``norm="none"`` it costs a
+    suffix-sum pass if ``need_suffix`` and is None otherwise. Used by the fused kernel.
+    """
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+    mask_bt = jnp.asarray(mask)
+    q_bt = log_ratio(logp_prm, logp_ref, mask_bt)
+    if granularity == "whole":
+        last_bt = last_token_onehot(mask_bt)
+        r_bt = jnp.where(last_bt, jnp.sum(q_bt, axis=-1, keepdims=True), jnp.zeros((), q_bt.dtype))
+    elif granularity == "step":
+        if step_ends is None:
+            raise ValueError("granularity='step' needs step_ends (see step_ends_from_tokens)")
+        ends_bt = jnp.asarray(step_ends).astype(bool) & mask_bt.astype(bool)
+        r_bt = _segment_sums_at_ends(q_bt, ends_bt | last_token_onehot(mask_bt))
+    else:
+        r_bt = q_bt
+    r_bt = r_bt.astype(jnp.float32)
+    if norm == "batch_norm":
+        return _batch_norm_with_suffix(r_bt, num_chunks, method)
+    r_bt = jnp.float32(beta) * r_bt
+    return r_bt, (discounted_reverse_cumsum(r_bt, 1.0, method=method) if need_suffix else None)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class FilterResult:
+    """Outcome of :func:`accuracy_filter` (a pytree: usable as a jit output).
+
+    keep_g: bool (G,) kept groups; keep_b: bool (B,) the same per row; mean_acc_g: (G,) group
+    mean accuracy; num_kept / num_dropped_band / num_dropped_truncated: int32 scalars (a group
+    dropped for both reasons counts as truncated).
+    """
+
+    keep_g: jax.Array
+    keep_b: jax.Array
+    mean_acc_g: jax.Array
+    num_kept: jax.Array
+    num_dropped_band: jax.Array
+    num_dropped_truncated: jax.Array
+
+
+def accuracy_filter(acc, *, num_samples: int, low: float = 0.2, high: float = 0.8,
+                    truncated=None, drop_truncated: bool = False) -> FilterResult:
+    """Keep a prompt iff ``low <= mean_k acc[g*n + k] <= high`` (both inclusive), whole groups.
+
+    The group mean is ``sum / n`` in float32 and compared with a 1e-6 slack, so that e.g. 1/5 and
+    4/5 sit inside [0.2, 0.8] whatever the rounding. With ``drop_truncated`` a group with any
+    truncated row (``truncated`` (B,), e.g. ``mask.all(-1)``) is dropped too. Static shapes: the
+    result holds masks and counts; gather indices outside jit with :func:`kept_group_indices`.
+    """
+    acc_gn = jnp.asarray(acc, jnp.float32).reshape(-1, num_samples)
+    mean_g = jnp.sum(acc_gn, axis=-1) / num_samples
+    slack = 1e-6
+    in_band_g = (mean_g >= low - slack) & (mean_g <= high + slack)
+    trunc_g = jnp.zeros_like(in_band_g)
+    if drop_truncated:
+        if truncated is None:
+            raise ValueError("drop_truncated=True needs truncated")
+        trunc_g = jnp.any(jnp.asarray(truncated, bool).reshape(-1, num_samples), axis=-1)
+    keep_g = in_band_g & ~trunc_g
+    return FilterResult(
+        keep_g=keep_g,
+        keep_b=jnp.repeat(keep_g, num_samples),
+        mean_acc_g=mean_g,
+        num_kept=jnp.sum(keep_g, dtype=jnp.int32),
+        num_dropped_band=jnp.sum(~in_band_g & ~trunc_g, dtype=jnp.int32),
+        num_dropped_truncated=jnp.sum(trunc_g, dtype=jnp.int32),
+    )
+
+
+def kept_group_indices(result: FilterResult) -> np.ndarray:
+    """NumPy (host) side: indices of the kept groups, in order (a variable-length int array)."""
+    return np.flatnonzero(np.asarray(result.keep_g))
+
+
+def kept_row_indices(result: FilterResult) -> np.ndarray:
+    """NumPy (host) side: row indices of every response of the kept groups, in order."""
+    return np.flatnonzero(np.asarray(result.keep_b))
