@@ -1,0 +1,56 @@
+"""Which problems a run trains and evaluates on, and the tokenizer that reads them."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from prime_jax import data
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TaskConfig:
+    """A synthetic task (``arithmetic``, ``countdown``) or Eurus-2-RL rows (``eurus``).
+
+    Synthetic problems are generated from ``seed``; the eval split is disjoint
+    from train by construction. ``eurus`` reads ``path`` (parquet/jsonl) and
+    ``eval_path``. ``tokenizer`` is ``"char"`` (shipped) or a local HF directory.
+    """
+
+    name: str = "arithmetic"
+    seed: int = 0
+    num_train: int = 20000
+    num_eval: int = 256
+    num_sft: int = 20000
+    path: str | None = None
+    eval_path: str | None = None
+    tokenizer: str = "char"
+    max_prompt_length: int = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskData:
+    train_prompts: list
+    eval_prompts: list
+    sft_examples: list
+    tokenizer: object
+    stats: dict
+
+
+def load_task(config: TaskConfig) -> TaskData:
+    """Records for RL, held-out evaluation and SFT, plus the tokenizer."""
+    tokenizer = data.load_tokenizer(config.tokenizer)
+    if config.name in ("arithmetic", "countdown"):
+        make = data.make_synthetic_rl_prompts
+        return TaskData(
+            train_prompts=make(config.name, config.seed, config.num_train, "train"),
+            eval_prompts=make(config.name, config.seed, config.num_eval, "eval"),
+            sft_examples=data.make_synthetic_sft_examples(config.name, config.seed + 1, config.num_sft),
+            tokenizer=tokenizer, stats={})
+    if config.name == "eurus":
+        if not config.path:
+            raise ValueError("TaskConfig(name='eurus') needs path= a parquet/jsonl file or folder")
+        stats = data.DataStats()
+        train = data.load_eurus_records(config.path, stats=stats)
+        evaluation = data.load_eurus_records(config.eval_path, stats=stats) if config.eval_path else []
+        return TaskData(train, evaluation, [], tokenizer, stats.as_dict())
+    raise ValueError(f"TaskConfig.name={config.name!r}: expected arithmetic, countdown or eurus")

@@ -1,0 +1,171 @@
+"""``train(...)``: the PRIME loop, top to bottom in the paper's order (SPEC 1).
+
+    for step:  rollout -> verify (pool, overlapped) -> accuracy filter (+ buffer)
+               -> PRM update (after | before | none) -> process rewards
+               -> fused advantages -> PPO mini-batches -> metrics / eval / checkpoint
+
+Policy, reference and PRM are three copies of the SFT weights (a local HF
+directory, or the SFT warm-up's output). Everything a step needs to be
+reproduced - weights, optimiser states, RNG, data position, surplus prompts -
+is checkpointed, so a resumed run repeats exactly what an uninterrupted run
+would have done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm import tqdm
+
+from prime_jax import rl_collect, rl_update, sharding, train_step
+from prime_jax.checkpoint import Checkpointer
+from prime_jax.data import PromptPipeline, countdown_reward
+from prime_jax.greedy_eval import evaluate_accuracy, greedy
+from prime_jax.metrics import MetricsWriter, plot_curves
+from prime_jax.model_source import ModelSource, build_model
+from prime_jax.prime_config import PrimeConfig
+from prime_jax.rollout import SamplingConfig
+from prime_jax.sft import SFTConfig, run_sft
+from prime_jax.task_config import TaskConfig, load_task
+from prime_jax.train_state import Role, TrainState, make_train_state
+from prime_jax.verifiers import VerifierPool
+
+
+class NonFiniteError(RuntimeError):
+    """Too many consecutive steps whose updates were skipped for non-finite gradients."""
+
+
+def _copy(params):
+    """An independent copy (updates donate their inputs; roles must not share buffers)."""
+    return jax.tree.map(lambda x: jnp.array(x, copy=True), params)
+
+
+def initial_policy(workdir: pathlib.Path, model: ModelSource, sft: SFTConfig | None, task_data,
+                   mesh, seed: int, log) -> Role:
+    """The SFT model: reloaded from ``workdir/sft_model`` if a warm-up already ran."""
+    sft_dir = workdir / "sft_model"
+    if (sft_dir / "config.json").exists():
+        log(f"loading the SFT model from {sft_dir}")
+        source = dataclasses.replace(model, hf_path=str(sft_dir))
+        return Role.of(build_model(source, mesh, seed=seed))
+    role = Role.of(build_model(model, mesh, seed=seed))
+    if sft is not None and sft.steps > 0:
+        if not task_data.sft_examples:
+            raise ValueError("SFTConfig given, but the task has no SFT examples (use sft=None)")
+        role = run_sft(role, task_data.sft_examples, task_data.tokenizer, sft, mesh, workdir=workdir, log=log)
+    return role
+
+
+def train(*, workdir: str, steps: int, task: TaskConfig = TaskConfig(), model: ModelSource = ModelSource(),
+          sft: SFTConfig | None = None, prime: PrimeConfig = PrimeConfig(),
+          sampling: SamplingConfig = SamplingConfig(max_new_tokens=3072),
+          policy_loss: train_step.PolicyLossConfig = train_step.PolicyLossConfig(),
+          prm_loss: train_step.PrmLossConfig = train_step.PrmLossConfig(),
+          policy_optimizer: optax.GradientTransformation | None = None,
+          prm_optimizer: optax.GradientTransformation | None = None,
+          mesh: sharding.MeshConfig = sharding.MeshConfig(), seed: int = 0,
+          eval_every: int = 10, eval_batch_prompts: int = 64, checkpoint_every: int = 10,
+          verifier_workers: int = 2, after_first_step: Callable[[], None] | None = None,
+          log: Callable[[str], None] = print) -> list[dict]:
+    """Run PRIME RL until ``steps`` RL steps are done (continuing a checkpointed run)."""
+    workdir_path = pathlib.Path(workdir)
+    workdir_path.mkdir(parents=True, exist_ok=True)
+    sharding.maybe_initialize_distributed()
+    device_mesh = sharding.make_mesh(mesh)
+    policy_optimizer = policy_optimizer or optax.adamw(5e-7, weight_decay=0.01)
+    prm_optimizer = prm_optimizer or optax.adamw(1e-6, weight_decay=0.0)
+    task_data = load_task(task)
+    tokenizer = task_data.tokenizer
+    log(f"mesh {dict(device_mesh.shape)}; task {task.name}: {len(task_data.train_prompts)} train / "
+        f"{len(task_data.eval_prompts)} eval prompts")
+
+    policy = initial_policy(workdir_path, model, sft, task_data, device_mesh, seed, log)
+    reference_params = _copy(policy.params) if (prime.uses_prm or policy_loss.kl_coef) else None
+    prm = Role(policy.graphdef, _copy(policy.params)) if prime.uses_prm else None
+    state = make_train_state(_copy(policy.params), prm.params if prm else None, policy_optimizer,
+                             prm_optimizer if prm else None, seed)
+    pipeline = PromptPipeline(task_data.train_prompts, tokenizer, num_samples=prime.num_samples,
+                              max_prompt_length=task.max_prompt_length, seed=seed)
+    checkpointer = Checkpointer(workdir_path / "checkpoints")
+    writer = MetricsWriter(workdir_path)
+    surplus: list[int] = []
+    nonfinite_run = 0
+    if checkpointer.latest_step() is not None:
+        state, meta = checkpointer.restore(state)
+        pipeline.restore(meta["pipeline"])
+        surplus, nonfinite_run = list(meta["surplus"]), int(meta["nonfinite_run"])
+        writer.truncate_after(int(state.step))
+        log(f"resumed from step {int(state.step)} ({checkpointer.directory})")
+
+    updaters = rl_update.make_updaters(policy.graphdef, policy.graphdef, policy_optimizer, prm_optimizer,
+                                       prime, policy_loss, prm_loss)
+    logprob_fn = train_step.make_logprob_fn(policy.graphdef)
+    delimiter = tuple(tokenizer.encode(prime.step_delimiter, add_special_tokens=False))
+    scorers = {"countdown": countdown_reward}
+    rows: list[dict] = []
+
+    def save(step: int) -> None:
+        checkpointer.save(step, state, {"pipeline": pipeline.state(), "surplus": surplus,
+                                        "nonfinite_run": nonfinite_run})
+
+    def evaluate(step_state: TrainState) -> dict:
+        return evaluate_accuracy(policy.module(step_state.policy_params), task_data.eval_prompts, tokenizer,
+                                 pool, greedy(sampling), batch_prompts=eval_batch_prompts,
+                                 max_prompt_length=task.max_prompt_length, seed=seed)
+
+    start = int(state.step)
+    with VerifierPool(verifier_workers, scorers=scorers) as pool, jax.set_mesh(device_mesh):
+        if start == 0 and task_data.eval_prompts and eval_every:
+            rows.append(writer.write(0, evaluate(state)))
+            log(json.dumps(rows[-1]))
+        for step in tqdm(range(start + 1, steps + 1), desc="prime", initial=start, total=steps):
+            t_step = time.time()
+            key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), step)
+            # 1-3. rollout, verification (overlapped with old/ref log-probs), accuracy filter.
+            batch, surplus, metrics = rl_collect.collect(
+                policy=policy, policy_params=state.policy_params, reference_params=reference_params,
+                logprob_fn=logprob_fn, pipeline=pipeline, surplus=surplus, pool=pool, tokenizer=tokenizer,
+                sampling=sampling, config=prime, mesh=device_mesh, key=key)
+            # 4-5. implicit PRM update and its token log-probs.
+            t0 = time.time()
+            state, logp_prm, prm_metrics = rl_update.prm_phase(state, batch, updaters, prime, device_mesh)
+            metrics["seconds_prm"] = time.time() - t0
+            # 6. process rewards, RLOO returns and whitened advantages in one jitted call.
+            out = rl_update.advantage_phase(batch, logp_prm, prime, delimiter)
+            # 7. PPO, one epoch of shuffled mini-batches.
+            t0 = time.time()
+            state, policy_metrics = rl_update.policy_phase(
+                state, batch, np.asarray(out.advantages), updaters, prime, device_mesh,
+                np.random.default_rng([seed, step]))
+            metrics["seconds_policy"] = time.time() - t0
+            state = dataclasses.replace(state, step=jnp.asarray(step, jnp.int32))
+            skipped = policy_metrics.get("policy_skipped", 0.0) + prm_metrics.get("prm_skipped", 0.0)
+            nonfinite_run = nonfinite_run + 1 if skipped > 0 else 0
+            metrics.update(prm_metrics, **policy_metrics,
+                           process_reward_mean=float(np.sum(out.process_rewards) / batch.response_mask_bl.sum()),
+                           seconds_step=time.time() - t_step)
+            if eval_every and task_data.eval_prompts and (step % eval_every == 0 or step == steps):
+                metrics.update(evaluate(state))
+            rows.append(writer.write(step, metrics))
+            log(json.dumps(rows[-1]))
+            if step == start + 1 and after_first_step is not None:
+                after_first_step()
+            if nonfinite_run >= prime.max_nonfinite_steps:
+                save(step)
+                raise NonFiniteError(
+                    f"{nonfinite_run} consecutive steps had non-finite gradients (updates skipped); "
+                    f"stopped at step {step} with a usable checkpoint in {checkpointer.directory}")
+            if step % checkpoint_every == 0 or step == steps:
+                save(step)
+    writer.close()
+    plot_curves(writer.jsonl_path, workdir_path / "curves.png", title=f"PRIME on {task.name}")
+    checkpointer.close()
+    return rows
