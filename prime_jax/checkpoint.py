@@ -32,8 +32,21 @@ def _fingerprint(tree: Any) -> dict[str, list[float]]:
         if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
             leaf = jax.random.key_data(leaf)
         x = jnp.asarray(leaf).astype(jnp.float32)
-        out[jax.tree_util.keystr(path)] = [float(jnp.sum(x)), float(jnp.sum(x * x))]
+        out[_path_name(path)] = [float(jnp.sum(x)), float(jnp.sum(x * x))]
     return out
+
+
+def _path_name(path) -> str:
+    """``a/b/0/kernel``: the same name for a typed pytree and its raw nested-dict restore."""
+    parts = []
+    for key in path:
+        for attr in ("key", "idx", "name"):
+            if hasattr(key, attr):
+                parts.append(str(getattr(key, attr)))
+                break
+        else:
+            parts.append(str(key))
+    return "/".join(parts)
 
 
 def _same(a: list[float], b: list[float]) -> bool:
@@ -79,7 +92,26 @@ class Checkpointer:
                 f"checkpoint {self.directory / str(step)} is damaged or incompatible and was "
                 f"refused: {type(error).__name__}: {error}") from error
         state, meta = restored["state"], dict(restored["meta"])
-        expected = meta.pop("fingerprint", None)
+        self._verify(step, state, meta.pop("fingerprint", None))
+        return state, meta
+
+    def restore_raw(self, step: int | None = None) -> tuple[dict, dict]:
+        """Restore without a target structure: nested dicts of host arrays, verified likewise."""
+        step = self.latest_step() if step is None else step
+        if step is None or step not in self.all_steps():
+            raise CheckpointError(
+                f"no checkpoint for step {step} in {self.directory} (have {self.all_steps()})")
+        try:
+            restored = self._manager.restore(step, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+        except Exception as error:
+            raise CheckpointError(f"checkpoint {self.directory / str(step)} is damaged or unreadable "
+                                  f"and was refused: {type(error).__name__}: {error}") from error
+        meta = dict(restored["meta"])
+        self._verify(step, restored["state"], meta.pop("fingerprint", None))
+        return restored["state"], meta
+
+    def _verify(self, step: int, state: Any, expected: dict | None) -> None:
         if expected is None:
             raise CheckpointError(f"checkpoint {self.directory / str(step)} has no fingerprint; refused")
         actual = _fingerprint(state)
@@ -88,7 +120,6 @@ class Checkpointer:
                 raise CheckpointError(
                     f"checkpoint {self.directory / str(step)} is damaged: array {name} does not "
                     f"match its saved fingerprint (saved {value}, read {actual.get(name)}); refused")
-        return state, meta
 
     def close(self) -> None:
         self._manager.close()

@@ -174,3 +174,15 @@ def host_to_global(local: np.ndarray, mesh: Mesh, logical_axes: Sequence[str | N
     if jax.process_count() == 1:
         return jax.device_put(local, sharding)
     return jax.make_array_from_process_local_data(sharding, local, global_shape)
+
+
+def replicate_unsharded(tree, mesh: Mesh):
+    """Give every array leaf without a mesh sharding (optimizer counts, step, RNG) a
+    replicated one on ``mesh``, so jitted steps and checkpoint restores see one mesh."""
+    replicated = NamedSharding(mesh, PartitionSpec())
+
+    def place(x):
+        if isinstance(x, jax.Array) and not (isinstance(x.sharding, NamedSharding) and x.sharding.mesh == mesh):
+            return jax.device_put(x, replicated)
+        return x
+    return jax.tree.map(place, tree)

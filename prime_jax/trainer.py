@@ -31,6 +31,7 @@ from prime_jax.data import PromptPipeline, countdown_reward
 from prime_jax.greedy_eval import evaluate_accuracy, greedy
 from prime_jax.metrics import MetricsWriter, plot_curves
 from prime_jax.model_source import ModelSource, build_model
+from prime_jax.models import save_pretrained
 from prime_jax.prime_config import PrimeConfig
 from prime_jax.rollout import SamplingConfig
 from prime_jax.sft import SFTConfig, run_sft
@@ -61,7 +62,15 @@ def initial_policy(workdir: pathlib.Path, model: ModelSource, sft: SFTConfig | N
         if not task_data.sft_examples:
             raise ValueError("SFTConfig given, but the task has no SFT examples (use sft=None)")
         role = run_sft(role, task_data.sft_examples, task_data.tokenizer, sft, mesh, workdir=workdir, log=log)
+    elif not model.hf_path:  # a fresh init is kept too, so resume and export find the same weights
+        save_pretrained(role.module(), sft_dir, tokenizer=task_data.tokenizer)
     return role
+
+
+def base_model_dir(workdir: pathlib.Path, model: ModelSource) -> pathlib.Path:
+    """Where the run's initial weights (= the reference) live as a Hugging Face directory."""
+    return workdir / "sft_model" if (workdir / "sft_model" / "config.json").exists() or not model.hf_path \
+        else pathlib.Path(model.hf_path)
 
 
 def train(*, workdir: str, steps: int, task: TaskConfig = TaskConfig(), model: ModelSource = ModelSource(),
@@ -88,10 +97,14 @@ def train(*, workdir: str, steps: int, task: TaskConfig = TaskConfig(), model: M
         f"{len(task_data.eval_prompts)} eval prompts")
 
     policy = initial_policy(workdir_path, model, sft, task_data, device_mesh, seed, log)
+    (workdir_path / "run.json").write_text(json.dumps({
+        "base_model": str(base_model_dir(workdir_path, model).absolute()), "tokenizer": task.tokenizer,
+        "uses_prm": prime.uses_prm}, indent=1))
     reference_params = _copy(policy.params) if (prime.uses_prm or policy_loss.kl_coef) else None
     prm = Role(policy.graphdef, _copy(policy.params)) if prime.uses_prm else None
     state = make_train_state(_copy(policy.params), prm.params if prm else None, policy_optimizer,
                              prm_optimizer if prm else None, seed)
+    state = sharding.replicate_unsharded(state, device_mesh)
     pipeline = PromptPipeline(task_data.train_prompts, tokenizer, num_samples=prime.num_samples,
                               max_prompt_length=task.max_prompt_length, seed=seed)
     checkpointer = Checkpointer(workdir_path / "checkpoints")
@@ -128,7 +141,7 @@ def train(*, workdir: str, steps: int, task: TaskConfig = TaskConfig(), model: M
             log(json.dumps(rows[-1]))
         for step in tqdm(range(start + 1, steps + 1), desc="prime", initial=start, total=steps):
             t_step = time.time()
-            key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), step)
+            key = jax.random.fold_in(jax.random.wrap_key_data(np.asarray(state.rng)), step)
             # 1-3. rollout, verification (overlapped with old/ref log-probs), accuracy filter.
             batch, surplus, metrics = rl_collect.collect(
                 policy=policy, policy_params=state.policy_params, reference_params=reference_params,
