@@ -15,7 +15,6 @@ import pathlib
 import time
 
 import jax
-import numpy as np
 import optax
 from tqdm import tqdm
 

@@ -88,6 +88,10 @@ def train(*, workdir: str, steps: int, task: TaskConfig = TaskConfig(), model: M
     workdir_path = pathlib.Path(workdir)
     workdir_path.mkdir(parents=True, exist_ok=True)
     sharding.maybe_initialize_distributed()
+    if jax.process_count() > 1:
+        raise RuntimeError(
+            f"train: {jax.process_count()} processes found; the RL loop runs as one process driving "
+            "all local devices for now (multi-host rollout collection is not implemented yet)")
     device_mesh = sharding.make_mesh(mesh)
     policy_optimizer = policy_optimizer or optax.adamw(5e-7, weight_decay=0.01)
     prm_optimizer = prm_optimizer or optax.adamw(1e-6, weight_decay=0.0)

@@ -1,6 +1,5 @@
 """Checkpoints round-trip with their shardings, and damaged ones are refused."""
 
-import pathlib
 
 import jax
 import jax.numpy as jnp
