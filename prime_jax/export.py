@@ -21,18 +21,19 @@ from prime_jax.data import load_tokenizer
 from prime_jax.models import from_pretrained, save_pretrained
 
 
-def export(workdir: str | pathlib.Path, out: str | pathlib.Path, *, step: int | None = None,
-           role: str = "policy") -> pathlib.Path:
-    """Export ``role`` ("policy" or "prm") at ``step`` (default: latest) to ``out``."""
+def load_role(workdir: str | pathlib.Path, role: str = "policy", *, step: int | None = None):
+    """The ``role`` ("policy" or "prm") of a run at ``step`` (default: latest) as a ``Transformer``,
+    plus the run's tokenizer: structure from the run's base model, weights from the verified
+    checkpoint."""
     workdir = pathlib.Path(workdir)
     run_file = workdir / "run.json"
     if not run_file.exists():
         raise FileNotFoundError(f"{run_file} not found: is {workdir} a prime_jax run directory?")
     run = json.loads(run_file.read_text())
     if role not in ("policy", "prm"):
-        raise ValueError(f"--role {role!r}: expected 'policy' or 'prm'")
+        raise ValueError(f"role {role!r}: expected 'policy' or 'prm'")
     if role == "prm" and not run["uses_prm"]:
-        raise ValueError(f"run {workdir} has no PRM (process_coef = 0); export --role policy")
+        raise ValueError(f"run {workdir} has no PRM (process_coef = 0); use role='policy'")
     checkpointer = Checkpointer(workdir / "checkpoints")
     state, _ = checkpointer.restore_raw(step)
     checkpointer.close()
@@ -40,7 +41,14 @@ def export(workdir: str | pathlib.Path, out: str | pathlib.Path, *, step: int | 
     params = nnx.state(model, nnx.Param)
     nnx.replace_by_pure_dict(params, _unwrap_values(state[f"{role}_params"]))
     nnx.update(model, params)
-    save_pretrained(model, out, tokenizer=load_tokenizer(run["tokenizer"]))
+    return model, load_tokenizer(run["tokenizer"])
+
+
+def export(workdir: str | pathlib.Path, out: str | pathlib.Path, *, step: int | None = None,
+           role: str = "policy") -> pathlib.Path:
+    """Export ``role`` ("policy" or "prm") at ``step`` (default: latest) to ``out``."""
+    model, tokenizer = load_role(workdir, role, step=step)
+    save_pretrained(model, out, tokenizer=tokenizer)
     return pathlib.Path(out)
 
 

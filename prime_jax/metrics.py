@@ -68,10 +68,7 @@ def read_metrics(path: str | pathlib.Path) -> list[dict]:
 def plot_curves(jsonl_path: str | pathlib.Path, png_path: str | pathlib.Path,
                 keys: Sequence[str] = DEFAULT_CURVES, title: str = "") -> pathlib.Path | None:
     """One small panel per metric present in the file, against the step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend alone
 
     rows = read_metrics(jsonl_path)
     present = [k for k in keys if any(isinstance(r.get(k), (int, float)) for r in rows)]
@@ -79,7 +76,8 @@ def plot_curves(jsonl_path: str | pathlib.Path, png_path: str | pathlib.Path,
         return None
     cols = min(3, len(present))
     nrows = math.ceil(len(present) / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(4 * cols, 2.8 * nrows), squeeze=False)
+    fig = Figure(figsize=(4 * cols, 2.8 * nrows))
+    axes = fig.subplots(nrows, cols, squeeze=False)
     for ax, key in zip(axes.flat, present):
         points = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="." if len(points) < 40 else None)
@@ -92,5 +90,4 @@ def plot_curves(jsonl_path: str | pathlib.Path, png_path: str | pathlib.Path,
         fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(png_path, dpi=100)
-    plt.close(fig)
     return pathlib.Path(png_path)

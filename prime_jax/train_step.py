@@ -76,7 +76,7 @@ def accumulate(loss_fn: Callable, params, micro_batches, weights_k: jax.Array):
 
     zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
     first = jax.tree.map(lambda x: x[0], micro_batches)
-    metrics0 = jax.tree.map(jnp.zeros_like, jax.eval_shape(lambda: loss_fn(params, first)[1][0]))
+    metrics0 = jax.tree.map(jnp.zeros_like, jax.eval_shape(lambda p, mb: loss_fn(p, mb)[1][0], params, first))
     (grads, metrics), aux = jax.lax.scan(body, (zeros, metrics0), (micro_batches, weights_k))
     return grads, metrics, aux
 

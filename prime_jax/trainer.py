@@ -104,10 +104,13 @@ def train(*, workdir: str, steps: int, task: TaskConfig = TaskConfig(), model: M
     (workdir_path / "run.json").write_text(json.dumps({
         "base_model": str(base_model_dir(workdir_path, model).absolute()), "tokenizer": task.tokenizer,
         "uses_prm": prime.uses_prm}, indent=1))
+    # Three independent weight copies (updates donate their inputs); the SFT role hands its own
+    # buffers to the trainable policy and is not used afterwards.
     reference_params = _copy(policy.params) if (prime.uses_prm or policy_loss.kl_coef) else None
-    prm = Role(policy.graphdef, _copy(policy.params)) if prime.uses_prm else None
-    state = make_train_state(_copy(policy.params), prm.params if prm else None, policy_optimizer,
-                             prm_optimizer if prm else None, seed)
+    prm_params = _copy(policy.params) if prime.uses_prm else None
+    state = make_train_state(policy.params, prm_params, policy_optimizer,
+                             prm_optimizer if prime.uses_prm else None, seed)
+    policy = Role(policy.graphdef, None)
     state = sharding.replicate_unsharded(state, device_mesh)
     pipeline = PromptPipeline(task_data.train_prompts, tokenizer, num_samples=prime.num_samples,
                               max_prompt_length=task.max_prompt_length, seed=seed)
@@ -119,8 +122,8 @@ def train(*, workdir: str, steps: int, task: TaskConfig = TaskConfig(), model: M
         state, meta = checkpointer.restore(state)
         pipeline.restore(meta["pipeline"])
         surplus, nonfinite_run = list(meta["surplus"]), int(meta["nonfinite_run"])
-        writer.truncate_after(int(state.step))
         log(f"resumed from step {int(state.step)} ({checkpointer.directory})")
+    writer.truncate_after(int(state.step) if int(state.step) else -1)  # rows of steps to be redone
 
     updaters = rl_update.make_updaters(policy.graphdef, policy.graphdef, policy_optimizer, prm_optimizer,
                                        prime, policy_loss, prm_loss)
