@@ -130,8 +130,8 @@ def main():
         rows.append((label, best, first - best, agree))
 
     lines = [
-        f"| system | seconds | new tokens/s | vs transformers | compile / warm-up (s) | "
-        f"greedy tokens equal to HF |",
+        "| system | seconds | new tokens/s | vs transformers | compile / warm-up (s) | "
+        "greedy tokens equal to HF |",
         "|---|---|---|---|---|---|",
     ]
     for label, seconds, compile_s, agree in rows:

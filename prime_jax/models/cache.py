@@ -2,7 +2,8 @@
 
 Layout (static shapes, so it lives happily in ``jax.jit`` / ``lax.while_loop`` carries):
 
-* ``keys[l]``, ``values[l]``: ``(B, S, kv_heads, head_dim)`` in the cache dtype, S = max_len;
+* ``keys[l]``, ``values[l]``: ``(B, kv_heads, S, head_dim)`` in the cache dtype, S = max_len
+  (heads before slots: attention batches over (b, k) with no transpose of the cache);
 * ``mask_bs``: bool ``(B, S)``, True where slot s of row b holds a real (non-padding) token;
 * ``index``: int32 scalar, the next slot to write (slots ``[0, index)`` are filled).
 
@@ -22,7 +23,7 @@ import jax.numpy as jnp
 
 from prime_jax import sharding
 
-KV_AXES = ("batch", "length", "kv_heads", "head_dim")
+KV_AXES = ("batch", "kv_heads", "length", "head_dim")
 
 
 @jax.tree_util.register_dataclass
@@ -37,7 +38,7 @@ class KVCache:
     def init(cls, *, num_layers: int, batch_size: int, max_len: int, num_kv_heads: int,
              head_dim: int, dtype=jnp.bfloat16) -> KVCache:
         """An empty cache (zeros, mask all False, index 0), laid out on the current mesh."""
-        shape = (batch_size, max_len, num_kv_heads, head_dim)
+        shape = (batch_size, num_kv_heads, max_len, head_dim)
 
         def zeros():
             return sharding.constrain(jnp.zeros(shape, dtype), KV_AXES)

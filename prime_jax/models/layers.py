@@ -124,22 +124,24 @@ def apply_rope(x_btnh: jax.Array, positions_bt: jax.Array, inv_freq_j: np.ndarra
     return out.astype(x_btnh.dtype)
 
 
-def attend(q_btnh: jax.Array, k_bskh: jax.Array, v_bskh: jax.Array,
+def attend(q_btnh: jax.Array, k_bksh: jax.Array, v_bksh: jax.Array,
            mask_bts: jax.Array) -> jax.Array:
     """Grouped-query attention ``softmax(q k^T / sqrt(h) + mask) v``, softmax in float32.
 
-    Query head ``n`` reads kv head ``n // g`` (g = n_heads / kv_heads). ``mask_bts`` is True
-    where query t may read key slot s; a fully masked row yields a uniform average (finite).
+    Query head ``n = k * g + j`` reads kv head ``k`` (g = n_heads / kv_heads). Keys and values
+    are ``(B, kv_heads, S, head_dim)`` (the cache layout): both einsums keep (b, k) as leading
+    batch dims, so no per-step transpose of the cache. ``mask_bts`` is True where query t may
+    read key slot s; a fully masked row yields a uniform average (finite). Returns ``out_bkgth``
+    (for one query token a free reshape of ``(B, n_heads * head_dim)``, see ``Attention``).
     """
     b, t, n, h = q_btnh.shape
-    k = k_bskh.shape[2]
+    k = k_bksh.shape[1]
     q_btkgh = q_btnh.reshape(b, t, k, n // k, h)
-    scores_bkgts = jnp.einsum("btkgh,bskh->bkgts", q_btkgh, k_bskh,
+    scores_bkgts = jnp.einsum("btkgh,bksh->bkgts", q_btkgh, k_bksh,
                               preferred_element_type=jnp.float32) * (h ** -0.5)
     scores_bkgts = jnp.where(mask_bts[:, None, None, :, :], scores_bkgts, _NEG_INF)
-    probs_bkgts = jax.nn.softmax(scores_bkgts, axis=-1).astype(v_bskh.dtype)
-    out_btkgh = jnp.einsum("bkgts,bskh->btkgh", probs_bkgts, v_bskh)
-    return out_btkgh.reshape(b, t, n, h)
+    probs_bkgts = jax.nn.softmax(scores_bkgts, axis=-1).astype(v_bksh.dtype)
+    return jnp.einsum("bkgts,bksh->bkgth", probs_bkgts, v_bksh)
 
 
 class Attention(nnx.Module):
@@ -173,10 +175,11 @@ class Attention(nnx.Module):
     def __call__(self, x_btd: jax.Array, positions_bt: jax.Array, mask_bts: jax.Array,
                  kv_cache: tuple[jax.Array, jax.Array] | None = None,
                  cache_index: jax.Array | None = None):
-        """Returns (output_btd, (k, v)): the layer's updated cache, or this call's k/v.
+        """Returns (output_btd, (k_bksh, v_bksh)): the layer's updated cache, or this call's k/v.
 
-        With ``kv_cache``, the new keys/values are written at slot ``cache_index`` and queries read
-        the first ``mask_bts.shape[-1]`` slots under ``mask_bts``.
+        With ``kv_cache`` (``(B, kv_heads, S, head_dim)`` each), the new keys/values are written
+        at slot ``cache_index`` (static or traced) and queries read the first
+        ``span = mask_bts.shape[-1]`` slots under ``mask_bts`` (static, ``<= S``).
         """
         h, theta, scaling = self.rope
         inv_freq = rope_inv_freq(h, theta, scaling)
@@ -186,22 +189,28 @@ class Attention(nnx.Module):
             q_btnh, k_btkh = self.q_norm(q_btnh), self.k_norm(k_btkh)
         q_btnh = sharding.constrain(apply_rope(q_btnh, positions_bt, inv_freq),
                                     ("batch", "length", "heads", "head_dim"))
-        k_btkh = apply_rope(k_btkh, positions_bt, inv_freq)
+        k_bkth = apply_rope(k_btkh, positions_bt, inv_freq).transpose(0, 2, 1, 3)
+        v_bkth = v_btkh.transpose(0, 2, 1, 3)
         if kv_cache is not None:
             k_cache, v_cache = kv_cache
-            start = (0, cache_index, 0, 0)
-            k_bskh = jax.lax.dynamic_update_slice(k_cache, k_btkh.astype(k_cache.dtype), start)
-            v_bskh = jax.lax.dynamic_update_slice(v_cache, v_btkh.astype(v_cache.dtype), start)
+            start = (0, 0, cache_index, 0)
+            k_bksh = jax.lax.dynamic_update_slice(k_cache, k_bkth.astype(k_cache.dtype), start)
+            v_bksh = jax.lax.dynamic_update_slice(v_cache, v_bkth.astype(v_cache.dtype), start)
         else:
-            k_bskh, v_bskh = k_btkh, v_btkh
-        kv_axes = ("batch", "length", "kv_heads", "head_dim")
-        k_bskh, v_bskh = sharding.constrain(k_bskh, kv_axes), sharding.constrain(v_bskh, kv_axes)
+            k_bksh, v_bksh = k_bkth, v_bkth
+        kv_axes = ("batch", "kv_heads", "length", "head_dim")
+        k_bksh, v_bksh = sharding.constrain(k_bksh, kv_axes), sharding.constrain(v_bksh, kv_axes)
         span = mask_bts.shape[-1]  # the slots this call may read (static; <= cache length)
-        out_btnh = attend(q_btnh, k_bskh[:, :span].astype(self.dtype),
-                          v_bskh[:, :span].astype(self.dtype), mask_bts)
-        out_btnh = sharding.constrain(out_btnh, ("batch", "length", "heads", "head_dim"))
-        out_btd = jnp.einsum("btnh,nhd->btd", out_btnh, self.o_proj[...].astype(self.dtype))
-        return sharding.constrain(out_btd, ("batch", "length", "embed")), (k_bskh, v_bskh)
+        out_bkgth = attend(q_btnh, k_bksh[:, :, :span].astype(self.dtype),
+                           v_bksh[:, :, :span].astype(self.dtype), mask_bts)
+        # o_proj is stored (n, h, d) = (k g h, d): flatten the output as (b, t, k g h) and do one
+        # plain matmul with the weight as stored (for t = 1 the transpose is a free reshape), so
+        # XLA never re-lays out the weight inside the decode loop.
+        b, k, g, t, _ = out_bkgth.shape
+        out_btf = out_bkgth.transpose(0, 3, 1, 2, 4).reshape(b, t, k * g * h)
+        out_btf = sharding.constrain(out_btf, ("batch", "length", "heads"))
+        out_btd = out_btf @ self.o_proj[...].astype(self.dtype).reshape(k * g * h, -1)
+        return sharding.constrain(out_btd, ("batch", "length", "embed")), (k_bksh, v_bksh)
 
 
 class MLP(nnx.Module):
