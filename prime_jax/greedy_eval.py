@@ -11,38 +11,40 @@ import dataclasses
 import jax
 import numpy as np
 
-from prime_jax import rollout
+from prime_jax import rollout, sharding
 from prime_jax.data import PromptPipeline
 from prime_jax.rl_batch import decode_responses
 
 
 def evaluate_accuracy(policy, records, tokenizer, pool, config: rollout.SamplingConfig, *,
-                      batch_prompts: int, max_prompt_length: int, seed: int = 0) -> dict[str, float]:
+                      mesh, batch_prompts: int, max_prompt_length: int, seed: int = 0) -> dict[str, float]:
     """``{"eval_accuracy", "eval_response_length", "eval_truncated"}`` over ``records``.
 
-    Every batch has exactly ``batch_prompts`` rows (the last is padded by
-    repeating its first prompt and the copies are ignored), so one compiled
-    sampler serves the whole pass.
+    Every batch has exactly ``batch_prompts`` rows over all processes (a short
+    last batch is padded with copies of a prompt that are ignored), so one
+    compiled sampler serves the whole pass and every process samples as often.
     """
+    count = jax.process_count()
     pipeline = PromptPipeline(records, tokenizer, num_samples=1, shuffle=False,
-                              max_prompt_length=max_prompt_length)
-    scores, lengths, truncated = [], [], []
+                              max_prompt_length=max_prompt_length, process_index=jax.process_index(),
+                              process_count=count)
+    local = batch_prompts // count
+    totals = np.zeros(4)  # score, length, truncated, rows
     key = jax.random.key(seed)
-    for index, batch in enumerate(pipeline.epoch_batches(batch_prompts)):
+    for index, batch in enumerate(pipeline.epoch_batches(local)):
         real = batch.num_rows
-        if real == 0:
-            continue
-        fill = np.concatenate([np.arange(real), np.zeros(batch_prompts - real, np.int64)])
-        out = rollout.sample(policy, batch.prompt_ids[fill], batch.prompt_mask[fill],
-                             key=jax.random.fold_in(key, index), config=config)
-        tokens, mask = np.asarray(out.tokens)[:real], np.asarray(out.mask)[:real]
+        batch = batch if real else pipeline.batch_for([0])
+        fill = np.concatenate([np.arange(max(real, 1)), np.zeros(local - max(real, 1), np.int64)])
+        ids, mask = (sharding.host_to_global(x[fill], mesh, ("batch", None))
+                     for x in (batch.prompt_ids, batch.prompt_mask))
+        out = rollout.sample(policy, ids, mask, key=jax.random.fold_in(key, index), config=config)
+        tokens, mask, truncated = (sharding.global_to_host(x, mesh, ("batch",) + (None,) * (x.ndim - 1))[:real]
+                                   for x in (out.tokens, out.mask, out.truncated))
         texts = decode_responses(tokenizer, tokens, mask)
-        rows = list(zip(texts, batch.ground_truth, batch.ability))
-        scores += pool.score(rows)
-        lengths += mask.sum(axis=1).tolist()
-        truncated += np.asarray(out.truncated)[:real].tolist()
-    return {"eval_accuracy": float(np.mean(scores)), "eval_response_length": float(np.mean(lengths)),
-            "eval_truncated": float(np.mean(truncated))}
+        scores = pool.score(list(zip(texts, batch.ground_truth, batch.ability)))
+        totals += [sum(scores), mask.sum(), truncated.sum(), real]
+    score, length, truncated, rows = sharding.all_processes(totals).sum(axis=0)
+    return {"eval_accuracy": score / rows, "eval_response_length": length / rows, "eval_truncated": truncated / rows}
 
 
 def greedy(config: rollout.SamplingConfig) -> rollout.SamplingConfig:

@@ -26,6 +26,11 @@ def _plain(value):
     return value if math.isfinite(value) else str(value)
 
 
+def as_row(step: int, metrics: Mapping[str, float]) -> dict:
+    """``{"step": step, **metrics}`` with plain JSON-able floats (non-finite ones as strings)."""
+    return {"step": int(step), **{k: _plain(v) for k, v in metrics.items()}}
+
+
 class MetricsWriter:
     """Append-only writer of scalar metrics for one run (``workdir``)."""
 
@@ -37,7 +42,7 @@ class MetricsWriter:
 
     def write(self, step: int, metrics: Mapping[str, float]) -> dict:
         """Record one row ``{"step": step, **metrics}`` and return it."""
-        row = {"step": int(step), **{k: _plain(v) for k, v in metrics.items()}}
+        row = as_row(step, metrics)
         with self.jsonl_path.open("a") as f:
             f.write(json.dumps(row) + "\n")
         if self._events is not None:

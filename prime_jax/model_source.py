@@ -8,7 +8,7 @@ import jax
 from flax import nnx
 
 from prime_jax import sharding
-from prime_jax.models import ModelConfig, Transformer, from_pretrained
+from prime_jax.models import ModelConfig, Transformer, from_pretrained, save_pretrained
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -38,3 +38,21 @@ def build_model(source: ModelSource, mesh: jax.sharding.Mesh, *, seed: int) -> T
                                    remat=source.remat)
     with jax.set_mesh(mesh), nnx.logical_axis_rules(sharding.PARAM_RULES):
         return nnx.jit(lambda: Transformer(config, rngs=nnx.Rngs(seed)))()
+
+
+def save_model(module: Transformer, path, tokenizer, mesh: jax.sharding.Mesh) -> None:
+    """``save_pretrained`` from process 0; with several processes the weights are first
+    replicated so that one host holds them all (fine for the small models such runs start
+    from; large runs start from ``hf_path`` and never save here)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+        from jax.sharding import NamedSharding, PartitionSpec
+
+        graphdef, params = nnx.split(module)
+        params = jax.jit(lambda p: p, out_shardings=NamedSharding(mesh, PartitionSpec()))(params)
+        module = nnx.merge(graphdef, params)
+        if jax.process_index() == 0:
+            save_pretrained(module, path, tokenizer=tokenizer)
+        multihost_utils.sync_global_devices(f"saved {path}")
+    else:
+        save_pretrained(module, path, tokenizer=tokenizer)

@@ -40,14 +40,25 @@ def make_updaters(policy_graphdef, prm_graphdef, policy_tx, prm_tx, config: Prim
 
 
 def place(tree, mesh, *, micro: int | None = None):
-    """Host arrays -> global arrays; rows over (data, fsdp); optional (micro, rows) split."""
+    """This process's host rows -> global arrays, rows over (data, fsdp); with ``micro``, rows
+    are first split into a leading (micro-batch) axis."""
     def put(x):
         x = np.asarray(x)
         if micro is None:
             return sharding.host_to_global(x, mesh, ("batch",) + (None,) * (x.ndim - 1))
         x = x.reshape((micro, x.shape[0] // micro) + x.shape[1:])
-        return jax.device_put(x, sharding.named_sharding(mesh, (None, "batch") + (None,) * (x.ndim - 2), x.shape))
+        return sharding.host_to_global(x, mesh, (None, "batch") + (None,) * (x.ndim - 2))
     return jax.tree.map(put, tree)
+
+
+def fetch(tree, mesh):
+    """Global row arrays -> this process's rows on the host (inverse of ``place``)."""
+    return jax.tree.map(lambda x: sharding.global_to_host(x, mesh, ("batch",) + (None,) * (x.ndim - 1)), tree)
+
+
+def local_rows(global_rows: int) -> int:
+    """This process's share of a global count of rows."""
+    return global_rows // jax.process_count()
 
 
 def sequence_batch(rows: ScoredRollouts) -> train_step.SequenceBatch:
@@ -73,17 +84,18 @@ def prm_phase(state: TrainState, batch: ScoredRollouts, updaters: Updaters, conf
         return state, None, {}
     if config.prm_mode == "none":
         logp = updaters.prm_logprobs(state.prm_params, place(sequence_batch(batch), mesh))
-        return state, np.asarray(logp), {}
+        return state, fetch(logp, mesh), {}
     params, opt, parts, logps = state.prm_params, state.prm_opt, [], []
-    for start in range(0, batch.num_rows, config.prm_mini_batch):
-        rows = batch.rows(np.arange(start, start + config.prm_mini_batch))
+    size = local_rows(config.prm_mini_batch)
+    for start in range(0, batch.num_rows, size):
+        rows = batch.rows(np.arange(start, start + size))
         mb = place((sequence_batch(rows), rows.ref_logp_bl, rows.acc_b), mesh, micro=config.prm_micro_batches)
         params, opt, metrics, logp = updaters.prm_update(params, opt, mb)
         parts.append(metrics)
-        logps.append(np.asarray(logp))
+        logps.append(fetch(logp, mesh))
     state = dataclasses.replace(state, prm_params=params, prm_opt=opt)
     if config.prm_mode == "before":
-        logp_prm = np.asarray(updaters.prm_logprobs(params, place(sequence_batch(batch), mesh)))
+        logp_prm = fetch(updaters.prm_logprobs(params, place(sequence_batch(batch), mesh)), mesh)
     else:
         logp_prm = np.concatenate(logps)
     return state, logp_prm, _mean_metrics(parts)
@@ -95,17 +107,20 @@ def step_ends(batch: ScoredRollouts, delimiter_ids: tuple[int, ...]) -> np.ndarr
         jnp.asarray(batch.tokens_bs[:, -width:]), jnp.asarray(batch.response_mask_bl), delimiter_ids))
 
 
-def advantage_phase(batch: ScoredRollouts, logp_prm, config: PrimeConfig,
-                    delimiter_ids: tuple[int, ...]) -> advantages.PrimeAdvantages:
-    """The fused kernel: log-probs -> process rewards -> RLOO returns -> whitened advantages."""
+def advantage_phase(batch: ScoredRollouts, logp_prm, config: PrimeConfig, delimiter_ids: tuple[int, ...],
+                    mesh) -> advantages.PrimeAdvantages:
+    """The fused kernel over the whole (global) batch: log-probs -> process rewards -> RLOO
+    returns -> whitened advantages; returns this process's rows."""
     ends = step_ends(batch, delimiter_ids) if config.granularity == "step" and config.uses_prm else None
-    return advantages.prime_advantages(
-        logp_prm if config.uses_prm else None, batch.ref_logp_bl if config.uses_prm else None,
-        batch.response_mask_bl, batch.acc_b, num_samples=config.num_samples,
+    logps = (logp_prm, batch.ref_logp_bl) if config.uses_prm else (None, None)
+    logp_prm, logp_ref, mask, acc, ends = place((*logps, batch.response_mask_bl, batch.acc_b, ends), mesh)
+    out = advantages.prime_advantages(
+        logp_prm, logp_ref, mask, acc, num_samples=config.num_samples,
         granularity=config.granularity, norm=config.norm, num_chunks=config.num_chunks,
         beta=config.beta, process_coef=config.process_coef, outcome_coef=config.outcome_coef,
         process_gamma=config.process_gamma, outcome_gamma=config.outcome_gamma,
         estimator=config.estimator, process_baseline=config.process_baseline, step_ends=ends)
+    return advantages.PrimeAdvantages(*fetch(tuple(out), mesh))
 
 
 def policy_phase(state: TrainState, batch: ScoredRollouts, adv_bl: np.ndarray, updaters: Updaters,
@@ -113,8 +128,9 @@ def policy_phase(state: TrainState, batch: ScoredRollouts, adv_bl: np.ndarray, u
     """One epoch of PPO over shuffled mini-batches of ``policy_mini_batch`` responses."""
     order = rng.permutation(batch.num_rows)
     params, opt, parts = state.policy_params, state.policy_opt, []
-    for start in range(0, batch.num_rows, config.policy_mini_batch):
-        index = order[start:start + config.policy_mini_batch]
+    size = local_rows(config.policy_mini_batch)
+    for start in range(0, batch.num_rows, size):
+        index = order[start:start + size]
         rows = batch.rows(index)
         mb = place((sequence_batch(rows), rows.old_logp_bl, adv_bl[index], rows.ref_logp_bl), mesh,
                    micro=config.policy_micro_batches)

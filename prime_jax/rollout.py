@@ -237,7 +237,8 @@ def sample(policy: Transformer, prompt_ids: jax.Array, prompt_mask: jax.Array, *
     """
     if num_samples > 1:
         prompt_ids, prompt_mask = repeat_prompts(prompt_ids, prompt_mask, num_samples)
-    if not isinstance(prompt_mask, jax.core.Tracer) and not np.all(np.asarray(prompt_mask)[:, -1]):
+    checkable = not isinstance(prompt_mask, jax.core.Tracer) and getattr(prompt_mask, "is_fully_addressable", True)
+    if checkable and not np.all(np.asarray(prompt_mask)[:, -1]):
         raise ValueError("sample: prompts must be left-padded (every row's last column a real "
                          "token, prompt_mask[:, -1] == 1)")
     graphdef, state = nnx.split(policy)

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from prime_jax import sharding, train_step
 from prime_jax.data import SFTBatcher
-from prime_jax.models import save_pretrained
+from prime_jax.model_source import save_model
 from prime_jax.train_state import Role
 
 
@@ -50,8 +50,9 @@ def make_sft_optimizer(config: SFTConfig) -> optax.GradientTransformation:
 def run_sft(policy: Role, examples, tokenizer, config: SFTConfig, mesh, *, workdir: pathlib.Path,
             log=print) -> Role:
     """Train ``policy`` on ``examples``; save ``workdir/sft_model``; return the trained role."""
-    batcher = SFTBatcher(examples, tokenizer, batch_size=config.batch_size, seq_len=config.seq_len,
-                         seed=config.seed)
+    batcher = SFTBatcher(examples, tokenizer, batch_size=config.batch_size // jax.process_count(),
+                         seq_len=config.seq_len, seed=config.seed, process_index=jax.process_index(),
+                         process_count=jax.process_count())
     if len(batcher) == 0:
         raise ValueError(f"SFT: none of {len(examples)} examples fits seq_len={config.seq_len}")
     tx = make_sft_optimizer(config)
@@ -60,7 +61,7 @@ def run_sft(policy: Role, examples, tokenizer, config: SFTConfig, mesh, *, workd
     update = train_step.make_sft_update(policy.graphdef, tx, config.max_grad_norm)
     history, start = [], time.time()
     with jax.set_mesh(mesh):
-        for step in tqdm(range(1, config.steps + 1), desc="sft", mininterval=2.0):
+        for step in tqdm(range(1, config.steps + 1), desc="sft", mininterval=2.0, disable=jax.process_index() > 0):
             batch = next(batcher)
             arrays = [sharding.host_to_global(x, mesh, ("batch", "length"))
                       for x in (batch.tokens, batch.attention_mask, batch.loss_mask)]
@@ -73,7 +74,8 @@ def run_sft(policy: Role, examples, tokenizer, config: SFTConfig, mesh, *, workd
                 log(json.dumps(row))
     trained = Role(policy.graphdef, params)
     out = workdir / "sft_model"
-    save_pretrained(trained.module(), out, tokenizer=tokenizer)
-    (workdir / "sft_history.json").write_text(json.dumps(history, indent=1))
+    save_model(trained.module(), out, tokenizer, mesh)
+    if jax.process_index() == 0:
+        (workdir / "sft_history.json").write_text(json.dumps(history, indent=1))
     log(f"sft: {config.steps} steps in {time.time() - start:.1f}s; saved {out}")
     return trained

@@ -139,12 +139,14 @@ def maybe_initialize_distributed() -> bool:
     """Start ``jax.distributed`` when launched as several processes.
 
     Reads ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and
-    ``JAX_PROCESS_ID`` (on TPU pods and SLURM jax also finds them itself when
-    only ``JAX_COORDINATOR_ADDRESS`` is unset). Returns True if it initialised.
+    ``JAX_PROCESS_ID``. On CPU the collectives go through gloo. Returns True if
+    it initialised.
     """
     num = int(os.environ.get("JAX_NUM_PROCESSES", "1"))
     if num <= 1 or jax.distributed.is_initialized():
         return False
+    if os.environ.get("JAX_PLATFORMS", "") == "cpu":
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(
         coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"],
         num_processes=num,
@@ -163,17 +165,39 @@ def process_batch_slice(global_batch: int) -> slice:
 
 
 def host_to_global(local: np.ndarray, mesh: Mesh, logical_axes: Sequence[str | None]) -> jax.Array:
-    """Place this process's rows of a batch on the global mesh (batch = dim 0).
+    """Place this process's rows of a batch on the global mesh.
 
-    With one process this is a sharded ``device_put``; with several, each
-    process passes its own ``process_batch_slice`` rows and the result is one
-    global array.
+    The ``"batch"`` axis of ``logical_axes`` holds this process's contiguous share
+    (``process_batch_slice``); the global array has ``process_count`` times as
+    many rows. With one process this is a sharded ``device_put``.
     """
-    global_shape = (local.shape[0] * jax.process_count(),) + tuple(local.shape[1:])
+    axis = list(logical_axes).index("batch")
+    global_shape = list(local.shape)
+    global_shape[axis] *= jax.process_count()
     sharding = named_sharding(mesh, logical_axes, global_shape)
     if jax.process_count() == 1:
         return jax.device_put(local, sharding)
-    return jax.make_array_from_process_local_data(sharding, local, global_shape)
+    return jax.make_array_from_process_local_data(sharding, np.asarray(local), tuple(global_shape))
+
+
+def global_to_host(x: jax.Array, mesh: Mesh, logical_axes: Sequence[str | None]) -> np.ndarray:
+    """This process's rows of a global batch array (the inverse of ``host_to_global``)."""
+    if jax.process_count() == 1:
+        return np.asarray(x)
+    from jax.experimental import multihost_utils
+
+    spec = logical_to_spec(logical_axes, ACTIVATION_RULES, x.shape, mesh)
+    return np.asarray(multihost_utils.global_array_to_host_local_array(x, mesh, spec))
+
+
+def all_processes(values: np.ndarray) -> np.ndarray:
+    """``values`` of every process stacked on a new leading axis (identity with one process)."""
+    values = np.asarray(values)
+    if jax.process_count() == 1:
+        return values[None]
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(values))
 
 
 def replicate_unsharded(tree, mesh: Mesh):

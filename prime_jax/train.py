@@ -9,6 +9,7 @@ the run from its latest checkpoint.
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
 import sys
 
@@ -49,9 +50,11 @@ def main(argv=None) -> int:
     except ValueError:
         print("error: give --workdir DIR or bind trainer.train.workdir in a gin file", file=sys.stderr)
         return 2
-    gin_cli.write_config(workdir / "config.gin")
-    train(**overrides, after_first_step=lambda: gin_cli.write_config(workdir / "operative_config.gin",
-                                                                     operative=True))
+    lead = os.environ.get("JAX_PROCESS_ID", "0") == "0"  # several processes: the first writes
+    if lead:
+        gin_cli.write_config(workdir / "config.gin")
+    train(**overrides, after_first_step=lambda: lead and gin_cli.write_config(
+        workdir / "operative_config.gin", operative=True))
     return 0
 
 

@@ -29,9 +29,8 @@ from prime_jax import rl_collect, rl_update, sharding, train_step
 from prime_jax.checkpoint import Checkpointer
 from prime_jax.data import PromptPipeline, countdown_reward
 from prime_jax.greedy_eval import evaluate_accuracy, greedy
-from prime_jax.metrics import MetricsWriter, plot_curves
-from prime_jax.model_source import ModelSource, build_model
-from prime_jax.models import save_pretrained
+from prime_jax.metrics import MetricsWriter, as_row, plot_curves
+from prime_jax.model_source import ModelSource, build_model, save_model
 from prime_jax.prime_config import PrimeConfig
 from prime_jax.rollout import SamplingConfig
 from prime_jax.sft import SFTConfig, run_sft
@@ -49,6 +48,15 @@ def _copy(params):
     return jax.tree.map(lambda x: jnp.array(x, copy=True), params)
 
 
+def _gather_lists(values: list[int]) -> list[list[int]]:
+    """Every process's list (of any length), in process order."""
+    lengths = sharding.all_processes(np.array([len(values)]))[:, 0]
+    padded = np.full(int(lengths.max(initial=0)) or 1, -1, np.int64)
+    padded[:len(values)] = values
+    table = sharding.all_processes(padded)
+    return [table[i, :n].tolist() for i, n in enumerate(lengths)]
+
+
 def initial_policy(workdir: pathlib.Path, model: ModelSource, sft: SFTConfig | None, task_data,
                    mesh, seed: int, log) -> Role:
     """The SFT model: reloaded from ``workdir/sft_model`` if a warm-up already ran."""
@@ -63,7 +71,7 @@ def initial_policy(workdir: pathlib.Path, model: ModelSource, sft: SFTConfig | N
             raise ValueError("SFTConfig given, but the task has no SFT examples (use sft=None)")
         role = run_sft(role, task_data.sft_examples, task_data.tokenizer, sft, mesh, workdir=workdir, log=log)
     elif not model.hf_path:  # a fresh init is kept too, so resume and export find the same weights
-        save_pretrained(role.module(), sft_dir, tokenizer=task_data.tokenizer)
+        save_model(role.module(), sft_dir, task_data.tokenizer, mesh)
     return role
 
 
@@ -88,10 +96,8 @@ def train(*, workdir: str, steps: int, task: TaskConfig = TaskConfig(), model: M
     workdir_path = pathlib.Path(workdir)
     workdir_path.mkdir(parents=True, exist_ok=True)
     sharding.maybe_initialize_distributed()
-    if jax.process_count() > 1:
-        raise RuntimeError(
-            f"train: {jax.process_count()} processes found; the RL loop runs as one process driving "
-            "all local devices for now (multi-host rollout collection is not implemented yet)")
+    lead = jax.process_index() == 0  # the process that writes files and logs
+    log = log if lead else (lambda message: None)
     device_mesh = sharding.make_mesh(mesh)
     policy_optimizer = policy_optimizer or optax.adamw(5e-7, weight_decay=0.01)
     prm_optimizer = prm_optimizer or optax.adamw(1e-6, weight_decay=0.0)
@@ -101,9 +107,10 @@ def train(*, workdir: str, steps: int, task: TaskConfig = TaskConfig(), model: M
         f"{len(task_data.eval_prompts)} eval prompts")
 
     policy = initial_policy(workdir_path, model, sft, task_data, device_mesh, seed, log)
-    (workdir_path / "run.json").write_text(json.dumps({
-        "base_model": str(base_model_dir(workdir_path, model).absolute()), "tokenizer": task.tokenizer,
-        "uses_prm": prime.uses_prm}, indent=1))
+    if lead:
+        (workdir_path / "run.json").write_text(json.dumps({
+            "base_model": str(base_model_dir(workdir_path, model).absolute()), "tokenizer": task.tokenizer,
+            "uses_prm": prime.uses_prm}, indent=1))
     # Three independent weight copies (updates donate their inputs); the SFT role hands its own
     # buffers to the trainable policy and is not used afterwards.
     reference_params = _copy(policy.params) if (prime.uses_prm or policy_loss.kl_coef) else None
@@ -113,17 +120,19 @@ def train(*, workdir: str, steps: int, task: TaskConfig = TaskConfig(), model: M
     policy = Role(policy.graphdef, None)
     state = sharding.replicate_unsharded(state, device_mesh)
     pipeline = PromptPipeline(task_data.train_prompts, tokenizer, num_samples=prime.num_samples,
-                              max_prompt_length=task.max_prompt_length, seed=seed)
+                              max_prompt_length=task.max_prompt_length, seed=seed,
+                              process_index=jax.process_index(), process_count=jax.process_count())
     checkpointer = Checkpointer(workdir_path / "checkpoints")
-    writer = MetricsWriter(workdir_path)
+    writer = MetricsWriter(workdir_path) if lead else None
     surplus: list[int] = []
     nonfinite_run = 0
     if checkpointer.latest_step() is not None:
         state, meta = checkpointer.restore(state)
         pipeline.restore(meta["pipeline"])
-        surplus, nonfinite_run = list(meta["surplus"]), int(meta["nonfinite_run"])
+        surplus, nonfinite_run = list(meta["surplus"][jax.process_index()]), int(meta["nonfinite_run"])
         log(f"resumed from step {int(state.step)} ({checkpointer.directory})")
-    writer.truncate_after(int(state.step) if int(state.step) else -1)  # rows of steps to be redone
+    if writer:
+        writer.truncate_after(int(state.step) if int(state.step) else -1)  # rows of steps to be redone
 
     updaters = rl_update.make_updaters(policy.graphdef, policy.graphdef, policy_optimizer, prm_optimizer,
                                        prime, policy_loss, prm_loss)
@@ -133,20 +142,24 @@ def train(*, workdir: str, steps: int, task: TaskConfig = TaskConfig(), model: M
     rows: list[dict] = []
 
     def save(step: int) -> None:
-        checkpointer.save(step, state, {"pipeline": pipeline.state(), "surplus": surplus,
+        checkpointer.save(step, state, {"pipeline": pipeline.state(), "surplus": _gather_lists(surplus),
                                         "nonfinite_run": nonfinite_run})
+
+    def record(step: int, metrics: dict) -> dict:
+        row = writer.write(step, metrics) if writer else as_row(step, metrics)
+        log(json.dumps(row))
+        return row
 
     def evaluate(step_state: TrainState) -> dict:
         return evaluate_accuracy(policy.module(step_state.policy_params), task_data.eval_prompts, tokenizer,
-                                 pool, greedy(sampling), batch_prompts=eval_batch_prompts,
+                                 pool, greedy(sampling), mesh=device_mesh, batch_prompts=eval_batch_prompts,
                                  max_prompt_length=task.max_prompt_length, seed=seed)
 
     start = int(state.step)
     with VerifierPool(verifier_workers, scorers=scorers) as pool, jax.set_mesh(device_mesh):
         if start == 0 and task_data.eval_prompts and eval_every:
-            rows.append(writer.write(0, evaluate(state)))
-            log(json.dumps(rows[-1]))
-        for step in tqdm(range(start + 1, steps + 1), desc="prime", initial=start, total=steps):
+            rows.append(record(0, evaluate(state)))
+        for step in tqdm(range(start + 1, steps + 1), desc="prime", initial=start, total=steps, disable=not lead):
             t_step = time.time()
             key = jax.random.fold_in(jax.random.wrap_key_data(np.asarray(state.rng)), step)
             # 1-3. rollout, verification (overlapped with old/ref log-probs), accuracy filter.
@@ -159,7 +172,7 @@ def train(*, workdir: str, steps: int, task: TaskConfig = TaskConfig(), model: M
             state, logp_prm, prm_metrics = rl_update.prm_phase(state, batch, updaters, prime, device_mesh)
             metrics["seconds_prm"] = time.time() - t0
             # 6. process rewards, RLOO returns and whitened advantages in one jitted call.
-            out = rl_update.advantage_phase(batch, logp_prm, prime, delimiter)
+            out = rl_update.advantage_phase(batch, logp_prm, prime, delimiter, device_mesh)
             # 7. PPO, one epoch of shuffled mini-batches.
             t0 = time.time()
             state, policy_metrics = rl_update.policy_phase(
@@ -174,8 +187,7 @@ def train(*, workdir: str, steps: int, task: TaskConfig = TaskConfig(), model: M
                            seconds_step=time.time() - t_step)
             if eval_every and task_data.eval_prompts and (step % eval_every == 0 or step == steps):
                 metrics.update(evaluate(state))
-            rows.append(writer.write(step, metrics))
-            log(json.dumps(rows[-1]))
+            rows.append(record(step, metrics))
             if step == start + 1 and after_first_step is not None:
                 after_first_step()
             if nonfinite_run >= prime.max_nonfinite_steps:
@@ -185,7 +197,8 @@ def train(*, workdir: str, steps: int, task: TaskConfig = TaskConfig(), model: M
                     f"stopped at step {step} with a usable checkpoint in {checkpointer.directory}")
             if step % checkpoint_every == 0 or step == steps:
                 save(step)
-    writer.close()
-    plot_curves(writer.jsonl_path, workdir_path / "curves.png", title=f"PRIME on {task.name}")
+    if writer:
+        writer.close()
+        plot_curves(writer.jsonl_path, workdir_path / "curves.png", title=f"PRIME on {task.name}")
     checkpointer.close()
     return rows

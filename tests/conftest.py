@@ -9,7 +9,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+import sys  # noqa: E402
+
 import pytest  # noqa: E402
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))  # shared helpers such as tiny_run
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 GOLDEN_DIR = REPO_ROOT.parent / "shared" / "golden"

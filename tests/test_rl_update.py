@@ -84,7 +84,7 @@ def test_one_step_raises_positive_advantage_responses(setting):
     state = _state(role, tx, optax.adam(1e-3))
     with jax.set_mesh(mesh):
         state, logp_prm, _ = rl_update.prm_phase(state, batch, updaters, config, mesh)
-        adv = np.asarray(rl_update.advantage_phase(batch, logp_prm, config, (8,)).advantages)
+        adv = np.asarray(rl_update.advantage_phase(batch, logp_prm, config, (8,), mesh).advantages)
         state, metrics = rl_update.policy_phase(state, batch, adv, updaters, config, mesh, np.random.default_rng(0))
         new_logp = np.asarray(logp_fn(state.policy_params, rl_update.place(rl_update.sequence_batch(batch), mesh)))
     mask = batch.response_mask_bl

@@ -10,28 +10,8 @@ import pytest
 from prime_jax import gin_cli, train
 from prime_jax.metrics import read_metrics
 
-TINY = [
-    "configs/quickstart.gin",
-    "prime_jax.sft.SFTConfig.steps = 6",
-    "prime_jax.sft.SFTConfig.batch_size = 16",
-    "prime_jax.sft.SFTConfig.log_every = 3",
-    "prime_jax.task_config.TaskConfig.num_train = 64",
-    "prime_jax.task_config.TaskConfig.num_eval = 8",
-    "prime_jax.task_config.TaskConfig.num_sft = 64",
-    "prime_jax.prime_config.PrimeConfig.batch_prompts = 4",
-    "prime_jax.prime_config.PrimeConfig.max_rollout_rounds = 1",
-    "prime_jax.prime_config.PrimeConfig.prm_mini_batch = 8",
-    "prime_jax.prime_config.PrimeConfig.policy_mini_batch = 8",
-    "prime_jax.rollout.SamplingConfig.max_new_tokens = 12",
-    "prime_jax.trainer.train.eval_batch_prompts = 8",
-    "prime_jax.trainer.train.eval_every = 2",
-    "prime_jax.trainer.train.checkpoint_every = 1",
-    "prime_jax.trainer.train.verifier_workers = 1",
-    "prime_jax.models.ModelConfig.hidden_size = 32",
-    "prime_jax.models.ModelConfig.intermediate_size = 64",
-    "prime_jax.models.ModelConfig.num_layers = 1",
-    "prime_jax.models.ModelConfig.head_dim = 8",
-]
+from tiny_run import TINY
+
 
 
 @pytest.fixture(autouse=True)

@@ -153,12 +153,11 @@ class PromptPipeline:
         """One in-order pass over all prompts (evaluation); does not touch the stream state.
 
         Global batches hold `num_prompts * process_count` prompts; each process gets its
-        contiguous share (`np.array_split`, so the last batch may be smaller or empty).
+        contiguous share (`np.array_split`, so the last batch may be smaller or even empty:
+        every process sees the same number of batches, as collective steps need).
         """
         sampler = self.sampler
         step = num_prompts * sampler.process_count
         for start in range(0, len(self), step):
             chunk = np.arange(start, min(start + step, len(self)))
-            part = np.array_split(chunk, sampler.process_count)[sampler.process_index]
-            if len(part):
-                yield self.batch_for(part)
+            yield self.batch_for(np.array_split(chunk, sampler.process_count)[sampler.process_index])
