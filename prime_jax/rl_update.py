@@ -30,12 +30,21 @@ class Updaters:
 
 
 def make_updaters(policy_graphdef, prm_graphdef, policy_tx, prm_tx, config: PrimeConfig,
-                  policy_loss: train_step.PolicyLossConfig, prm_loss: train_step.PrmLossConfig) -> Updaters:
+                  policy_loss: train_step.PolicyLossConfig, prm_loss: train_step.PrmLossConfig,
+                  state: TrainState | None = None) -> Updaters:
+    """The run's jitted steps; given ``state``, each returns weights and optimiser state in the
+    shardings they have in it."""
+    def shardings(params, opt):
+        return (train_step.shardings_of(params), train_step.shardings_of(opt)) if state else None
+
+    policy_update = train_step.make_policy_update(
+        policy_graphdef, policy_tx, policy_loss, state and shardings(state.policy_params, state.policy_opt))
     if not config.uses_prm:
-        return Updaters(train_step.make_policy_update(policy_graphdef, policy_tx, policy_loss), None, None)
+        return Updaters(policy_update, None, None)
     return Updaters(
-        policy_update=train_step.make_policy_update(policy_graphdef, policy_tx, policy_loss),
-        prm_update=train_step.make_prm_update(prm_graphdef, prm_tx, prm_loss, config.num_samples),
+        policy_update=policy_update,
+        prm_update=train_step.make_prm_update(prm_graphdef, prm_tx, prm_loss, config.num_samples,
+                                              state and shardings(state.prm_params, state.prm_opt)),
         prm_logprobs=train_step.make_logprob_fn(prm_graphdef))
 
 

@@ -57,8 +57,9 @@ def run_sft(policy: Role, examples, tokenizer, config: SFTConfig, mesh, *, workd
         raise ValueError(f"SFT: none of {len(examples)} examples fits seq_len={config.seq_len}")
     tx = make_sft_optimizer(config)
     params = policy.params
-    opt_state = jax.jit(tx.init)(params)
-    update = train_step.make_sft_update(policy.graphdef, tx, config.max_grad_norm)
+    opt_state = sharding.replicate_unsharded(jax.jit(tx.init)(params), mesh)
+    update = train_step.make_sft_update(policy.graphdef, tx, config.max_grad_norm,
+                                        (train_step.shardings_of(params), train_step.shardings_of(opt_state)))
     history, start = [], time.time()
     with jax.set_mesh(mesh):
         for step in tqdm(range(1, config.steps + 1), desc="sft", mininterval=2.0, disable=jax.process_index() > 0):

@@ -40,6 +40,20 @@ def response_logprobs(graphdef, params, batch: SequenceBatch) -> jax.Array:
     return logp_bs[:, -batch.response_mask_bl.shape[1]:]
 
 
+def jit_update(step: Callable, state_shardings, extra_outputs: int) -> Callable:
+    """``jax.jit`` of ``step(params, opt_state, batch) -> (params, opt_state, *extra)`` with the
+    weights and optimiser state donated and, when ``state_shardings = (params, opt_state)``
+    shardings are given, returned in exactly those shardings (the "pjit" form)."""
+    if state_shardings is None:
+        return jax.jit(step, donate_argnums=(0, 1))
+    return jax.jit(step, donate_argnums=(0, 1), out_shardings=(*state_shardings, *[None] * extra_outputs))
+
+
+def shardings_of(tree):
+    """The sharding of every array leaf (None leaves stay None)."""
+    return jax.tree.map(lambda x: x.sharding, tree)
+
+
 def make_logprob_fn(graphdef) -> Callable:
     """Jitted ``(params, batch) -> logp_bl``."""
     return jax.jit(lambda params, batch: response_logprobs(graphdef, params, batch))
@@ -93,7 +107,8 @@ class PolicyLossConfig:
     max_grad_norm: float = 1.0
 
 
-def make_policy_update(graphdef, tx: optax.GradientTransformation, config: PolicyLossConfig):
+def make_policy_update(graphdef, tx: optax.GradientTransformation, config: PolicyLossConfig,
+                       state_shardings=None):
     """Jitted PPO step on one mini-batch: ``(params, opt, batch, old_logp, adv, ref_logp)``.
 
     The loss is ``max(-A r, -A clip(r, 1-eps, 1+eps))`` aggregated by
@@ -131,7 +146,7 @@ def make_policy_update(graphdef, tx: optax.GradientTransformation, config: Polic
         params, opt_state, info = clip_and_apply(tx, params, opt_state, grads, config.max_grad_norm)
         return params, opt_state, {**metrics, **{f"policy_{k}": v for k, v in info.items()}}
 
-    return jax.jit(step, donate_argnums=(0, 1))
+    return jit_update(step, state_shardings, 1)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -144,7 +159,7 @@ class PrmLossConfig:
 
 
 def make_prm_update(graphdef, tx: optax.GradientTransformation, config: PrmLossConfig,
-                    num_samples: int):
+                    num_samples: int, state_shardings=None):
     """Jitted PRM step on one mini-batch: ``(params, opt, (batch, ref_logp, acc))``.
 
     CE: ``s_i = sigmoid(beta * sum_t q_it)``, ``loss = mean_i BCE(s_i, acc_i)``;
@@ -173,10 +188,11 @@ def make_prm_update(graphdef, tx: optax.GradientTransformation, config: PrmLossC
         logp_bl = logp_kbl.reshape((-1,) + logp_kbl.shape[2:])
         return params, opt_state, {**metrics, **{f"prm_{k}": v for k, v in info.items()}}, logp_bl
 
-    return jax.jit(step, donate_argnums=(0, 1))
+    return jit_update(step, state_shardings, 2)
 
 
-def make_sft_update(graphdef, tx: optax.GradientTransformation, max_grad_norm: float = 1.0):
+def make_sft_update(graphdef, tx: optax.GradientTransformation, max_grad_norm: float = 1.0,
+                    state_shardings=None):
     """Jitted SFT step: ``loss = -sum(logp * m) / sum(m)`` over response tokens ``m``.
 
     ``mb = (tokens_bt, attention_mask_bt, loss_mask_bt)`` with a leading K axis;
@@ -196,7 +212,7 @@ def make_sft_update(graphdef, tx: optax.GradientTransformation, max_grad_norm: f
         params, opt_state, info = clip_and_apply(tx, params, opt_state, grads, max_grad_norm)
         return params, opt_state, {**metrics, **info}
 
-    return jax.jit(step, donate_argnums=(0, 1))
+    return jit_update(step, state_shardings, 1)
 
 
 def split_micro(tree: Any, num_micro: int) -> Any:

@@ -135,7 +135,7 @@ def train(*, workdir: str, steps: int, task: TaskConfig = TaskConfig(), model: M
         writer.truncate_after(int(state.step) if int(state.step) else -1)  # rows of steps to be redone
 
     updaters = rl_update.make_updaters(policy.graphdef, policy.graphdef, policy_optimizer, prm_optimizer,
-                                       prime, policy_loss, prm_loss)
+                                       prime, policy_loss, prm_loss, state)
     logprob_fn = train_step.make_logprob_fn(policy.graphdef)
     delimiter = tuple(tokenizer.encode(prime.step_delimiter, add_special_tokens=False))
     scorers = {"countdown": countdown_reward}
