@@ -1,0 +1,94 @@
+"""The evaluate CLI on a tiny random HF model: synthetic task, benchmark jsonl, best-of-N."""
+
+import json
+import pathlib
+
+import jax
+import pytest
+from flax import nnx
+
+from prime_jax import evaluate
+from prime_jax.checkpoint import Checkpointer
+from prime_jax.data import load_tokenizer
+from prime_jax.models import ModelConfig, Transformer, save_pretrained
+
+BENCHMARKS = pathlib.Path(evaluate.__file__).parent / "assets" / "benchmarks"
+FAST = ["--num", "4", "--k", "2", "--max-new-tokens", "6", "--batch-prompts", "4"]
+
+
+@pytest.fixture(scope="module")
+def tiny_hf(tmp_path_factory):
+    """A random 1-layer model with the char tokenizer, saved in Hugging Face format."""
+    tokenizer = load_tokenizer("char")
+    config = ModelConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_layers=1,
+                         num_heads=2, num_kv_heads=1, head_dim=8, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id)
+    model = Transformer(config, rngs=nnx.Rngs(0))
+    path = tmp_path_factory.mktemp("tiny_hf")
+    save_pretrained(model, path, tokenizer=tokenizer)
+    return path, model
+
+
+@pytest.fixture(scope="module")
+def prm_run(tiny_hf, tmp_path_factory):
+    """A run directory whose PRM is the base model plus noise (so log-ratios are non-zero)."""
+    path, model = tiny_hf
+    workdir = tmp_path_factory.mktemp("prm_run")
+    (workdir / "run.json").write_text(json.dumps({"base_model": str(path), "tokenizer": "char",
+                                                  "uses_prm": True}))
+    params = nnx.state(model, nnx.Param).to_pure_dict()
+    noisy = jax.tree.map(lambda x: x + 0.05 * jax.random.normal(jax.random.key(1), x.shape), params)
+    checkpointer = Checkpointer(workdir / "checkpoints")
+    checkpointer.save(1, {"policy_params": params, "prm_params": noisy}, {})
+    checkpointer.close()
+    return workdir
+
+
+def test_help_explains_the_flags(capsys):
+    with pytest.raises(SystemExit):
+        evaluate.main(["--help"])
+    text = capsys.readouterr().out
+    for flag in ("--workdir", "--hf", "--task", "--k", "--temperature", "--top-p", "--prm-workdir",
+                 "jsonl:PATH", "GSM8K", "####"):
+        assert flag in text
+
+
+def test_benchmark_formats_parse_and_malformed_rows_are_counted():
+    for name, count in (("math500", 5), ("gsm8k", 4), ("aime", 3), ("amc", 3)):
+        records, skipped = evaluate.load_benchmark(BENCHMARKS / f"{name}_sample.jsonl")
+        assert len(records) == count and not skipped
+    gsm, _ = evaluate.load_benchmark(BENCHMARKS / "gsm8k_sample.jsonl")
+    assert [r.ground_truth for r in gsm] == ["24", "13", "15", "125"]
+    records, skipped = evaluate.load_benchmark(BENCHMARKS / "malformed_sample.jsonl")
+    assert [r.ground_truth for r in records] == ["4", "9"]
+    assert sum(skipped.values()) == 4 and skipped["invalid json"] == 1
+
+
+def test_arithmetic_with_best_of_n(tiny_hf, prm_run, tmp_path):
+    out = tmp_path / "arith"
+    assert evaluate.main(["--hf", str(tiny_hf[0]), "--task", "arithmetic", *FAST, "--out", str(out),
+                          "--prm-workdir", str(prm_run), "--resamples", "4"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert {"model", "task", "num_problems", "k", "metrics", "data", "best_of_n"} <= set(results)
+    assert results["num_problems"] == 4
+    assert {"greedy_pass@1", "avg@2", "maj@2", "pass@1", "pass@2"} <= set(results["metrics"])
+    curves = results["best_of_n"]["curves"]
+    assert {"prm_min", "prm_sum", "prm_last", "prm_prod", "orm", "majority", "prm_weighted_majority"} == set(curves)
+    assert all(len(c["mean"]) == len(results["best_of_n"]["ns"]) for c in curves.values())
+    assert (out / "best_of_n.png").stat().st_size > 0 and (out / "results.md").exists()
+
+
+def test_jsonl_benchmark_counts_malformed_rows(tiny_hf, tmp_path):
+    out = tmp_path / "jsonl"
+    task = f"jsonl:{BENCHMARKS / 'malformed_sample.jsonl'}"
+    assert evaluate.main(["--hf", str(tiny_hf[0]), "--task", task, *FAST, "--no-suffix", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["num_problems"] == 2 and results["best_of_n"] is None
+    assert results["data"]["skipped_malformed"] == 4
+    assert 0.0 <= results["metrics"]["avg@2"] <= 1.0
+    assert "skipped (malformed): 4" in (out / "results.md").read_text()
+
+
+def test_refuses_two_model_sources(tiny_hf, tmp_path, capsys):
+    assert evaluate.main(["--hf", str(tiny_hf[0]), "--workdir", str(tmp_path), "--task", "arithmetic"]) == 2
+    assert "exactly one" in capsys.readouterr().err
