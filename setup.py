@@ -41,5 +41,6 @@ setup(
     entry_points={"console_scripts": [
         "prime-jax-train=prime_jax.train:main",
         "prime-jax-export=prime_jax.export:main",
+        "prime-jax-evaluate=prime_jax.evaluate:main",
     ]},
 )

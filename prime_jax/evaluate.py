@@ -235,7 +235,6 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--step", type=int, help="checkpoint step of --workdir (default: latest)")
     model.add_argument("--hf", help="a local Hugging Face model directory (config.json + safetensors)")
     model.add_argument("--tokenizer", help="tokenizer directory or 'char' (default: --hf itself)")
-    parser.add_argument("--model", action="store_true", help="accepted for readability; no effect")
     parser.add_argument("--task", required=True,
                         help="arithmetic | countdown (synthetic eval split) | jsonl:PATH (benchmark)")
     parser.add_argument("--num", type=int, default=100, help="number of problems (default 100)")
