@@ -1,9 +1,10 @@
 """PRIME vs RLOO-with-outcome-only vs PRIME with a frozen PRM, several seeds, same settings.
 
     python benchmarks/reproduce.py --sft runs/quickstart_benchmark/sft_model [--seeds 0 1 2] [--steps 50]
+        [--config configs/quickstart_countdown.gin --root runs/reproduce_countdown]
 
 Every run starts from the same SFT model (copied into its workdir, so no SFT is repeated) and
-uses ``configs/quickstart.gin``; the methods differ only in their bindings. Reports, per method,
+uses ``--config`` (default ``configs/quickstart.gin``); the methods differ only in their bindings. Reports, per method,
 the mean and spread over seeds of (a) the first RL step at which the 5-step moving average of
 the training accuracy (T=1 samples) reaches ``--target``, (b) the final training accuracy (mean
 of the last 5 steps) and (c) held-out greedy accuracy at the end; plots the mean training
@@ -36,7 +37,7 @@ def run(method: str, seed: int, args) -> list[dict]:
     if not (workdir / "metrics.jsonl").exists() or args.fresh:
         shutil.rmtree(workdir, ignore_errors=True)
         shutil.copytree(args.sft, workdir / "sft_model")
-        bindings = ["configs/quickstart.gin", f"prime_jax.trainer.train.seed = {seed}",
+        bindings = [args.config, f"prime_jax.trainer.train.seed = {seed}",
                     f"prime_jax.trainer.train.eval_every = {args.steps}", *method_bindings, *args.gin]
         cmd = [sys.executable, "-m", "prime_jax.train", *[a for b in bindings for a in ("--gin", b)],
                "--workdir", str(workdir), "--steps", str(args.steps)]
@@ -63,13 +64,15 @@ def main() -> int:
     parser.add_argument("--root", default="runs/reproduce")
     parser.add_argument("--gin", action="append", default=[], help="extra bindings for every run")
     parser.add_argument("--fresh", action="store_true", help="rerun runs that already have metrics")
+    parser.add_argument("--config", default="configs/quickstart.gin", help="the gin file every run starts from")
     args = parser.parse_args()
 
     results = {m: [summarise(run(m, s, args), args.target) for s in args.seeds] for m in METHODS}
     fmt = lambda xs: f"{np.nanmean(xs):.3f} ± {np.nanstd(xs):.3f}"  # noqa: E731
-    lines = [f"## Reproduction: PRIME vs RLOO on arithmetic ({datetime.date.today().isoformat()})",
+    extra = "".join(f" --gin '{g}'" for g in args.gin)
+    lines = [f"## Reproduction: PRIME vs RLOO, {args.config} ({datetime.date.today().isoformat()})",
              f"- command: `python benchmarks/reproduce.py --sft {args.sft} --seeds {' '.join(map(str, args.seeds))} "
-             f"--steps {args.steps} --target {args.target}`",
+             f"--steps {args.steps} --target {args.target} --config {args.config} --root {args.root}{extra}`",
              f"- {len(args.seeds)} seeds per method, {args.steps} RL steps of 32 prompts x 4 samples from one shared "
              "SFT model; mean ± std over seeds; steps-to-target uses the 5-step moving average of the "
              "training accuracy (nan = never reached; counted seeds that reached it in brackets)", "",
@@ -81,7 +84,7 @@ def main() -> int:
                      f"{fmt([r['final_train_acc'] for r in rs])} | "
                      f"{fmt([r['steps_to_target'] for r in rs])} ({reached}/{len(rs)}) | "
                      f"{fmt([r['final_greedy_eval'] for r in rs])} |")
-    png = ROOT / "benchmarks" / "reproduce_curves.png"
+    png = ROOT / "benchmarks" / f"reproduce_curves_{pathlib.Path(args.config).stem}.png"
     plot(results, png)
     lines += ["", f"![training accuracy by method]({png.name})", ""]
     report = "\n".join(lines)
