@@ -34,7 +34,7 @@ def collect(*, policy: Role, policy_params, reference_params, logprob_fn, pipeli
     # Every process runs the same number of rounds (the sampler is one global computation).
     while not sharding.all_processes(np.array([buffer.full])).all() and rounds < config.max_rollout_rounds:
         take, surplus = surplus[:per_round], surplus[per_round:]
-        indices = take + [int(i) for i in pipeline.sampler.take(per_round - len(take))]
+        indices = take + pipeline.next_indices(per_round - len(take))
         prompts = pipeline.batch_for(indices)
         t0 = time.time()
         ids, prompt_mask = place((prompts.prompt_ids, prompts.prompt_mask), mesh)

@@ -22,7 +22,7 @@ import numpy as np
 
 from prime_jax.data.chat import encode_prompts
 from prime_jax.data.records import DataStats, PromptRecord
-from prime_jax.data.sampler import EpochSampler
+from prime_jax.data.sampler import EpochSampler, SamplerBacked
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +61,7 @@ def left_pad(sequences: Sequence[np.ndarray], width: int,
     return ids, mask
 
 
-class PromptPipeline:
+class PromptPipeline(SamplerBacked):
     """Deterministic, resumable, per-process-sharded stream of RL prompt batches.
 
     Args:
@@ -125,10 +125,14 @@ class PromptPipeline:
                            ability=[self.records[i].ability for i in rows],
                            prompt_index=rows)
 
+    def next_indices(self, num_prompts: int) -> list[int]:
+        """Indices of this process's next `num_prompts` prompts (advances the stream)."""
+        return [int(i) for i in self.sampler.take(num_prompts)]
+
     def next_prompts(self, num_prompts: int) -> PromptBatch:
         """This process's next `num_prompts` prompts (num_prompts * n rows); call repeatedly
         to oversample when the accuracy filter drops groups."""
-        return self.batch_for(self.sampler.take(num_prompts))
+        return self.batch_for(self.next_indices(num_prompts))
 
     def __iter__(self) -> Iterator[PromptBatch]:
         return self
@@ -137,17 +141,6 @@ class PromptPipeline:
         if not self.prompts_per_batch:
             raise ValueError("set prompts_per_batch to iterate, or call next_prompts(k)")
         return self.next_prompts(self.prompts_per_batch)
-
-    def state(self) -> dict:
-        """A small JSON-able dict; `restore(state)` continues exactly from here."""
-        return self.sampler.state()
-
-    def restore(self, state: dict) -> None:
-        self.sampler.restore(state)
-
-    @property
-    def epoch(self) -> int:
-        return self.sampler.epoch
 
     def epoch_batches(self, num_prompts: int) -> Iterator[PromptBatch]:
         """One in-order pass over all prompts (evaluation); does not touch the stream state.

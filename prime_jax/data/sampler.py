@@ -70,3 +70,21 @@ class EpochSampler:
                 raise ValueError(f"cannot restore: {key} is {getattr(self, key)!r} here but "
                                  f"{state[key]!r} in the saved state")
         self.position = int(state["position"])
+
+
+class SamplerBacked:
+    """Resumability for a stream that draws its indices from ``self.sampler`` (an EpochSampler):
+    its whole state is the sampler's."""
+
+    sampler: EpochSampler
+
+    def state(self) -> dict:
+        """A small JSON-able dict; ``restore(state)`` continues exactly from here."""
+        return self.sampler.state()
+
+    def restore(self, state: dict) -> None:
+        self.sampler.restore(state)
+
+    @property
+    def epoch(self) -> int:
+        return self.sampler.epoch

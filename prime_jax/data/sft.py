@@ -17,7 +17,7 @@ import numpy as np
 
 from prime_jax.data.chat import encode_prompts, encode_responses
 from prime_jax.data.records import DataStats, SFTExample
-from prime_jax.data.sampler import EpochSampler
+from prime_jax.data.sampler import EpochSampler, SamplerBacked
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +31,7 @@ class SFTBatch:
     example_index: np.ndarray
 
 
-class SFTBatcher:
+class SFTBatcher(SamplerBacked):
     """Deterministic, resumable stream of `SFTBatch`es of `batch_size` rows per process."""
 
     def __init__(self, examples: Sequence[SFTExample], tokenizer, *, batch_size: int,
@@ -80,13 +80,3 @@ class SFTBatcher:
 
     def __next__(self) -> SFTBatch:
         return self.batch_for(self.sampler.take(self.batch_size))
-
-    def state(self) -> dict:
-        return self.sampler.state()
-
-    def restore(self, state: dict) -> None:
-        self.sampler.restore(state)
-
-    @property
-    def epoch(self) -> int:
-        return self.sampler.epoch
