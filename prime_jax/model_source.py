@@ -15,7 +15,9 @@ from prime_jax.models import ModelConfig, Transformer, from_pretrained, save_pre
 class ModelSource:
     """``hf_path``: load a local Hugging Face directory; else initialise ``config`` randomly.
 
-    ``dtype``/``param_dtype`` override the loaded model's compute/storage dtypes.
+    ``dtype``/``param_dtype`` override the loaded model's compute/storage dtypes; ``remat`` and
+    ``logits_chunk`` set those ``ModelConfig`` compute settings (activation recomputation, and
+    vocabulary logits built ``logits_chunk`` positions at a time in log-prob passes).
     """
 
     hf_path: str | None = None
@@ -23,6 +25,7 @@ class ModelSource:
     dtype: str = "float32"
     param_dtype: str | None = None
     remat: bool = False
+    logits_chunk: int | None = None
 
 
 def build_model(source: ModelSource, mesh: jax.sharding.Mesh, *, seed: int) -> Transformer:
@@ -31,11 +34,11 @@ def build_model(source: ModelSource, mesh: jax.sharding.Mesh, *, seed: int) -> T
         import jax.numpy as jnp
         return from_pretrained(source.hf_path, dtype=jnp.dtype(source.dtype),
                                param_dtype=jnp.dtype(source.param_dtype or source.dtype),
-                               mesh=mesh, remat=source.remat)
+                               mesh=mesh, remat=source.remat, logits_chunk=source.logits_chunk)
     if source.config is None:
         raise ValueError("ModelSource needs hf_path= a local HF directory or config= a ModelConfig")
     config = source.config.replace(dtype=source.dtype, param_dtype=source.param_dtype or source.dtype,
-                                   remat=source.remat)
+                                   remat=source.remat, logits_chunk=source.logits_chunk)
     with jax.set_mesh(mesh), nnx.logical_axis_rules(sharding.PARAM_RULES):
         return nnx.jit(lambda: Transformer(config, rngs=nnx.Rngs(seed)))()
 

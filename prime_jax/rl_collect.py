@@ -3,8 +3,9 @@
 Rounds of prompts (surplus prompts of the last step first) are sampled from
 the policy; their outcome verification runs in the verifier pool while the
 accelerator computes the policy's ``old_logp`` and the reference's log-probs
-of the same rows; groups whose mean accuracy is inside the band are kept
-until the batch is full.
+of the same rows (``logprob_fn``, in passes of at most
+``config.logprob_rows_per_pass`` rows); groups whose mean accuracy is inside
+the band are kept until the batch is full.
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ def make_updaters(policy_graphdef, prm_graphdef, policy_tx, prm_tx, config: Prim
         policy_update=policy_update,
         prm_update=train_step.make_prm_update(prm_graphdef, prm_tx, prm_loss, config.num_samples,
                                               state and shardings(state.prm_params, state.prm_opt)),
-        prm_logprobs=train_step.make_logprob_fn(prm_graphdef))
+        prm_logprobs=train_step.make_logprob_fn(prm_graphdef, config.logprob_rows_per_pass))
 
 
 def place(tree, mesh, *, micro: int | None = None):

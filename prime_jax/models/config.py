@@ -58,6 +58,10 @@ class ModelConfig:
     ``dtype`` is the compute dtype of activations, ``param_dtype`` the storage dtype of weights
     (both given as names, e.g. "bfloat16"). ``rope_scaling`` is None or a ``RopeScaling`` (a dict
     with ``rope_type="llama3"`` and the four keys of ``LLAMA3_ROPE_KEYS`` is converted).
+    ``remat`` and ``logits_chunk`` are compute settings, not written to config.json: ``remat``
+    recomputes each block's activations in the backward pass; ``logits_chunk = C`` makes the
+    log-prob functions (``models.logprobs``) build the vocabulary logits C positions at a time
+    (None or 0: all T at once).
     """
 
     architecture: str = "qwen2"
@@ -78,6 +82,7 @@ class ModelConfig:
     dtype: str = "float32"
     param_dtype: str = "float32"
     remat: bool = False
+    logits_chunk: int | None = None
     bos_token_id: int | None = None
     eos_token_id: int | tuple[int, ...] | None = None
     pad_token_id: int | None = None
@@ -102,6 +107,9 @@ class ModelConfig:
         if self.num_heads % self.num_kv_heads:
             raise ValueError(f"ModelConfig: num_heads={self.num_heads} is not a multiple of "
                              f"num_kv_heads={self.num_kv_heads}")
+        if self.logits_chunk is not None and self.logits_chunk < 0:
+            raise ValueError(f"ModelConfig.logits_chunk={self.logits_chunk} must be None, 0 (no "
+                             "chunking) or a positive number of positions")
         if isinstance(self.rope_scaling, dict):
             scaling = dict(self.rope_scaling)
             _check_rope_scaling(scaling, "ModelConfig.rope_scaling")

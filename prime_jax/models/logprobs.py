@@ -4,6 +4,12 @@ For tokens ``y`` (B, T): ``logp[b, t] = log softmax(logits[b, t - 1] / temperatu
 ``t >= 1`` and ``0`` at ``t = 0``; ``entropy[b, t] = -sum_v p_v log p_v`` of that same predictive
 distribution. Both are float32 and 0 where ``attention_mask`` is 0, so a caller slices the
 response part ``[:, prompt_len:]`` directly. Left-padded rows take positions from the mask.
+
+Memory: with ``model.config.logits_chunk = C`` the (B, T, V) logits are never built. The hidden
+states ``h`` (B, T, D) are computed once; chunks of C positions then go one at a time through
+``h W_out`` -> float32 log-softmax -> picked log-prob and entropy, each chunk under
+``jax.checkpoint`` so the backward pass recomputes its logits instead of storing them. Peak
+logits memory is (B, C, V) instead of a few (B, T, V) float32 buffers, for the same values.
 """
 
 from __future__ import annotations
@@ -19,19 +25,19 @@ def _shift_right(x_bt: jax.Array) -> jax.Array:
     return jnp.pad(x_bt[:, :-1], ((0, 0), (1, 0)))
 
 
-def logprobs_from_logits(logits_btv: jax.Array, tokens_bt: jax.Array,
-                         attention_mask_bt: jax.Array | None = None, *,
-                         temperature: float = 1.0) -> tuple[jax.Array, jax.Array]:
-    """(logp_bt, entropy_bt) aligned with ``tokens_bt`` from the logits of the same sequence.
-
-    ``logits[b, t]`` predicts ``tokens[b, t + 1]``. log-softmax in float32.
-    """
+def _next_token_stats(logits_btv: jax.Array, next_bt: jax.Array,
+                      temperature: float) -> tuple[jax.Array, jax.Array]:
+    """``log softmax(logits / temperature)[next]`` and the entropy, float32 (B, T), per position."""
     logp_btv = jax.nn.log_softmax(logits_btv.astype(jnp.float32) / temperature, axis=-1)
-    next_bt = tokens_bt[:, 1:]
-    picked_bt = jnp.take_along_axis(logp_btv[:, :-1], next_bt[..., None], axis=-1)[..., 0]
-    entropy_bt = -jnp.sum(jnp.exp(logp_btv[:, :-1]) * logp_btv[:, :-1], axis=-1)
-    logp_bt = jnp.pad(picked_bt, ((0, 0), (1, 0)))
-    entropy_bt = jnp.pad(entropy_bt, ((0, 0), (1, 0)))
+    picked_bt = jnp.take_along_axis(logp_btv, next_bt[..., None], axis=-1)[..., 0]
+    entropy_bt = -jnp.sum(jnp.exp(logp_btv) * logp_btv, axis=-1)
+    return picked_bt, entropy_bt
+
+
+def _align_and_mask(picked_bt: jax.Array, entropy_bt: jax.Array,
+                    attention_mask_bt: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+    """Stats of position t (predicting token t + 1) -> aligned with token t + 1; 0 where unscored."""
+    logp_bt, entropy_bt = _shift_right(picked_bt), _shift_right(entropy_bt)
     if attention_mask_bt is not None:
         valid_bt = attention_mask_bt.astype(bool)
         # Position t is scored iff token t is real and follows a real token (t-1 in the row).
@@ -41,13 +47,59 @@ def logprobs_from_logits(logits_btv: jax.Array, tokens_bt: jax.Array,
     return logp_bt, entropy_bt
 
 
+def logprobs_from_logits(logits_btv: jax.Array, tokens_bt: jax.Array,
+                         attention_mask_bt: jax.Array | None = None, *,
+                         temperature: float = 1.0) -> tuple[jax.Array, jax.Array]:
+    """(logp_bt, entropy_bt) aligned with ``tokens_bt`` from the logits of the same sequence.
+
+    ``logits[b, t]`` predicts ``tokens[b, t + 1]``. log-softmax in float32.
+    """
+    next_bt = jnp.pad(tokens_bt[:, 1:], ((0, 0), (0, 1)))  # the last position predicts nothing
+    picked_bt, entropy_bt = _next_token_stats(logits_btv, next_bt, temperature)
+    return _align_and_mask(picked_bt, entropy_bt, attention_mask_bt)
+
+
+def _chunked_stats(model: Transformer, h_btd: jax.Array, next_bt: jax.Array, chunk: int,
+                   temperature: float) -> tuple[jax.Array, jax.Array]:
+    """``_next_token_stats(model.logits(h), next)`` over chunks of ``chunk`` positions.
+
+    T is padded up to a multiple of C (padded positions are computed and dropped). The chunk
+    axis is moved in front and mapped over sequentially; each chunk's logits are rematerialised
+    in the backward pass, so only (B, C, V) of them exist at a time.
+    """
+    b, t, d = h_btd.shape
+    c = min(chunk, t)
+    n = -(-t // c)
+    pad = n * c - t
+    h_nbcd = jnp.pad(h_btd, ((0, 0), (0, pad), (0, 0))).reshape(b, n, c, d).transpose(1, 0, 2, 3)
+    next_nbc = jnp.pad(next_bt, ((0, 0), (0, pad))).reshape(b, n, c).transpose(1, 0, 2)
+
+    @jax.checkpoint
+    def one_chunk(h_bcd, next_bc):
+        return _next_token_stats(model.logits(h_bcd), next_bc, temperature)
+
+    picked_nbc, entropy_nbc = jax.lax.map(lambda xs: one_chunk(*xs), (h_nbcd, next_nbc))
+    unchunk = lambda x_nbc: x_nbc.transpose(1, 0, 2).reshape(b, n * c)[:, :t]
+    return unchunk(picked_nbc), unchunk(entropy_nbc)
+
+
 def token_logprobs_and_entropy(model: Transformer, tokens_bt: jax.Array,
                                attention_mask_bt: jax.Array | None = None, *,
                                temperature: float = 1.0) -> tuple[jax.Array, jax.Array]:
-    """(logp_bt, entropy_bt), float32 (B, T), under ``model`` (see the module docstring)."""
-    logits_btv = model(tokens_bt, attention_mask_bt=attention_mask_bt)
-    return logprobs_from_logits(logits_btv, tokens_bt, attention_mask_bt,
-                                temperature=temperature)
+    """(logp_bt, entropy_bt), float32 (B, T), under ``model`` (see the module docstring).
+
+    ``model.config.logits_chunk`` (None or 0: all positions at once) bounds the logits held in
+    memory to that many positions per row.
+    """
+    chunk = model.config.logits_chunk
+    if not chunk:
+        logits_btv = model(tokens_bt, attention_mask_bt=attention_mask_bt)
+        return logprobs_from_logits(logits_btv, tokens_bt, attention_mask_bt,
+                                    temperature=temperature)
+    h_btd, _ = model.hidden_states(tokens_bt, attention_mask_bt=attention_mask_bt)
+    next_bt = jnp.pad(tokens_bt[:, 1:], ((0, 0), (0, 1)))
+    picked_bt, entropy_bt = _chunked_stats(model, h_btd, next_bt, chunk, temperature)
+    return _align_and_mask(picked_bt, entropy_bt, attention_mask_bt)
 
 
 def token_logprobs(model: Transformer, tokens_bt: jax.Array,
