@@ -4,11 +4,14 @@ With a PRM ``pi_phi`` trained on outcome labels and the reference ``pi_ref`` it 
 the token log-ratio is ``q_t = log pi_phi(y_t | y_<t) - log pi_ref(y_t | y_<t)`` and
 
     step reward    r_s = beta * sum_{t in step s} q_t         (steps end at a delimiter / EOS)
-    ORM score      R   = beta * sum_t q_t = sum_s r_s          (the implicit outcome reward)
+    outcome score  R   = beta * sum_t q_t = sum_s r_s          (the implicit outcome reward)
+
+A trained outcome reward model (``models.OutcomeRewardModel``) scores the same rows by its
+last-token score (``orm_scores``).
 
 ``implicit_step_rewards`` returns the per-step sums ``sum_{t in s} q_t`` WITHOUT beta (min, sum
 and last pick the same sample for any beta > 0; ``eval_metrics.aggregate_steps`` takes beta for
-``prod_sigmoid``); ``orm_scores`` multiplies by beta.
+``prod_sigmoid``); ``implicit_outcome_scores`` multiplies by beta.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from prime_jax.models import Transformer, token_logprobs
+from prime_jax.models import OutcomeRewardModel, Transformer, token_logprobs
 from prime_jax.rewards import log_ratio
 
 
@@ -65,7 +68,13 @@ def implicit_step_rewards(prm: Transformer, reference: Transformer, tokens_bs, a
     return segment_step_sums(q_bl, response_mask_bl, step_ends_bl)
 
 
-def orm_scores(steps_bk: np.ndarray, count_b: np.ndarray, *, beta: float = 0.05) -> np.ndarray:
-    """Implicit ORM score ``R_b = beta * sum_t q[b, t]`` (= beta * the sum of the step sums)."""
+def implicit_outcome_scores(steps_bk: np.ndarray, count_b: np.ndarray, *, beta: float = 0.05) -> np.ndarray:
+    """Implicit outcome score ``R_b = beta * sum_t q[b, t]`` (= beta * the sum of the step sums)."""
     valid_bk = np.arange(np.shape(steps_bk)[1])[None, :] < np.asarray(count_b)[:, None]
     return beta * np.where(valid_bk, steps_bk, 0.0).sum(axis=1)
+
+
+@nnx.jit
+def orm_scores(orm: OutcomeRewardModel, tokens_bs, attention_mask_bs) -> jax.Array:
+    """``r_b`` float32 (B,): the ORM's score at each row's last real token."""
+    return orm(jnp.asarray(tokens_bs, jnp.int32), jnp.asarray(attention_mask_bs, jnp.int32))

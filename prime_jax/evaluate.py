@@ -4,11 +4,13 @@
 
 Metrics (see ``prime_jax.eval_metrics``): greedy pass@1 (temperature 0, one sample), and over k
 samples at ``--temperature`` / ``--top-p``: avg@k, maj@k and unbiased pass@j for j = 1, 2, 4, ..
-k. With ``--prm-workdir`` the k samples are also ranked by the run's implicit PRM
-(``prime_jax.best_of_n``): best-of-N accuracy curves for the min / sum / last / prod-sigmoid step
-aggregations, the implicit ORM (beta * sum of log-ratios), majority vote and PRM-weighted
-majority vote, written as ``best_of_n.json`` + ``best_of_n.png``. Always writes
-``results.json`` and ``results.md`` into ``--out``.
+k. With ``--prm-workdir`` (a PRIME run, or an offline implicit PRM from ``prime_jax.train_reward``)
+the k samples are also ranked by the implicit PRM (``prime_jax.best_of_n``): best-of-N accuracy
+curves for the min / sum / last / prod-sigmoid step aggregations, the implicit outcome score
+(beta * sum of log-ratios), majority vote and PRM-weighted majority vote; with ``--orm`` (an
+outcome reward model from ``train_reward``, or any one-label ``*ForSequenceClassification``
+directory) also by its last-token score. Curves go to ``best_of_n.json`` + ``best_of_n.png``.
+Always writes ``results.json`` and ``results.md`` into ``--out``.
 
 Benchmark jsonl rows (one JSON object a line; malformed rows are skipped and counted):
 MATH-500 / AIME / AMC ``{"problem": str, "answer": str | number}``; GSM8K ``{"question": str,
@@ -37,7 +39,7 @@ from prime_jax.data import (
     make_synthetic_rl_prompts,
 )
 from prime_jax.export import load_role
-from prime_jax.models import from_pretrained
+from prime_jax.models import from_pretrained, load_orm
 from prime_jax.rewards import step_ends_from_tokens
 from prime_jax.rl_batch import decode_responses
 from prime_jax.verifiers import VerifierPool
@@ -104,8 +106,9 @@ def _answer(text: str):
     return None if answer is None else normalize_answer(answer)
 
 
-def collect(policy, tokenizer, records, pool, args, prm_pair=None):
-    """Greedy and k-sample rollouts of every prompt, verified (and PRM-scored if ``prm_pair``)."""
+def collect(policy, tokenizer, records, pool, args, prm_pair=None, orm=None):
+    """Greedy and k-sample rollouts of every prompt, verified (and scored by the implicit PRM
+    ``prm_pair`` and the ORM ``orm`` when given)."""
     from tqdm import tqdm
 
     pipeline = PromptPipeline(records, tokenizer, num_samples=1, shuffle=False,
@@ -142,9 +145,11 @@ def collect(policy, tokenizer, records, pool, args, prm_pair=None):
         out["answers"] += [[_answer(t) for t in texts[p * k:(p + 1) * k]] for p in range(real)]
         out["lengths"] += resp_bl[:real * k].sum(axis=1).tolist()
         out["truncated"] += np.asarray(many.truncated)[:real * k].tolist()
+        tokens_bs = np.concatenate([np.repeat(ids_bp, k, 0), tokens_bl], axis=1)
+        mask_bs = np.concatenate([np.repeat(mask_bp, k, 0), resp_bl], axis=1)
+        if orm is not None:
+            out["orm"] += np.asarray(best_of_n.orm_scores(orm, tokens_bs, mask_bs))[:real * k].tolist()
         if prm_pair is not None:
-            tokens_bs = np.concatenate([np.repeat(ids_bp, k, 0), tokens_bl], axis=1)
-            mask_bs = np.concatenate([np.repeat(mask_bp, k, 0), resp_bl], axis=1)
             ends_bl = np.asarray(step_ends_from_tokens(many.tokens, many.mask, delimiter))
             steps_bk, count_b = best_of_n.implicit_step_rewards(*prm_pair, tokens_bs, mask_bs, resp_bl, ends_bl)
             out["steps"] += [steps_bk[j, :count_b[j]].tolist() for j in range(real * k)]
@@ -168,22 +173,28 @@ def sample_metrics(out, k: int) -> dict[str, float]:
 
 
 def best_of_n_curves(out, k: int, *, beta: float, resamples: int, seed: int) -> dict:
-    """Best-of-N curves for every PRM aggregation, the implicit ORM and (weighted) majority."""
+    """Best-of-N curves: every implicit-PRM aggregation and the implicit outcome score (when the
+    samples have PRM step scores), the trained ORM (when they have ORM scores), and majority votes."""
     correct_pk = np.asarray(out["correct"], np.float64)
     p = correct_pk.shape[0]
-    steps = [out["steps"][i * k:(i + 1) * k] for i in range(p)]
     ns = sorted({2 ** i for i in range(int(np.log2(k)) + 1)} | {k})
+    curve = lambda scores_pk: eval_metrics.best_of_n_accuracy_curve(  # noqa: E731
+        np.asarray(scores_pk), correct_pk, ns, resamples=resamples, seed=seed)
     curves = {}
-    for name, how in PRM_CURVES.items():
-        scores_pk = np.array([[eval_metrics.aggregate_steps(s, how, beta=beta) for s in row] for row in steps])
-        curves[name] = eval_metrics.best_of_n_accuracy_curve(scores_pk, correct_pk, ns, resamples=resamples, seed=seed)
-    orm_pk = np.array([[beta * float(np.sum(s)) for s in row] for row in steps])
-    curves["orm"] = eval_metrics.best_of_n_accuracy_curve(orm_pk, correct_pk, ns, resamples=resamples, seed=seed)
+    if out["steps"]:
+        steps = [out["steps"][i * k:(i + 1) * k] for i in range(p)]
+        for name, how in PRM_CURVES.items():
+            curves[name] = curve([[eval_metrics.aggregate_steps(s, how, beta=beta) for s in row] for row in steps])
+        curves["implicit_orm"] = curve([[beta * float(np.sum(s)) for s in row] for row in steps])
+    if out["orm"]:
+        curves["orm"] = curve(np.reshape(out["orm"], (p, k)))
     curves["majority"] = eval_metrics.majority_accuracy_curve(out["answers"], correct_pk, ns,
                                                               resamples=resamples, seed=seed)
-    weights_pk = np.array([[eval_metrics.aggregate_steps(s, "prod_sigmoid", beta=beta) for s in row] for row in steps])
-    curves["prm_weighted_majority"] = eval_metrics.majority_accuracy_curve(
-        out["answers"], correct_pk, ns, weights_pn=weights_pk, resamples=resamples, seed=seed)
+    if out["steps"]:
+        weights_pk = np.array([[eval_metrics.aggregate_steps(s, "prod_sigmoid", beta=beta) for s in row]
+                               for row in steps])
+        curves["prm_weighted_majority"] = eval_metrics.majority_accuracy_curve(
+            out["answers"], correct_pk, ns, weights_pn=weights_pk, resamples=resamples, seed=seed)
     return {"ns": ns, "beta": beta, "resamples": resamples, "curves": curves}
 
 
@@ -248,12 +259,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-suffix", action="store_true",
                         help="do not append the Eurus 'Present the answer ... \\boxed{}' suffix to jsonl problems")
     parser.add_argument("--out", default="eval_out", help="output directory (results.json, results.md)")
-    prm = parser.add_argument_group("best-of-N with an implicit PRM")
-    prm.add_argument("--prm-workdir", help="run directory whose PRM ranks the k samples")
+    prm = parser.add_argument_group("best-of-N with an implicit PRM and/or an outcome reward model")
+    prm.add_argument("--prm-workdir", help="a PRIME run directory, or an offline implicit PRM directory "
+                                           "(prime_jax.train_reward), whose PRM ranks the k samples")
     prm.add_argument("--prm-step", type=int, help="checkpoint step of --prm-workdir (default: latest)")
     prm.add_argument("--reference", help="reference model directory (default: the PRM run's base model)")
     prm.add_argument("--beta", type=float, default=0.05, help="implicit-PRM beta (reward = beta * log-ratio)")
     prm.add_argument("--step-delimiter", default="\n", help="text that ends a reasoning step")
+    prm.add_argument("--orm", help="an ORM directory (prime_jax.train_reward kind=orm, or a one-label "
+                                   "*ForSequenceClassification HF directory) that ranks the k samples")
     prm.add_argument("--resamples", type=int, default=64, help="random N-subsets per N")
     parser.add_argument("--verifier-workers", type=int, default=1, help="verifier processes")
     return parser
@@ -267,18 +281,40 @@ def load_policy(args):
     return from_pretrained(args.hf), load_tokenizer(args.tokenizer or args.hf), args.hf
 
 
+def _reward_dir(path: str, kind: str) -> pathlib.Path | None:
+    """``path/model`` of an offline reward-model directory of ``kind``; None if ``path`` is not one."""
+    info_path = pathlib.Path(path) / "reward.json"
+    if not info_path.exists():
+        return None
+    info = json.loads(info_path.read_text())
+    if info.get("kind") != kind:
+        raise ValueError(f"{info_path}: kind is {info.get('kind')!r}, expected {kind!r} here")
+    return pathlib.Path(path) / "model"
+
+
 def load_prm_pair(args):
+    """(implicit PRM, its reference) of a PRIME run or an offline implicit-PRM directory."""
+    offline = _reward_dir(args.prm_workdir, "implicit_prm")
+    if offline is not None:
+        reference = args.reference or json.loads((pathlib.Path(args.prm_workdir) / "reward.json").read_text())["reference"]
+        return from_pretrained(offline), from_pretrained(reference)
     prm, _ = load_role(args.prm_workdir, "prm", step=args.prm_step)
     reference = args.reference or json.loads((pathlib.Path(args.prm_workdir) / "run.json").read_text())["base_model"]
     return prm, from_pretrained(reference)
+
+
+def load_orm_dir(path: str):
+    """The ORM of an offline ORM directory (``path/model``) or of an HF directory itself."""
+    return load_orm(_reward_dir(path, "orm") or path)
 
 
 def evaluate(args) -> dict:
     policy, tokenizer, name = load_policy(args)
     records, skipped = make_records(args.task, args.num, seed=args.seed, suffix="" if args.no_suffix else MATH_SUFFIX)
     prm_pair = load_prm_pair(args) if args.prm_workdir else None
+    orm = load_orm_dir(args.orm) if args.orm else None
     with VerifierPool(args.verifier_workers, scorers={"countdown": countdown_reward}) as pool:
-        out, dropped = collect(policy, tokenizer, records, pool, args, prm_pair)
+        out, dropped = collect(policy, tokenizer, records, pool, args, prm_pair, orm)
     out_dir = pathlib.Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {"model": name, "task": args.task, "num_problems": len(out["correct"]), "k": args.k,
@@ -287,7 +323,7 @@ def evaluate(args) -> dict:
                "data": {"skipped_malformed": sum(skipped.values()), "skipped_reasons": skipped,
                         "dropped_too_long": dropped},
                "best_of_n": None}
-    if prm_pair is not None:
+    if prm_pair is not None or orm is not None:
         results["best_of_n"] = best_of_n_curves(out, args.k, beta=args.beta, resamples=args.resamples, seed=args.seed)
         (out_dir / "best_of_n.json").write_text(json.dumps(results["best_of_n"], indent=2))
         plot_best_of_n(results["best_of_n"], out_dir / "best_of_n.png")

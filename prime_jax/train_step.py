@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from prime_jax import losses
+from prime_jax import losses, sharding
 from prime_jax.models import token_logprobs, token_logprobs_and_entropy
 
 
@@ -54,9 +54,35 @@ def shardings_of(tree):
     return jax.tree.map(lambda x: x.sharding, tree)
 
 
-def make_logprob_fn(graphdef) -> Callable:
-    """Jitted ``(params, batch) -> logp_bl``."""
-    return jax.jit(lambda params, batch: response_logprobs(graphdef, params, batch))
+def make_logprob_fn(graphdef, rows_per_pass: int | None = None) -> Callable:
+    """Jitted ``(params, batch) -> logp_bl``, at most ``rows_per_pass`` rows per forward pass.
+
+    A batch of B > R = ``rows_per_pass`` rows is cut into K = B / R passes run one after the
+    other (``lax.map``), so only one pass's activations exist at a time. Pass k takes the rows
+    ``b = j K + k``: a row-sharded batch splits without moving data when every device's rows
+    divide into the K passes (R a multiple of the data-parallel size data x fsdp; required).
+    """
+    def logprobs(params, batch: SequenceBatch) -> jax.Array:
+        rows = batch.tokens_bs.shape[0]
+        if rows_per_pass is None or rows <= rows_per_pass:
+            return response_logprobs(graphdef, params, batch)
+        if rows % rows_per_pass:
+            raise ValueError(f"make_logprob_fn: a batch of {rows} rows does not split into passes "
+                             f"of rows_per_pass={rows_per_pass} (PrimeConfig.logprob_rows_per_pass)")
+        mesh = jax.sharding.get_abstract_mesh()
+        shards = 1 if mesh.empty else sharding.data_parallel_size(mesh)
+        if rows_per_pass % shards:
+            raise ValueError(f"make_logprob_fn: rows_per_pass={rows_per_pass} (PrimeConfig."
+                             f"logprob_rows_per_pass) is not a multiple of the {shards} batch shards "
+                             "(data x fsdp) of the mesh")
+        passes = rows // rows_per_pass
+        # (B, ...) -> (R, K, ...) -> (K, R, ...): pass k holds rows j K + k.
+        split = lambda x: jnp.swapaxes(x.reshape((rows_per_pass, passes) + x.shape[1:]), 0, 1)
+        logp_kbl = jax.lax.map(lambda mb: response_logprobs(graphdef, params, mb),
+                               jax.tree.map(split, batch))
+        return jnp.swapaxes(logp_kbl, 0, 1).reshape((rows,) + logp_kbl.shape[2:])
+
+    return jax.jit(logprobs)
 
 
 def clip_and_apply(tx: optax.GradientTransformation, params, opt_state, grads, max_grad_norm: float):
@@ -189,6 +215,32 @@ def make_prm_update(graphdef, tx: optax.GradientTransformation, config: PrmLossC
         return params, opt_state, {**metrics, **{f"prm_{k}": v for k, v in info.items()}}, logp_bl
 
     return jit_update(step, state_shardings, 2)
+
+
+def make_orm_update(graphdef, tx: optax.GradientTransformation, num_samples: int,
+                    max_grad_norm: float = 10.0, state_shardings=None):
+    """Jitted outcome-reward-model step on one mini-batch: ``(params, opt, (batch, acc))``.
+
+    ``r_i = ORM(x_i, y_i)`` (the last real token's score), ``loss = mean_i BCE(sigmoid(r_i), acc_i)``:
+    the implicit PRM's CE objective with ``r_i`` in place of ``beta * sum_t q_it``.
+    """
+
+    def loss_fn(params, mb):
+        batch, acc_b = mb
+        score_b = nnx.merge(graphdef, params)(batch.tokens_bs, batch.attention_mask_bs)
+        loss = jnp.mean(losses.bce_with_clamp(score_b, acc_b))
+        metrics = {"orm_loss": loss, "orm_score_mean": jnp.mean(jax.nn.sigmoid(score_b)),
+                   "orm_acc": jnp.mean(((score_b > 0) == (acc_b > 0.5)).astype(jnp.float32)),
+                   "orm_pairwise_acc": losses.pairwise_accuracy(score_b, acc_b, num_samples=num_samples)}
+        return loss, (metrics, None)
+
+    def step(params, opt_state, mb):
+        k = mb[1].shape[0]
+        grads, metrics, _ = accumulate(loss_fn, params, mb, jnp.full((k,), 1.0 / k))
+        params, opt_state, info = clip_and_apply(tx, params, opt_state, grads, max_grad_norm)
+        return params, opt_state, {**metrics, **{f"orm_{k}": v for k, v in info.items()}}
+
+    return jit_update(step, state_shardings, 1)
 
 
 def make_sft_update(graphdef, tx: optax.GradientTransformation, max_grad_norm: float = 1.0,

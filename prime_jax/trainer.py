@@ -5,7 +5,9 @@
                -> fused advantages -> PPO mini-batches -> metrics / eval / checkpoint
 
 Policy, reference and PRM are three copies of the SFT weights (a local HF
-directory, or the SFT warm-up's output). Everything a step needs to be
+directory, or the SFT warm-up's output); ``prm_init`` starts the PRM from other
+weights instead (e.g. an offline implicit PRM from ``prime_jax.train_reward``,
+trained against the same reference). Everything a step needs to be
 reproduced - weights, optimiser states, RNG, data position, surplus prompts -
 is checkpointed, so a resumed run repeats exactly what an uninterrupted run
 would have done.
@@ -75,6 +77,17 @@ def initial_policy(workdir: pathlib.Path, model: ModelSource, sft: SFTConfig | N
     return role
 
 
+def initial_prm(path: str, model: ModelSource, policy: Role, mesh, seed: int):
+    """The weights of the HF directory ``path`` as the PRM's starting point; the architecture must
+    be the policy's (both roles share one graph)."""
+    module = build_model(dataclasses.replace(model, hf_path=path), mesh, seed=seed)
+    expected = policy.module().config
+    if module.config != expected:
+        raise ValueError(f"train.prm_init={path!r}: its config.json ({module.config}) differs from the "
+                         f"policy's ({expected})")
+    return Role.of(module).params
+
+
 def base_model_dir(workdir: pathlib.Path, model: ModelSource) -> pathlib.Path:
     """Where the run's initial weights (= the reference) live as a Hugging Face directory."""
     return workdir / "sft_model" if (workdir / "sft_model" / "config.json").exists() or not model.hf_path \
@@ -90,7 +103,7 @@ def train(*, workdir: str, steps: int, task: TaskConfig = TaskConfig(), model: M
           prm_optimizer: optax.GradientTransformation | None = None,
           mesh: sharding.MeshConfig = sharding.MeshConfig(), seed: int = 0,
           eval_every: int = 10, eval_batch_prompts: int = 64, checkpoint_every: int = 10,
-          verifier_workers: int = 2, after_first_step: Callable[[], None] | None = None,
+          verifier_workers: int = 2, prm_init: str | None = None, after_first_step: Callable[[], None] | None = None,
           log: Callable[[str], None] = print) -> list[dict]:
     """Run PRIME RL until ``steps`` RL steps are done (continuing a checkpointed run)."""
     workdir_path = pathlib.Path(workdir)
@@ -110,11 +123,13 @@ def train(*, workdir: str, steps: int, task: TaskConfig = TaskConfig(), model: M
     if lead:
         (workdir_path / "run.json").write_text(json.dumps({
             "base_model": str(base_model_dir(workdir_path, model).absolute()), "tokenizer": task.tokenizer,
-            "uses_prm": prime.uses_prm}, indent=1))
+            "uses_prm": prime.uses_prm, "prm_init": prm_init}, indent=1))
     # Three independent weight copies (updates donate their inputs); the SFT role hands its own
     # buffers to the trainable policy and is not used afterwards.
     reference_params = _copy(policy.params) if (prime.uses_prm or policy_loss.kl_coef) else None
-    prm_params = _copy(policy.params) if prime.uses_prm else None
+    prm_params = None
+    if prime.uses_prm:
+        prm_params = initial_prm(prm_init, model, policy, device_mesh, seed) if prm_init else _copy(policy.params)
     state = make_train_state(policy.params, prm_params, policy_optimizer,
                              prm_optimizer if prime.uses_prm else None, seed)
     policy = Role(policy.graphdef, None)
@@ -136,7 +151,7 @@ def train(*, workdir: str, steps: int, task: TaskConfig = TaskConfig(), model: M
 
     updaters = rl_update.make_updaters(policy.graphdef, policy.graphdef, policy_optimizer, prm_optimizer,
                                        prime, policy_loss, prm_loss, state)
-    logprob_fn = train_step.make_logprob_fn(policy.graphdef)
+    logprob_fn = train_step.make_logprob_fn(policy.graphdef, prime.logprob_rows_per_pass)
     delimiter = tuple(tokenizer.encode(prime.step_delimiter, add_special_tokens=False))
     scorers = {"countdown": countdown_reward}
     rows: list[dict] = []

@@ -6,11 +6,27 @@ import gin
 import pytest
 
 from prime_jax import gin_cli
-from prime_jax import trainer  # noqa: F401  (registers the names the configs bind)
+from prime_jax import reward_trainer, trainer  # noqa: F401  (registers the names the configs bind)
 from prime_jax.prime_config import PrimeConfig
 from prime_jax.rollout import SamplingConfig
 
-CONFIGS = sorted((pathlib.Path(__file__).resolve().parents[1] / "configs").glob("*.gin"))
+ALL_CONFIGS = sorted((pathlib.Path(__file__).resolve().parents[1] / "configs").glob("*.gin"))
+REWARD_CONFIGS = [p for p in ALL_CONFIGS if p.name.startswith("reward_")]
+CONFIGS = [p for p in ALL_CONFIGS if p not in REWARD_CONFIGS]
+
+
+@pytest.mark.parametrize("path", REWARD_CONFIGS, ids=[p.name for p in REWARD_CONFIGS])
+def test_reward_config_parses_and_builds(path):
+    gin.clear_config()
+    try:
+        gin_cli.parse([str(path)])
+        data = gin.get_configurable(reward_trainer.RewardDataConfig)()
+        assert data.num_prompts > 0 and 0 < data.val_fraction < 1
+        assert gin.query_parameter("prime_jax.reward_trainer.train_reward.kind") in reward_trainer.KINDS
+        assert gin.query_parameter("prime_jax.reward_trainer.train_reward.mini_batch") % data.num_samples == 0
+        assert gin.get_configurable(SamplingConfig)().max_new_tokens > 0
+    finally:
+        gin.clear_config()
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])

@@ -75,4 +75,4 @@ def test_segment_step_sums_and_orm():
     steps_bk, count_b = best_of_n.segment_step_sums(q_bl, mask_bl, ends_bl)
     np.testing.assert_allclose(steps_bk, [[3.0, 7.0], [11.0, 0.0]])
     np.testing.assert_array_equal(count_b, [2, 1])
-    np.testing.assert_allclose(best_of_n.orm_scores(steps_bk, count_b, beta=0.5), [5.0, 5.5])
+    np.testing.assert_allclose(best_of_n.implicit_outcome_scores(steps_bk, count_b, beta=0.5), [5.0, 5.5])

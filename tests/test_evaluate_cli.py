@@ -73,7 +73,7 @@ def test_arithmetic_with_best_of_n(tiny_hf, prm_run, tmp_path):
     assert results["num_problems"] == 4
     assert {"greedy_pass@1", "avg@2", "maj@2", "pass@1", "pass@2"} <= set(results["metrics"])
     curves = results["best_of_n"]["curves"]
-    assert {"prm_min", "prm_sum", "prm_last", "prm_prod", "orm", "majority", "prm_weighted_majority"} == set(curves)
+    assert {"prm_min", "prm_sum", "prm_last", "prm_prod", "implicit_orm", "majority", "prm_weighted_majority"} == set(curves)
     assert all(len(c["mean"]) == len(results["best_of_n"]["ns"]) for c in curves.values())
     assert (out / "best_of_n.png").stat().st_size > 0 and (out / "results.md").exists()
 

@@ -9,6 +9,9 @@ Kinds say how a tensor changes shape between the two layouts:
   ``kernel = weight.T.reshape(param_shape)``;
 * ``linear2``: as ``linear`` with two input dims (o_proj kernel ``(heads, head_dim, d)``).
 
+``load_orm`` / ``save_orm`` do the same for an ``OutcomeRewardModel`` in the
+``*ForSequenceClassification`` layout (backbone names as above, plus ``score.weight``).
+
 ``from_pretrained`` builds the model abstractly (``nnx.eval_shape``) and fills every parameter
 straight into its target sharding with ``jax.make_array_from_callback``: no random-initialised
 full model is ever materialised.
@@ -32,6 +35,7 @@ from safetensors.numpy import save_file
 from prime_jax import sharding
 from prime_jax.models.config import ModelConfig
 from prime_jax.models.layers import param_shardings
+from prime_jax.models.reward_head import OutcomeRewardModel, orm_config
 from prime_jax.models.transformer import Transformer
 
 _L = "model.layers.{i}."
@@ -162,19 +166,52 @@ class _SafetensorsReader:
 
 
 def from_pretrained(path: str | os.PathLike, *, dtype=jnp.float32, param_dtype=None,
-                    mesh: jax.sharding.Mesh | None = None, remat: bool = False) -> Transformer:
+                    mesh: jax.sharding.Mesh | None = None, remat: bool = False,
+                    logits_chunk: int | None = None) -> Transformer:
     """Load a local HF directory (config.json + safetensors) as a ``Transformer``.
 
     ``dtype`` is the compute dtype, ``param_dtype`` the storage dtype (default: ``dtype``).
     With ``mesh``, each parameter is placed straight into its ``PARAM_RULES`` sharding.
+    ``remat`` and ``logits_chunk`` set those compute settings of the ``ModelConfig``.
     """
     path = os.fspath(path)
     config = ModelConfig.from_hf_file(
         path, dtype=jnp.dtype(dtype).name, param_dtype=jnp.dtype(param_dtype or dtype).name,
-        remat=remat)
+        remat=remat, logits_chunk=logits_chunk)
+    return _load(path, lambda: Transformer(config, rngs=nnx.Rngs(0)), config, mesh, nnx_to_hf_name)
+
+
+def _orm_name(nnx_path: str) -> tuple[str, str]:
+    """HF name and kind of an ``OutcomeRewardModel`` parameter (``*ForSequenceClassification``)."""
+    if nnx_path == "score":
+        return "score.weight", "linear"
+    return nnx_to_hf_name(nnx_path.removeprefix("backbone."))
+
+
+def load_orm(path: str | os.PathLike, *, dtype=jnp.float32, param_dtype=None,
+             mesh: jax.sharding.Mesh | None = None, remat: bool = False) -> OutcomeRewardModel:
+    """Load a ``*ForSequenceClassification`` directory with ``num_labels = 1`` (e.g. one written
+    by ``save_orm``) as an ``OutcomeRewardModel``; dtypes and ``mesh`` as in ``from_pretrained``."""
+    path = os.fspath(path)
+    with open(os.path.join(path, "config.json")) as f:
+        hf = json.load(f)
+    labels = len(hf.get("id2label") or {}) or hf.get("num_labels", 2)
+    if not any(a.endswith("ForSequenceClassification") for a in hf.get("architectures") or []) or labels != 1:
+        raise ValueError(f"{path}/config.json: an outcome reward model needs architectures "
+                         f"[*ForSequenceClassification] with one label, got {hf.get('architectures')} "
+                         f"with {labels} labels")
+    config = orm_config(ModelConfig.from_hf(
+        hf, source=os.path.join(path, "config.json"), dtype=jnp.dtype(dtype).name,
+        param_dtype=jnp.dtype(param_dtype or dtype).name, remat=remat))
+    return _load(path, lambda: OutcomeRewardModel(config, rngs=nnx.Rngs(0)), config, mesh, _orm_name)
+
+
+def _load(path: str, build, config: ModelConfig, mesh, hf_name_of):
+    """The module ``build()`` makes, every parameter read from ``path``'s safetensors under the
+    name ``hf_name_of(nnx_path)`` gives; every checkpoint tensor must be used."""
     mesh_ctx = jax.set_mesh(mesh) if mesh is not None else contextlib.nullcontext()
     with mesh_ctx, nnx.logical_axis_rules(sharding.PARAM_RULES):
-        abstract = nnx.eval_shape(lambda: Transformer(config, rngs=nnx.Rngs(0)))
+        abstract = nnx.eval_shape(build)
         graphdef, state = nnx.split(abstract)
         if mesh is not None:
             shardings = param_shardings(state, mesh)
@@ -183,7 +220,7 @@ def from_pretrained(path: str | os.PathLike, *, dtype=jnp.float32, param_dtype=N
         flat_shardings = dict(shardings.flat_state())
     expected = {}
     for key, variable in params.items():
-        hf_name, kind = nnx_to_hf_name(_path_str(key))
+        hf_name, kind = hf_name_of(_path_str(key))
         expected[hf_name] = (key, variable, kind)
 
     with _SafetensorsReader(path) as reader:
@@ -220,10 +257,24 @@ def save_pretrained(model: Transformer, path: str | os.PathLike, tokenizer=None,
     Loadable by ``transformers.AutoModelForCausalLM.from_pretrained``. Multi-process runs gather
     every parameter on all processes; only process 0 writes.
     """
+    _save(model, model.config.to_hf(), nnx_to_hf_name, path, tokenizer, max_shard_bytes)
+
+
+def save_orm(model: OutcomeRewardModel, path: str | os.PathLike, tokenizer=None, *,
+             max_shard_bytes: int = 5 * 2**30) -> None:
+    """Write an ORM as ``<Arch>ForSequenceClassification`` (one label), loadable by
+    ``transformers.AutoModelForSequenceClassification`` and ``load_orm``."""
+    hf = model.config.to_hf()
+    hf["architectures"] = [hf["architectures"][0].replace("ForCausalLM", "ForSequenceClassification")]
+    hf.update(id2label={"0": "LABEL_0"}, label2id={"LABEL_0": 0})
+    _save(model, hf, _orm_name, path, tokenizer, max_shard_bytes)
+
+
+def _save(model: nnx.Module, hf_config: dict, hf_name_of, path, tokenizer, max_shard_bytes: int) -> None:
     path = os.fspath(path)
     tensors: dict[str, np.ndarray] = {}
     for key, variable in nnx.state(model, nnx.Param).flat_state():
-        hf_name, kind = nnx_to_hf_name(_path_str(key))
+        hf_name, kind = hf_name_of(_path_str(key))
         value = variable.get_value()
         if jax.process_count() > 1:
             from jax.experimental import multihost_utils
@@ -233,7 +284,7 @@ def save_pretrained(model: Transformer, path: str | os.PathLike, tokenizer=None,
         return
     os.makedirs(path, exist_ok=True)
     with open(os.path.join(path, "config.json"), "w") as f:
-        json.dump(model.config.to_hf(), f, indent=2)
+        json.dump(hf_config, f, indent=2)
     shards: list[dict[str, np.ndarray]] = [{}]
     size = 0
     for name in sorted(tensors, key=_hf_sort_key):

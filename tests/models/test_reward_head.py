@@ -1,0 +1,81 @@
+"""Outcome reward model: parity with transformers' *ForSequenceClassification, export, errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+import transformers
+from _model_helpers import hf_config
+from flax import nnx
+
+from prime_jax.models import from_pretrained, load_orm, orm_from_backbone, save_orm
+
+TOL = 2e-5
+
+
+def _hf_orm(family: str, seed: int = 0):
+    torch.manual_seed(seed)
+    config = hf_config(family)
+    config.num_labels = 1
+    config._attn_implementation = "eager"
+    model = transformers.AutoModelForSequenceClassification.from_config(config, dtype=torch.float32)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_((1.0 + 0.2 * torch.randn_like(p)) if name.endswith("norm.weight") else 0.08 * torch.randn_like(p))
+    return model.eval()
+
+
+def _padded_batch():
+    """Left-padded prompts with right-padded responses; padding is token 0 (pad_token_id)."""
+    rng = np.random.default_rng(0)
+    ids = rng.integers(3, 90, size=(4, 12))
+    mask = np.ones_like(ids)
+    mask[1, :3] = 0  # left padding
+    mask[2, 9:] = 0  # right padding
+    mask[3, :2] = 0
+    mask[3, 10:] = 0  # both
+    return np.where(mask == 1, ids, 0), mask
+
+
+def _hf_scores(model, ids, mask) -> np.ndarray:
+    with torch.no_grad():
+        out = model(torch.as_tensor(ids), attention_mask=torch.as_tensor(mask))
+    return out.logits[:, 0].float().numpy()
+
+
+@pytest.mark.parametrize("family", ["qwen2", "llama", "qwen3"])
+def test_scores_match_transformers(tmp_path, family):
+    hf_model = _hf_orm(family)
+    hf_model.save_pretrained(tmp_path / "hf")
+    orm = load_orm(tmp_path / "hf")
+    ids, mask = _padded_batch()
+    ours = np.asarray(orm(jnp.asarray(ids), jnp.asarray(mask)))
+    np.testing.assert_allclose(ours, _hf_scores(hf_model, ids, mask), atol=TOL)
+    assert np.ptp(ours) > 1e-3  # the rows really differ
+
+    save_orm(orm, tmp_path / "ours")
+    reloaded = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "ours", dtype=torch.float32)
+    np.testing.assert_allclose(_hf_scores(reloaded.eval(), ids, mask), ours, atol=TOL)
+    np.testing.assert_array_equal(np.asarray(load_orm(tmp_path / "ours")(jnp.asarray(ids), jnp.asarray(mask))), ours)
+
+
+def test_orm_from_untied_language_model(hf_checkpoints):
+    _, directory = hf_checkpoints[("llama", False)]
+    lm = from_pretrained(directory)
+    orm = orm_from_backbone(lm)
+    assert orm.config.tie_word_embeddings and not hasattr(orm.backbone, "lm_head")
+    np.testing.assert_array_equal(np.asarray(orm.backbone.embed[...]), np.asarray(lm.embed[...]))
+    ids, mask = _padded_batch()
+    np.testing.assert_array_equal(np.asarray(orm(jnp.asarray(ids), jnp.asarray(mask))), 0.0)  # zero head
+
+    # The head's gradient is the last real token's hidden state: training moves the score.
+    graphdef, params = nnx.split(orm, nnx.Param)
+    grads = jax.grad(lambda p: nnx.merge(graphdef, p)(jnp.asarray(ids), jnp.asarray(mask)).sum())(params)
+    assert float(jnp.abs(grads["score"][...]).sum()) > 0
+
+
+def test_load_orm_refuses_a_language_model(hf_checkpoints):
+    _, directory = hf_checkpoints[("qwen2", True)]
+    with pytest.raises(ValueError, match="ForSequenceClassification"):
+        load_orm(directory)
