@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import pathlib
-import platform
-import subprocess
 import sys
 import time
 
@@ -24,6 +22,8 @@ import jax
 import numpy as np
 
 from prime_jax import advantages as adv_lib
+
+from machine import cpu_line
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "RESULTS.md"
 
@@ -77,15 +77,7 @@ def timed(fn, repeats):
 
 
 def machine():
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        model = next(ln.split(":", 1)[1].strip() for ln in out.splitlines()
-                     if ln.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        model = platform.processor() or "unknown CPU"
-    import os  # noqa: PLC0415
-
-    return f"{model}, {os.cpu_count()} cores, jax {jax.__version__} on {jax.default_backend()}"
+    return f"{cpu_line()}, jax {jax.__version__} on {jax.default_backend()}"
 
 
 def main(argv=None):

@@ -22,7 +22,6 @@ import argparse
 import datetime
 import os
 import pathlib
-import platform
 import time
 
 import jax
@@ -32,18 +31,10 @@ from flax import nnx
 
 from prime_jax.models import PRESETS, Transformer, token_logprobs_and_entropy
 
+from machine import cpu_name
+
 RESULTS = pathlib.Path(__file__).resolve().parent / "RESULTS.md"
 MIB = 2**20
-
-
-def cpu_name() -> str:
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def programs(config, tokens_bt):

@@ -16,12 +16,13 @@ import datetime
 import json
 import os
 import pathlib
-import platform
 import subprocess
 import sys
 import time
 
 import numpy as np
+
+from machine import cpu_name
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 STAGES = ("seconds_rollout", "seconds_logprobs", "seconds_verify_wait", "seconds_prm", "seconds_policy",
@@ -35,8 +36,7 @@ def summarise(workdir: pathlib.Path, wall: float, command: str) -> str:
     sft = json.loads((workdir / "sft_history.json").read_text()) if (workdir / "sft_history.json").exists() else []
     head, tail = steps[:5], steps[-5:]
     mean = lambda rs, k: float(np.mean([r[k] for r in rs if k in r])) if rs else float("nan")  # noqa: E731
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor())
+    cpu = cpu_name()
     lines = [
         f"## {workdir.name}: end-to-end run ({datetime.date.today().isoformat()})",
         f"- command: `{command}`",

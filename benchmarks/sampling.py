@@ -19,7 +19,6 @@ import argparse
 import os
 import datetime
 import pathlib
-import platform
 import tempfile
 import time
 
@@ -32,17 +31,9 @@ import transformers
 from prime_jax.models import from_pretrained
 from prime_jax.rollout import SamplingConfig, sample
 
+from machine import cpu_name
+
 RESULTS = pathlib.Path(__file__).resolve().parent / "RESULTS.md"
-
-
-def cpu_name() -> str:
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def make_model(args, directory):

@@ -78,6 +78,24 @@ def parse(values: Sequence[str]) -> tuple[list[pathlib.Path], list[str]]:
     return files, bindings
 
 
+def configure(values: Sequence[str], *, workdir: str | None, workdir_binding: str,
+              example: str) -> pathlib.Path:
+    """Parse ``--gin`` values (see ``parse``) and return the run directory: ``workdir`` if given,
+    else the value bound to ``workdir_binding``. Raise ``GinError`` saying what is missing."""
+    if not values:
+        raise GinError(f"give at least one --gin config file (e.g. {example})")
+    parse(values)
+    if workdir:
+        return pathlib.Path(workdir)
+    try:
+        bound = gin.query_parameter(workdir_binding)
+    except ValueError:
+        bound = None
+    if not bound:
+        raise GinError(f"give --workdir DIR or bind {workdir_binding} in a gin file")
+    return pathlib.Path(bound)
+
+
 def write_config(path: pathlib.Path, operative: bool = False) -> None:
     """Write the full (or operative) gin config to ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)

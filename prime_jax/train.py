@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import pathlib
 import sys
 
 import gin
@@ -33,23 +32,16 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    if not args.gin:
-        print("error: give at least one --gin config file (e.g. configs/quickstart.gin)", file=sys.stderr)
-        return 2
-    from prime_jax import trainer  # noqa: F401  (gin files bind prime_jax.trainer.train)
+    from prime_jax import trainer  # gin files bind prime_jax.trainer.train
 
     try:
-        gin_cli.parse(args.gin)
+        workdir = gin_cli.configure(args.gin, workdir=args.workdir, workdir_binding="prime_jax.trainer.train.workdir",
+                                    example="configs/quickstart.gin")
     except gin_cli.GinError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     train = gin.get_configurable(trainer.train)
-    overrides = {k: v for k, v in (("workdir", args.workdir), ("steps", args.steps)) if v is not None}
-    try:
-        workdir = pathlib.Path(args.workdir or gin.query_parameter("prime_jax.trainer.train.workdir"))
-    except ValueError:
-        print("error: give --workdir DIR or bind trainer.train.workdir in a gin file", file=sys.stderr)
-        return 2
+    overrides = {k: v for k, v in (("workdir", str(workdir)), ("steps", args.steps)) if v is not None}
     lead = os.environ.get("JAX_PROCESS_ID", "0") == "0"  # several processes: the first writes
     if lead:
         gin_cli.write_config(workdir / "config.gin")

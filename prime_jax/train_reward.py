@@ -8,7 +8,6 @@ bindings of ``prime_jax.reward_trainer.train_reward``; ``--workdir`` overrides t
 from __future__ import annotations
 
 import argparse
-import pathlib
 import sys
 
 import gin
@@ -24,20 +23,14 @@ def main(argv=None) -> int:
     gin_cli.add_gin_arguments(parser)
     parser.add_argument("--workdir", help="output directory (overrides reward_trainer.train_reward.workdir)")
     args = parser.parse_args(gin_cli.split_gin_args(sys.argv[1:] if argv is None else argv))
-    if not args.gin:
-        print("error: give at least one --gin config file (e.g. configs/reward_arithmetic.gin)", file=sys.stderr)
-        return 2
-    from prime_jax import reward_trainer
+    from prime_jax import reward_trainer  # gin files bind prime_jax.reward_trainer.train_reward
 
     try:
-        gin_cli.parse(args.gin)
+        workdir = gin_cli.configure(args.gin, workdir=args.workdir,
+                                    workdir_binding="prime_jax.reward_trainer.train_reward.workdir",
+                                    example="configs/reward_arithmetic.gin")
     except gin_cli.GinError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
-    try:
-        workdir = pathlib.Path(args.workdir or gin.query_parameter("prime_jax.reward_trainer.train_reward.workdir"))
-    except ValueError:
-        print("error: give --workdir DIR or bind reward_trainer.train_reward.workdir in a gin file", file=sys.stderr)
         return 2
     gin_cli.write_config(workdir / "config.gin")
     try:
