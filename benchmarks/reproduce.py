@@ -1,12 +1,20 @@
-"""PRIME vs RLOO-with-outcome-only vs PRIME with a frozen PRM, several seeds, same settings.
+"""PRIME vs RLOO-with-outcome-only vs PRIME variants, several seeds, same settings.
 
     python benchmarks/reproduce.py --sft runs/quickstart_benchmark/sft_model [--seeds 0 1 2] [--steps 50]
         [--config configs/quickstart_countdown.gin --root runs/reproduce_countdown]
+        [--offline-prm runs/prm_offline] [--methods prime rloo prime_dpo prime_frozen_offline]
+
+Methods (``--methods``, default all that can run): ``prime`` (online implicit PRM, CE loss),
+``rloo`` (outcome reward only), ``prime_dpo`` (online PRM with the DPO loss), and with
+``--offline-prm`` (an implicit PRM from ``prime_jax.train_reward`` on the same SFT model)
+``prime_frozen_offline`` (that PRM, never updated: the frozen-PRM ablation) and
+``prime_offline_init`` (that PRM as the online PRM's starting point). A PRM frozen at the SFT
+weights would equal RLOO exactly (it is the reference, so every process reward is 0).
 
 Every run starts from the same SFT model (copied into its workdir, so no SFT is repeated) and
 uses ``--config`` (default ``configs/quickstart.gin``); the methods differ only in their bindings. Reports, per method,
 the mean and spread over seeds of (a) the first RL step at which the 5-step moving average of
-the training accuracy (T=1 samples) reaches ``--target``, (b) the final training accuracy (mean
+the training accuracy (T=1 samples) reaches each ``--target``, (b) the final training accuracy (mean
 of the last 5 steps) and (c) held-out greedy accuracy at the end; plots the mean training
 curves with their spread; appends the table to benchmarks/RESULTS.md.
 """
@@ -24,15 +32,19 @@ import sys
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-METHODS = {  # name -> (workdir prefix, bindings)
-    "PRIME": ("prime", []),
-    "RLOO (outcome only)": ("rloo", ["prime_jax.prime_config.PrimeConfig.process_coef = 0.0"]),
-    "PRIME, frozen PRM": ("prime_frozen", ['prime_jax.prime_config.PrimeConfig.prm_mode = "none"']),
+OFFLINE = "prime_jax.trainer.train.prm_init = '{}'"
+METHODS = {  # workdir prefix -> (name, bindings); {} in a binding is the offline PRM's model directory
+    "prime": ("PRIME", []),
+    "rloo": ("RLOO (outcome only)", ["prime_jax.prime_config.PrimeConfig.process_coef = 0.0"]),
+    "prime_dpo": ("PRIME, DPO PRM loss", ['prime_jax.train_step.PrmLossConfig.loss = "dpo"']),
+    "prime_frozen_offline": ("PRIME, frozen offline PRM", [OFFLINE, 'prime_jax.prime_config.PrimeConfig.prm_mode = "none"']),
+    "prime_offline_init": ("PRIME, offline-PRM init", [OFFLINE]),
 }
 
 
-def run(method: str, seed: int, args) -> list[dict]:
-    prefix, method_bindings = METHODS[method]
+def run(prefix: str, seed: int, args) -> list[dict]:
+    method_bindings = [b.format(pathlib.Path(args.offline_prm or "").absolute() / "model")
+                       for b in METHODS[prefix][1]]
     workdir = ROOT / args.root / f"{prefix}_{seed}"
     if not (workdir / "metrics.jsonl").exists() or args.fresh:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -45,12 +57,12 @@ def run(method: str, seed: int, args) -> list[dict]:
     return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
 
 
-def summarise(rows: list[dict], target: float) -> dict:
+def summarise(rows: list[dict], targets: list[float]) -> dict:
     acc = np.array([r["accuracy"] for r in rows if r["step"] > 0])
     smooth = np.convolve(acc, np.ones(5) / 5, mode="valid")
-    hit = np.flatnonzero(smooth >= target)
     evals = [r["eval_accuracy"] for r in rows if "eval_accuracy" in r]
-    return {"steps_to_target": float(hit[0] + 5) if len(hit) else float("nan"),
+    first = lambda hit: float(hit[0] + 5) if len(hit) else float("nan")  # noqa: E731
+    return {"steps_to_target": [first(np.flatnonzero(smooth >= t)) for t in targets],
             "final_train_acc": float(acc[-5:].mean()), "first_train_acc": float(acc[:5].mean()),
             "final_greedy_eval": evals[-1], "curve": acc}
 
@@ -60,32 +72,41 @@ def main() -> int:
     parser.add_argument("--sft", required=True, help="HF directory of the shared SFT model")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--target", type=float, default=0.75)
+    parser.add_argument("--target", type=float, nargs="+", default=[0.75], help="training accuracies to time")
     parser.add_argument("--root", default="runs/reproduce")
     parser.add_argument("--gin", action="append", default=[], help="extra bindings for every run")
     parser.add_argument("--fresh", action="store_true", help="rerun runs that already have metrics")
     parser.add_argument("--config", default="configs/quickstart.gin", help="the gin file every run starts from")
+    parser.add_argument("--offline-prm", help="an offline implicit-PRM directory (prime_jax.train_reward) trained "
+                                              "on --sft's samples, for the prime_frozen_offline / prime_offline_init methods")
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), help="methods to run (default: all that can)")
     args = parser.parse_args()
+    methods = args.methods or [m for m in METHODS if args.offline_prm or "offline" not in m]
+    if any("offline" in m for m in methods) and not args.offline_prm:
+        parser.error("the offline-PRM methods need --offline-prm DIR")
 
-    results = {m: [summarise(run(m, s, args), args.target) for s in args.seeds] for m in METHODS}
+    results = {METHODS[m][0]: [summarise(run(m, s, args), args.target) for s in args.seeds] for m in methods}
     fmt = lambda xs: f"{np.nanmean(xs):.3f} ± {np.nanstd(xs):.3f}"  # noqa: E731
-    extra = "".join(f" --gin '{g}'" for g in args.gin)
+    extra = "".join(f" --gin '{g}'" for g in args.gin) + (f" --offline-prm {args.offline_prm}" if args.offline_prm else "")
+    extra += f" --methods {' '.join(methods)}"
     lines = [f"## Reproduction: PRIME vs RLOO, {args.config} ({datetime.date.today().isoformat()})",
              f"- command: `python benchmarks/reproduce.py --sft {args.sft} --seeds {' '.join(map(str, args.seeds))} "
-             f"--steps {args.steps} --target {args.target} --config {args.config} --root {args.root}{extra}`",
+             f"--steps {args.steps} --target {' '.join(map(str, args.target))} --config {args.config} --root {args.root}{extra}`",
              f"- {len(args.seeds)} seeds per method, {args.steps} RL steps of 32 prompts x 4 samples from one shared "
              "SFT model; mean ± std over seeds; steps-to-target uses the 5-step moving average of the "
              "training accuracy (nan = never reached; counted seeds that reached it in brackets)", "",
-             "| method | train acc, first 5 steps | train acc, last 5 steps | steps to target | greedy held-out at end |",
-             "|---|---|---|---|---|"]
+             "| method | train acc, first 5 steps | train acc, last 5 steps | "
+             + " | ".join(f"steps to {t}" for t in args.target) + " | greedy held-out at end |",
+             "|---|---|---|" + "---|" * len(args.target) + "---|"]
     for method, rs in results.items():
-        reached = sum(np.isfinite(r["steps_to_target"]) for r in rs)
+        steps_rt = np.array([r["steps_to_target"] for r in rs])
+        timed = [f"{fmt(steps_rt[:, i])} ({int(np.isfinite(steps_rt[:, i]).sum())}/{len(rs)})"
+                 for i in range(len(args.target))]
         lines.append(f"| {method} | {fmt([r['first_train_acc'] for r in rs])} | "
-                     f"{fmt([r['final_train_acc'] for r in rs])} | "
-                     f"{fmt([r['steps_to_target'] for r in rs])} ({reached}/{len(rs)}) | "
+                     f"{fmt([r['final_train_acc'] for r in rs])} | " + " | ".join(timed) + " | "
                      f"{fmt([r['final_greedy_eval'] for r in rs])} |")
-    png = ROOT / "benchmarks" / f"reproduce_curves_{pathlib.Path(args.config).stem}.png"
-    plot(results, png)
+    png = ROOT / "benchmarks" / f"reproduce_curves_{pathlib.Path(args.config).stem}_{args.steps}steps.png"
+    plot(results, png, args.target)
     lines += ["", f"![training accuracy by method]({png.name})", ""]
     report = "\n".join(lines)
     print(report)
@@ -94,7 +115,7 @@ def main() -> int:
     return 0
 
 
-def plot(results: dict, path: pathlib.Path) -> None:
+def plot(results: dict, path: pathlib.Path, targets: list[float]) -> None:
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7, 4))
@@ -106,6 +127,8 @@ def plot(results: dict, path: pathlib.Path) -> None:
         mean, std = smooth.mean(0), smooth.std(0)
         ax.plot(steps, mean, label=method)
         ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
+    for target in targets:
+        ax.axhline(target, color="gray", linestyle=":", linewidth=1)
     ax.set_xlabel("RL step")
     ax.set_ylabel("training accuracy (T=1, 5-step mean)")
     ax.grid(alpha=0.3)

@@ -12,7 +12,8 @@ Both see the same groups (prompt-disjoint train / validation split) and mini-bat
 groups. Each epoch logs validation loss, accuracy (score > 0 vs label) and within-group pairwise
 accuracy. ``workdir`` gets ``model/`` (a Hugging Face directory: a causal LM for the implicit PRM,
 ``*ForSequenceClassification`` for the ORM), ``reward.json`` (kind, reference, beta, metrics),
-``samples.jsonl`` (the labelled data), ``metrics.jsonl`` and ``curves.png``. The implicit PRM is
+``samples.jsonl`` (the labelled data), ``metrics.jsonl`` and ``curves.png``. One process (any
+number of its devices in the mesh). The implicit PRM is
 what ``trainer.train(prm_init=...)`` and ``evaluate --prm`` take; the ORM is ``evaluate --orm``.
 """
 
@@ -67,7 +68,7 @@ def collect_labelled(base: Role, pipeline: PromptPipeline, pool, tokenizer, samp
                          filter_accuracy=False, max_rollout_rounds=1, prm_mini_batch=rows, policy_mini_batch=rows)
     logprob_fn = train_step.make_logprob_fn(base.graphdef)
     parts = []
-    for r in tqdm(range(rounds), desc="sample", disable=jax.process_index() > 0):
+    for r in tqdm(range(rounds), desc="sample"):
         batch, _, _ = rl_collect.collect(
             policy=base, policy_params=base.params, reference_params=None, logprob_fn=logprob_fn,
             pipeline=pipeline, surplus=[], pool=pool, tokenizer=tokenizer, sampling=sampling, config=config,
@@ -101,6 +102,23 @@ def validate(score_fn: Callable, params, rows: ScoredRollouts, batch_rows: int, 
             "val_label_mean": float(np.mean(acc_b))}
 
 
+def fit_epoch(kind: str, update_fn: Callable, params, opt_state, rows: ScoredRollouts, mini_batch: int,
+              micro_batches: int, mesh, desc: str):
+    """One pass over ``rows`` in order, ``mini_batch`` rows an update (a last partial batch is
+    dropped); returns the new weights, optimiser state and the mean ``train_*`` metrics."""
+    parts = []
+    for start in tqdm(range(0, rows.num_rows - mini_batch + 1, mini_batch), desc=desc):
+        mb_rows = rows.rows(np.arange(start, start + mini_batch))
+        if kind == "orm":
+            mb = place((sequence_batch(mb_rows), mb_rows.acc_b), mesh, micro=micro_batches)
+            params, opt_state, metrics = update_fn(params, opt_state, mb)
+        else:
+            mb = place((sequence_batch(mb_rows), mb_rows.ref_logp_bl, mb_rows.acc_b), mesh, micro=micro_batches)
+            params, opt_state, metrics, _ = update_fn(params, opt_state, mb)
+        parts.append({k: float(v) for k, v in metrics.items()})
+    return params, opt_state, {f"train_{k}": float(np.mean([p[k] for p in parts])) for k in parts[0]} if parts else {}
+
+
 def _write_samples(path: pathlib.Path, rows: ScoredRollouts, val_from: int) -> None:
     with path.open("w") as f:
         for i in range(rows.num_rows):
@@ -119,6 +137,8 @@ def train_reward(*, workdir: str, kind: str = "implicit_prm", task: TaskConfig =
     """Sample, label and train one reward model (see the module docstring); returns reward.json."""
     if kind not in KINDS:
         raise ValueError(f"train_reward kind={kind!r}: expected one of {KINDS}")
+    if jax.process_count() > 1:
+        raise ValueError("train_reward runs in a single process (its devices may form any mesh)")
     if mini_batch % data.num_samples:
         raise ValueError(f"mini_batch={mini_batch} must hold whole groups of num_samples={data.num_samples}")
     workdir_path = pathlib.Path(workdir)
@@ -157,24 +177,12 @@ def train_reward(*, workdir: str, kind: str = "implicit_prm", task: TaskConfig =
     with jax.set_mesh(device_mesh):
         history.append(writer.write(0, validate(score_fn, params, val_rows, mini_batch, data.num_samples, device_mesh)))
         log(json.dumps(history[-1]))
-        per_epoch = train_rows.num_rows // mini_batch
         for epoch in range(1, epochs + 1):
             order = (rng.permutation(train_rows.num_rows // data.num_samples)[:, None] * data.num_samples
                      + np.arange(data.num_samples)).ravel()  # whole groups, shuffled
-            parts = []
-            for start in tqdm(range(0, per_epoch * mini_batch, mini_batch), desc=f"{kind} epoch {epoch}",
-                              disable=jax.process_index() > 0):
-                mb_rows = train_rows.rows(order[start:start + mini_batch])
-                if kind == "orm":
-                    mb = place((sequence_batch(mb_rows), mb_rows.acc_b), device_mesh, micro=micro_batches)
-                    params, opt_state, metrics = update_fn(params, opt_state, mb)
-                else:
-                    mb = place((sequence_batch(mb_rows), mb_rows.ref_logp_bl, mb_rows.acc_b), device_mesh,
-                               micro=micro_batches)
-                    params, opt_state, metrics, _ = update_fn(params, opt_state, mb)
-                parts.append({k: float(v) for k, v in metrics.items()})
-                step += 1
-            train_means = {f"train_{k}": float(np.mean([p[k] for p in parts])) for k in parts[0]} if parts else {}
+            params, opt_state, train_means = fit_epoch(kind, update_fn, params, opt_state, train_rows.rows(order),
+                                                       mini_batch, micro_batches, device_mesh, f"{kind} epoch {epoch}")
+            step += train_rows.num_rows // mini_batch
             row = {"epoch": epoch, **train_means,
                    **validate(score_fn, params, val_rows, mini_batch, data.num_samples, device_mesh)}
             history.append(writer.write(step, row))
