@@ -9,6 +9,8 @@ Notation: P problems, n samples per problem (suffix ``_pn`` / ``_pk``), c correc
 * weighted majority: the answer with the largest summed weight (e.g. PRM scores) wins.
 * best-of-N (Let's Verify Step by Step, 2305.20050): draw N of the n samples, keep the one with
   the highest verifier score, report its correctness; averaged over many random subsets.
+* selector diagnostics: the Pearson correlation of a selector's scores with correctness and with
+  response length over all samples, ``r = cov(x, y) / (std(x) std(y))`` (nan if either is constant).
 * step aggregations of a process reward model's step scores ``r_1..r_S`` of one solution:
   ``min = min_s r_s`` (Implicit PRM / Math-Shepherd), ``sum = sum_s r_s``, ``last = r_S``,
   ``prod_sigmoid = prod_s sigmoid(beta * r_s)`` (the product of step-correct probabilities).
@@ -158,3 +160,13 @@ def majority_accuracy_curve(answers_pn: Sequence[Sequence[Any]], correct_pn: np.
         means.append(float(acc_r.mean()))
         stds.append(float(acc_r.std()))
     return {"n": [int(s) for s in ns], "mean": means, "std": stds}
+
+
+def pearson(x: Sequence[float], y: Sequence[float]) -> float:
+    """``cov(x, y) / (std(x) std(y))`` over all pairs; nan when either is constant."""
+    x, y = np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel()
+    if x.shape != y.shape:
+        raise ValueError(f"pearson needs equal lengths, got {x.shape} and {y.shape}")
+    dx, dy = x - x.mean(), y - y.mean()
+    den = np.sqrt(np.sum(dx * dx) * np.sum(dy * dy))
+    return float(np.sum(dx * dy) / den) if den > 0 else float("nan")

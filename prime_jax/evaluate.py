@@ -9,7 +9,9 @@ the k samples are also ranked by the implicit PRM (``prime_jax.best_of_n``): bes
 curves for the min / sum / last / prod-sigmoid step aggregations, the implicit outcome score
 (beta * sum of log-ratios), majority vote and PRM-weighted majority vote; with ``--orm`` (an
 outcome reward model from ``train_reward``, or any one-label ``*ForSequenceClassification``
-directory) also by its last-token score. Curves go to ``best_of_n.json`` + ``best_of_n.png``.
+directory) also by its last-token score. Curves go to ``best_of_n.json`` + ``best_of_n.png``, with
+each selector's correlation with correctness and with response length (a length-biased scorer
+shows itself there).
 Always writes ``results.json`` and ``results.md`` into ``--out``.
 
 Benchmark jsonl rows (one JSON object a line; malformed rows are skipped and counted):
@@ -178,16 +180,18 @@ def best_of_n_curves(out, k: int, *, beta: float, resamples: int, seed: int) -> 
     correct_pk = np.asarray(out["correct"], np.float64)
     p = correct_pk.shape[0]
     ns = sorted({2 ** i for i in range(int(np.log2(k)) + 1)} | {k})
-    curve = lambda scores_pk: eval_metrics.best_of_n_accuracy_curve(  # noqa: E731
-        np.asarray(scores_pk), correct_pk, ns, resamples=resamples, seed=seed)
-    curves = {}
+    scores = {}
     if out["steps"]:
         steps = [out["steps"][i * k:(i + 1) * k] for i in range(p)]
         for name, how in PRM_CURVES.items():
-            curves[name] = curve([[eval_metrics.aggregate_steps(s, how, beta=beta) for s in row] for row in steps])
-        curves["implicit_orm"] = curve([[beta * float(np.sum(s)) for s in row] for row in steps])
+            scores[name] = [[eval_metrics.aggregate_steps(s, how, beta=beta) for s in row] for row in steps]
+        scores["implicit_orm"] = [[beta * float(np.sum(s)) for s in row] for row in steps]
     if out["orm"]:
-        curves["orm"] = curve(np.reshape(out["orm"], (p, k)))
+        scores["orm"] = np.reshape(out["orm"], (p, k))
+    curves = {name: eval_metrics.best_of_n_accuracy_curve(np.asarray(s), correct_pk, ns, resamples=resamples, seed=seed)
+              for name, s in scores.items()}
+    diagnostics = {name: {"corr_correct": eval_metrics.pearson(s, correct_pk),
+                          "corr_length": eval_metrics.pearson(s, out["lengths"])} for name, s in scores.items()}
     curves["majority"] = eval_metrics.majority_accuracy_curve(out["answers"], correct_pk, ns,
                                                               resamples=resamples, seed=seed)
     if out["steps"]:
@@ -195,7 +199,7 @@ def best_of_n_curves(out, k: int, *, beta: float, resamples: int, seed: int) -> 
                                for row in steps])
         curves["prm_weighted_majority"] = eval_metrics.majority_accuracy_curve(
             out["answers"], correct_pk, ns, weights_pn=weights_pk, resamples=resamples, seed=seed)
-    return {"ns": ns, "beta": beta, "resamples": resamples, "curves": curves}
+    return {"ns": ns, "beta": beta, "resamples": resamples, "curves": curves, "diagnostics": diagnostics}
 
 
 def plot_best_of_n(result: dict, path: pathlib.Path) -> None:
@@ -233,6 +237,10 @@ def write_markdown(results: dict, path: pathlib.Path) -> None:
                   "|---|" + "---|" * len(bon["ns"])]
         lines += [f"| {name} | " + " | ".join(f"{m:.3f}" for m in curve["mean"]) + " |"
                   for name, curve in bon["curves"].items()]
+        lines += ["", "## Selector scores vs correctness and response length (Pearson r over all samples)", "",
+                  "| selector | r with correctness | r with length |", "|---|---|---|"]
+        lines += [f"| {name} | {d['corr_correct']:.3f} | {d['corr_length']:.3f} |"
+                  for name, d in bon["diagnostics"].items()]
     path.write_text("\n".join(lines) + "\n")
 
 

@@ -76,3 +76,13 @@ def test_segment_step_sums_and_orm():
     np.testing.assert_allclose(steps_bk, [[3.0, 7.0], [11.0, 0.0]])
     np.testing.assert_array_equal(count_b, [2, 1])
     np.testing.assert_allclose(best_of_n.implicit_outcome_scores(steps_bk, count_b, beta=0.5), [5.0, 5.5])
+
+
+def test_pearson_against_numpy_and_constant_input():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=50), rng.normal(size=50)
+    np.testing.assert_allclose(eval_metrics.pearson(x, 2 * x + y), np.corrcoef(x, 2 * x + y)[0, 1], rtol=1e-12)
+    assert eval_metrics.pearson(x, -3 * x) == pytest.approx(-1.0)
+    assert np.isnan(eval_metrics.pearson(x, np.ones(50)))
+    with pytest.raises(ValueError, match="equal lengths"):
+        eval_metrics.pearson(x, y[:10])

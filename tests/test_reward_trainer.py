@@ -128,8 +128,10 @@ def test_evaluate_ranks_with_offline_prm_and_orm(offline, base_model, tmp_path):
     assert evaluate.main(["--hf", str(base_model), "--task", "arithmetic", "--num", "4", "--k", "2",
                           "--max-new-tokens", "6", "--batch-prompts", "4", "--resamples", "4", "--out", str(out),
                           "--prm-workdir", str(offline["implicit_prm"]), "--orm", str(offline["orm"])]) == 0
-    curves = json.loads((out / "results.json").read_text())["best_of_n"]["curves"]
-    assert {"prm_min", "implicit_orm", "orm", "majority", "prm_weighted_majority"} <= set(curves)
+    best_of_n = json.loads((out / "results.json").read_text())["best_of_n"]
+    assert {"prm_min", "implicit_orm", "orm", "majority", "prm_weighted_majority"} <= set(best_of_n["curves"])
+    assert set(best_of_n["diagnostics"]) == {"prm_min", "prm_sum", "prm_last", "prm_prod", "implicit_orm", "orm"}
+    assert "r with length" in (out / "results.md").read_text()
 
 
 
