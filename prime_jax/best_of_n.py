@@ -35,8 +35,8 @@ def token_log_ratios(prm: Transformer, reference: Transformer, tokens_bs, attent
     tokens_bs = jnp.asarray(tokens_bs, jnp.int32)
     attention_mask_bs = jnp.asarray(attention_mask_bs, jnp.int32)
     length = np.shape(response_mask_bl)[1]
-    logp_prm_bl = token_logprobs(prm, tokens_bs, attention_mask_bs)[:, -length:]
-    logp_ref_bl = token_logprobs(reference, tokens_bs, attention_mask_bs)[:, -length:]
+    logp_prm_bl = token_logprobs(prm, tokens_bs, attention_mask_bs, last=length)
+    logp_ref_bl = token_logprobs(reference, tokens_bs, attention_mask_bs, last=length)
     return log_ratio(logp_prm_bl, logp_ref_bl, jnp.asarray(response_mask_bl))
 
 

@@ -36,8 +36,7 @@ class SequenceBatch:
 def response_logprobs(graphdef, params, batch: SequenceBatch) -> jax.Array:
     """``logp[b, t] = log pi(y_t | x, y_<t)`` for the L response positions, float32."""
     model = nnx.merge(graphdef, params)
-    logp_bs = token_logprobs(model, batch.tokens_bs, batch.attention_mask_bs)
-    return logp_bs[:, -batch.response_mask_bl.shape[1]:]
+    return token_logprobs(model, batch.tokens_bs, batch.attention_mask_bs, last=batch.response_mask_bl.shape[1])
 
 
 def jit_update(step: Callable, state_shardings, extra_outputs: int) -> Callable:
@@ -145,9 +144,8 @@ def make_policy_update(graphdef, tx: optax.GradientTransformation, config: Polic
     def loss_fn(params, mb):
         batch, old_logp_bl, adv_bl, ref_logp_bl = mb
         model = nnx.merge(graphdef, params)
-        logp_bs, entropy_bs = token_logprobs_and_entropy(model, batch.tokens_bs, batch.attention_mask_bs)
-        width = batch.response_mask_bl.shape[1]
-        logp_bl, entropy_bl = logp_bs[:, -width:], entropy_bs[:, -width:]
+        logp_bl, entropy_bl = token_logprobs_and_entropy(model, batch.tokens_bs, batch.attention_mask_bs,
+                                                         last=batch.response_mask_bl.shape[1])
         mask = batch.response_mask_bl.astype(jnp.float32)
         loss, metrics = losses.ppo_policy_loss(logp_bl, old_logp_bl, adv_bl, mask,
                                                clip_eps=config.clip_eps, agg=config.agg)

@@ -3,7 +3,9 @@
 For tokens ``y`` (B, T): ``logp[b, t] = log softmax(logits[b, t - 1] / temperature)[y[b, t]]`` for
 ``t >= 1`` and ``0`` at ``t = 0``; ``entropy[b, t] = -sum_v p_v log p_v`` of that same predictive
 distribution. Both are float32 and 0 where ``attention_mask`` is 0, so a caller slices the
-response part ``[:, prompt_len:]`` directly. Left-padded rows take positions from the mask.
+response part ``[:, prompt_len:]`` directly - or asks for ``last = L`` and gets the (B, L) stats of
+the last L tokens without the logits of the others ever being computed. Left-padded rows take
+positions from the mask.
 
 Memory: with ``model.config.logits_chunk = C`` the (B, T, V) logits are never built. The hidden
 states ``h`` (B, T, D) are computed once; chunks of C positions then go one at a time through
@@ -85,26 +87,41 @@ def _chunked_stats(model: Transformer, h_btd: jax.Array, next_bt: jax.Array, chu
 
 def token_logprobs_and_entropy(model: Transformer, tokens_bt: jax.Array,
                                attention_mask_bt: jax.Array | None = None, *,
-                               temperature: float = 1.0) -> tuple[jax.Array, jax.Array]:
-    """(logp_bt, entropy_bt), float32 (B, T), under ``model`` (see the module docstring).
+                               temperature: float = 1.0, last: int | None = None
+                               ) -> tuple[jax.Array, jax.Array]:
+    """(logp, entropy) float32 under ``model`` (see the module docstring): (B, T), or with
+    ``last = L`` only those of the last L tokens, (B, L) - the vocabulary logits of the other
+    positions (a prompt) are never computed.
 
     ``model.config.logits_chunk`` (None or 0: all positions at once) bounds the logits held in
     memory to that many positions per row.
     """
-    chunk = model.config.logits_chunk
-    if not chunk:
-        logits_btv = model(tokens_bt, attention_mask_bt=attention_mask_bt)
-        return logprobs_from_logits(logits_btv, tokens_bt, attention_mask_bt,
-                                    temperature=temperature)
+    t = tokens_bt.shape[1]
+    first = 0 if last is None else t - last  # the first token whose stats are returned
+    if not 0 <= first < t:
+        raise ValueError(f"token_logprobs: last={last} must be in [1, {t}] for sequences of {t} tokens")
     h_btd, _ = model.hidden_states(tokens_bt, attention_mask_bt=attention_mask_bt)
-    next_bt = jnp.pad(tokens_bt[:, 1:], ((0, 0), (0, 1)))
-    picked_bt, entropy_bt = _chunked_stats(model, h_btd, next_bt, chunk, temperature)
-    return _align_and_mask(picked_bt, entropy_bt, attention_mask_bt)
+    start = max(first - 1, 0)  # hidden state start .. t-2 predicts token start+1 .. t-1
+    h_sel, next_sel = h_btd[:, start:t - 1], tokens_bt[:, start + 1:]
+    chunk = model.config.logits_chunk
+    if chunk:
+        picked, entropy = _chunked_stats(model, h_sel, next_sel, chunk, temperature)
+    else:
+        picked, entropy = _next_token_stats(model.logits(h_sel), next_sel, temperature)
+    if first == 0:  # token 0 has no prediction
+        picked, entropy = (jnp.pad(x, ((0, 0), (1, 0))) for x in (picked, entropy))
+    if attention_mask_bt is not None:
+        valid_bt = attention_mask_bt.astype(bool)
+        # Token t is scored iff it is real and follows a real token (t-1 in the row).
+        valid = (valid_bt & _shift_right(valid_bt))[:, first:]
+        picked, entropy = jnp.where(valid, picked, 0.0), jnp.where(valid, entropy, 0.0)
+    return picked, entropy
 
 
 def token_logprobs(model: Transformer, tokens_bt: jax.Array,
                    attention_mask_bt: jax.Array | None = None, *,
-                   temperature: float = 1.0) -> jax.Array:
-    """``logp[b, t] = log p(tokens[b, t] | tokens[b, <t])`` float32 (B, T); 0 at t=0 and padding."""
+                   temperature: float = 1.0, last: int | None = None) -> jax.Array:
+    """``logp[b, t] = log p(tokens[b, t] | tokens[b, <t])`` float32 (B, T), or of the last ``last``
+    tokens (B, last); 0 at t=0 and padding."""
     return token_logprobs_and_entropy(model, tokens_bt, attention_mask_bt,
-                                      temperature=temperature)[0]
+                                      temperature=temperature, last=last)[0]

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from prime_jax.models import from_pretrained, token_logprobs, token_logprobs_and_entropy
 
@@ -53,3 +54,25 @@ def test_left_padded_rows_score_like_unpadded(hf_checkpoints):
     assert (logp_pad[:, :4] == 0).all() and (ent_pad[:, :4] == 0).all()
     np.testing.assert_allclose(logp_pad[:, 3:], logp, atol=1e-5)
     np.testing.assert_allclose(ent_pad[:, 3:], ent, atol=1e-5)
+
+
+def test_last_scores_only_the_tail_and_matches_the_full_sequence(hf_checkpoints):
+    """``last = L`` returns the full call's last L columns (padded rows, chunked or not) and
+    computes logits for L positions only."""
+    model = from_pretrained(hf_checkpoints[("qwen2", False)][1])
+    rng = np.random.RandomState(2)
+    tokens = jnp.asarray(rng.randint(3, model.config.vocab_size, (3, 9)).astype(np.int32))
+    mask = jnp.asarray((np.arange(9)[None] >= np.array([[0], [2], [5]])).astype(np.int32))
+    full_logp, full_ent = token_logprobs_and_entropy(model, tokens, mask, temperature=0.8)
+    for chunk in (None, 2):
+        chunked = from_pretrained(hf_checkpoints[("qwen2", False)][1], logits_chunk=chunk)
+        for last in (1, 4, 9):
+            logp, ent = token_logprobs_and_entropy(chunked, tokens, mask, temperature=0.8, last=last)
+            assert logp.shape == (3, last)
+            np.testing.assert_allclose(np.asarray(logp), np.asarray(full_logp)[:, -last:], atol=1e-5)
+            np.testing.assert_allclose(np.asarray(ent), np.asarray(full_ent)[:, -last:], atol=1e-5)
+    vocab_rows = jax.make_jaxpr(lambda t, m: token_logprobs(model, t, m, last=4))(tokens, mask)
+    assert f"3,4,{model.config.vocab_size}" in str(vocab_rows).replace(" ", "")
+    assert f"3,9,{model.config.vocab_size}" not in str(vocab_rows).replace(" ", "")
+    with pytest.raises(ValueError, match="last=10"):
+        token_logprobs(model, tokens, mask, last=10)
