@@ -27,6 +27,7 @@ TINY_REWARD = [
     "prime_jax.reward_trainer.RewardDataConfig.rollout_prompts = 8",
     "prime_jax.reward_trainer.RewardDataConfig.val_fraction = 0.25",
     "prime_jax.reward_trainer.train_reward.mini_batch = 8",
+    "prime_jax.reward_trainer.train_reward.epochs = 1",
     "prime_jax.reward_trainer.train_reward.verifier_workers = 1",
     "prime_jax.rollout.SamplingConfig.max_new_tokens = 12",
 ]
