@@ -36,31 +36,6 @@ def _next_token_stats(logits_btv: jax.Array, next_bt: jax.Array,
     return picked_bt, entropy_bt
 
 
-def _align_and_mask(picked_bt: jax.Array, entropy_bt: jax.Array,
-                    attention_mask_bt: jax.Array | None) -> tuple[jax.Array, jax.Array]:
-    """Stats of position t (predicting token t + 1) -> aligned with token t + 1; 0 where unscored."""
-    logp_bt, entropy_bt = _shift_right(picked_bt), _shift_right(entropy_bt)
-    if attention_mask_bt is not None:
-        valid_bt = attention_mask_bt.astype(bool)
-        # Position t is scored iff token t is real and follows a real token (t-1 in the row).
-        valid_bt = valid_bt & _shift_right(valid_bt)
-        logp_bt = jnp.where(valid_bt, logp_bt, 0.0)
-        entropy_bt = jnp.where(valid_bt, entropy_bt, 0.0)
-    return logp_bt, entropy_bt
-
-
-def logprobs_from_logits(logits_btv: jax.Array, tokens_bt: jax.Array,
-                         attention_mask_bt: jax.Array | None = None, *,
-                         temperature: float = 1.0) -> tuple[jax.Array, jax.Array]:
-    """(logp_bt, entropy_bt) aligned with ``tokens_bt`` from the logits of the same sequence.
-
-    ``logits[b, t]`` predicts ``tokens[b, t + 1]``. log-softmax in float32.
-    """
-    next_bt = jnp.pad(tokens_bt[:, 1:], ((0, 0), (0, 1)))  # the last position predicts nothing
-    picked_bt, entropy_bt = _next_token_stats(logits_btv, next_bt, temperature)
-    return _align_and_mask(picked_bt, entropy_bt, attention_mask_bt)
-
-
 def _chunked_stats(model: Transformer, h_btd: jax.Array, next_bt: jax.Array, chunk: int,
                    temperature: float) -> tuple[jax.Array, jax.Array]:
     """``_next_token_stats(model.logits(h), next)`` over chunks of ``chunk`` positions.
