@@ -18,7 +18,7 @@ Notation: P problems, n samples per problem (suffix ``_pn`` / ``_pk``), c correc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -115,6 +115,21 @@ def _subsets(rng: np.random.Generator, resamples: int, p: int, n: int, size: int
     return np.argsort(rng.random((resamples, p, n)), axis=-1)[..., :size]
 
 
+def _subset_curve(name: str, ns: Sequence[int], p: int, n: int, resamples: int, seed: int,
+                  accuracy_r: Callable[[np.ndarray], np.ndarray]) -> dict[str, list[float]]:
+    """For each N in ``ns``: ``accuracy_r`` of ``resamples`` random N-subsets (R, P, N) per
+    problem, as ``{"n": ns, "mean": [...], "std": [...]}`` over the resamples."""
+    rng = np.random.default_rng(seed)
+    means, stds = [], []
+    for size in ns:
+        if not 1 <= size <= n:
+            raise ValueError(f"{name}: N={size} outside [1, {n}]")
+        acc_r = accuracy_r(_subsets(rng, resamples, p, n, size))
+        means.append(float(acc_r.mean()))
+        stds.append(float(acc_r.std()))
+    return {"n": [int(s) for s in ns], "mean": means, "std": stds}
+
+
 def best_of_n_accuracy_curve(scores_pn: np.ndarray, correct_pn: np.ndarray, ns: Sequence[int], *,
                              resamples: int = 64, seed: int = 0) -> dict[str, list[float]]:
     """Best-of-N accuracy: ``E_subset mean_p correct[p, argmax_{j in subset_p} score[p, j]]``.
@@ -126,19 +141,13 @@ def best_of_n_accuracy_curve(scores_pn: np.ndarray, correct_pn: np.ndarray, ns: 
     scores_pn = np.asarray(scores_pn, dtype=np.float64)
     correct_pn = np.asarray(correct_pn, dtype=np.float64)
     p, n = scores_pn.shape
-    rng = np.random.default_rng(seed)
-    means, stds = [], []
-    for size in ns:
-        if not 1 <= size <= n:
-            raise ValueError(f"best_of_n_accuracy_curve: N={size} outside [1, {n}]")
-        idx_rpn = _subsets(rng, resamples, p, n, size)
-        rows_p1 = np.arange(p)[None, :, None]
-        sub_scores_rpn = scores_pn[rows_p1, idx_rpn]
+
+    def accuracy_r(idx_rpn):
+        sub_scores_rpn = scores_pn[np.arange(p)[None, :, None], idx_rpn]
         pick_rp = np.take_along_axis(idx_rpn, sub_scores_rpn.argmax(-1)[..., None], -1)[..., 0]
-        acc_r = correct_pn[np.arange(p)[None, :], pick_rp].mean(axis=1)
-        means.append(float(acc_r.mean()))
-        stds.append(float(acc_r.std()))
-    return {"n": [int(s) for s in ns], "mean": means, "std": stds}
+        return correct_pn[np.arange(p)[None, :], pick_rp].mean(axis=1)
+
+    return _subset_curve("best_of_n_accuracy_curve", ns, p, n, resamples, seed, accuracy_r)
 
 
 def majority_accuracy_curve(answers_pn: Sequence[Sequence[Any]], correct_pn: np.ndarray,
@@ -148,18 +157,13 @@ def majority_accuracy_curve(answers_pn: Sequence[Sequence[Any]], correct_pn: np.
     correct_pn = np.asarray(correct_pn, dtype=np.float64)
     p, n = correct_pn.shape
     weights_pn = np.ones((p, n)) if weights_pn is None else np.asarray(weights_pn, np.float64)
-    rng = np.random.default_rng(seed)
-    means, stds = [], []
-    for size in ns:
-        if not 1 <= size <= n:
-            raise ValueError(f"majority_accuracy_curve: N={size} outside [1, {n}]")
-        idx_rpn = _subsets(rng, resamples, p, n, size)
-        acc_r = np.array([[weighted_majority([answers_pn[q][j] for j in idx_rpn[r, q]],
-                                             weights_pn[q, idx_rpn[r, q]], correct_pn[q, idx_rpn[r, q]])
-                           for q in range(p)] for r in range(resamples)]).mean(axis=1)
-        means.append(float(acc_r.mean()))
-        stds.append(float(acc_r.std()))
-    return {"n": [int(s) for s in ns], "mean": means, "std": stds}
+
+    def accuracy_r(idx_rpn):
+        return np.array([[weighted_majority([answers_pn[q][j] for j in idx_rpn[r, q]],
+                                            weights_pn[q, idx_rpn[r, q]], correct_pn[q, idx_rpn[r, q]])
+                          for q in range(p)] for r in range(idx_rpn.shape[0])]).mean(axis=1)
+
+    return _subset_curve("majority_accuracy_curve", ns, p, n, resamples, seed, accuracy_r)
 
 
 def pearson(x: Sequence[float], y: Sequence[float]) -> float:
