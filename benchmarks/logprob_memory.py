@@ -19,8 +19,6 @@ to benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
 import pathlib
 import time
 
@@ -31,7 +29,7 @@ from flax import nnx
 
 from prime_jax.models import PRESETS, Transformer, token_logprobs_and_entropy
 
-from machine import cpu_name
+from machine import cpu_name, date_line, load_average
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "RESULTS.md"
 MIB = 2**20
@@ -111,9 +109,9 @@ def main():
         f"vocab {config.vocab_size}, {args.layers} layer(s), B={args.batch}, T={args.length}, float32)\n"
         f"- command: `python benchmarks/logprob_memory.py{flags}`\n"
         f"- machine: {cpu_name()}, 2 cores (shared with other jobs; load average "
-        f"{os.getloadavg()[0]:.1f} at the end), {jax.device_count()} jax {jax.default_backend()} "
+        f"{load_average()} at the end), {jax.device_count()} jax {jax.default_backend()} "
         f"device(s); jax {jax.__version__}\n"
-        f"- date: 2026-11-21 (run at {datetime.datetime.now():%H:%M})\n"
+        f"{date_line()}\n"
         f"- temp = XLA's compiled scratch bytes (weights, inputs and outputs excluded); one float32 "
         f"(B, T, V) logits buffer is {logits_mib:,.0f} MiB. seconds = best of {args.repeats} calls "
         f"of the compiled program, all programs called in turn each round; the diff column "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import pathlib
 import platform
@@ -21,3 +22,14 @@ def cpu_name() -> str:
 def cpu_line() -> str:
     """``"<CPU model>, <n> cores"``."""
     return f"{cpu_name()}, {os.cpu_count()} cores"
+
+
+def load_average() -> str:
+    """The 1-minute load average, e.g. ``"4.1"`` (the cores are shared: timings depend on it)."""
+    return f"{os.getloadavg()[0]:.1f}"
+
+
+def date_line() -> str:
+    """``"- date: YYYY-MM-DD (run at HH:MM)"`` for a RESULTS.md section."""
+    now = datetime.datetime.now()
+    return f"- date: {now:%Y-%m-%d} (run at {now:%H:%M})"

@@ -16,8 +16,6 @@ Prints a table and appends it to benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import os
-import datetime
 import pathlib
 import tempfile
 import time
@@ -31,7 +29,7 @@ import transformers
 from prime_jax.models import from_pretrained
 from prime_jax.rollout import SamplingConfig, sample
 
-from machine import cpu_name
+from machine import cpu_name, date_line, load_average
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "RESULTS.md"
 
@@ -142,10 +140,10 @@ def main():
         f"- command: `{command}`\n"
         f"- machine: {cpu_name()}, {torch.get_num_threads()} torch threads, "
         f"{jax.device_count()} jax {jax.default_backend()} device(s) on 2 cores, load average "
-        f"{os.getloadavg()[0]:.1f} at the end (the cores are shared with other jobs); "
+        f"{load_average()} at the end (the cores are shared with other jobs); "
         f"jax {jax.__version__}, torch {torch.__version__}, "
         f"transformers {transformers.__version__}\n"
-        f"- date: 2026-11-21 (run at {datetime.datetime.now():%H:%M})\n"
+        f"{date_line()}\n"
         f"- seconds = best of {args.repeats} runs after a warm-up run; compile / warm-up = first "
         f"call minus best (jit compile for prime_jax)\n\n")
     with RESULTS.open("a") as f:

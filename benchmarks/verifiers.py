@@ -19,6 +19,8 @@ import time
 
 from prime_jax.verifiers import VerifierPool, score_row
 
+from machine import load_average
+
 RESULTS = pathlib.Path(__file__).with_name("RESULTS.md")
 MATH_TEMPLATES = [  # (response, ground truth) per row index i: fast-path and symbolic
     lambda i: (f"so the answer is \\boxed{{\\frac{{{i}}}{{4}}}}", f"{i / 4}"),
@@ -97,7 +99,7 @@ def main() -> None:
     print("pool stats:", json.dumps(stats))
     machine = f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus, " \
               f"Python {platform.python_version()}, {args.workers} workers, " \
-              f"load average {os.getloadavg()[0]:.1f} (machine shared with other jobs)"
+              f"load average {load_average()} (machine shared with other jobs)"
     entry = (f"\n## verifiers ({datetime.datetime.now().isoformat(timespec='seconds')})\n"
              f"Command: `python {' '.join(sys.argv)}`  \nMachine: {machine}\n\n{table}\n")
     if not RESULTS.exists():
