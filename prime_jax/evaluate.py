@@ -147,8 +147,9 @@ def collect(policy, tokenizer, records, pool, args, prm_pair=None, orm=None):
         out["answers"] += [[_answer(t) for t in texts[p * k:(p + 1) * k]] for p in range(real)]
         out["lengths"] += resp_bl[:real * k].sum(axis=1).tolist()
         out["truncated"] += np.asarray(many.truncated)[:real * k].tolist()
-        tokens_bs = np.concatenate([np.repeat(ids_bp, k, 0), tokens_bl], axis=1)
-        mask_bs = np.concatenate([np.repeat(mask_bp, k, 0), resp_bl], axis=1)
+        if orm is not None or prm_pair is not None:  # prompt + response rows for the scorers
+            tokens_bs = np.concatenate([np.repeat(ids_bp, k, 0), tokens_bl], axis=1)
+            mask_bs = np.concatenate([np.repeat(mask_bp, k, 0), resp_bl], axis=1)
         if orm is not None:
             out["orm"] += np.asarray(best_of_n.orm_scores(orm, tokens_bs, mask_bs))[:real * k].tolist()
         if prm_pair is not None:
