@@ -1,74 +1,158 @@
-"""Final-answer extraction and the cheap (string / numeric) equivalence checks for math.
+"""Final-answer extraction and the cheap (string / exact-number) equivalence checks for math.
 
 Everything here is linear-time string work with no sympy, so it is safe to run in the caller's
 process; anything symbolic goes through `prime_jax.verifiers.symbolic` (a killable worker).
+
+Extraction (`extract_answer`), in order:
+1. the last `\\boxed{...}` / `\\fbox{...}` whose braces close (PRIME's rule: the last box wins).
+   Braces are counted raw, as the reference graders count them, so `\\boxed{185\\}` holds
+   `185\\` (the stray backslash is dropped by `clean`). One pass over the text (`_brace_pairs`).
+2. the text after the last "answer is" / "answer:" marker, up to the end of its sentence
+   ("The final answer is 34. I hope it is correct." gives `34`); a math span there is taken whole.
+3. a response that is itself a bare expression (one short line with no words) is the answer.
+4. the last complete math span (`$...$`, `$$...$$`, `\\(...\\)`, `\\[...\\]`) or the last
+   standalone number token, whichever ends later; digits inside words (`AZYUK2A`) or inside
+   LaTeX groups (`\\frac{1}{2}`) are never a number token. Otherwise there is no answer.
+Only the last `MAX_RESPONSE_CHARS` characters of a response are searched.
+
+Numbers (`parse_number`, `numbers_equal`): integers, decimals, `a/b`, `\\frac{a}{b}` and mixed
+numbers become exact fractions. Values compare exactly, with one tolerance: when the truth is
+written as a decimal with d digits after the point and the prediction is a non-terminating exact
+value (a fraction such as 8/3), the prediction matches if it is within half a unit of the d-th
+digit and within the reference graders' relative 1e-4 (`2.6667` accepts `\\frac{8}{3}`).
+Deliberate differences from the reference graders (PRIME's `math_equal`, Qwen-Math, NeMo-Skills
+use `isclose(rel_tol=1e-4)` on everything; Math-Verify rounds to 6 decimals):
+- an integer or exact-fraction truth needs the exact value: `12346` != `12345`, `3.0002` != `3`,
+  `0.50004` != `\\frac12`, `0.33333` != `\\frac13`, and a decimal never approximates a decimal.
+- thousands separators only in the strict `1,234,567` (or `1{,}234`) form; `32, 349` is a list.
+- `%` is a unit mark: `50\\%` equals `50` (as in hendrycks MATH) but not `0.5`, so one answer
+  never covers two values (PRIME also accepts truth x 100 and truth / 100).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from fractions import Fraction
 
 # Answers longer than this are never a real final answer; they score 0 without parsing.
 MAX_ANSWER_CHARS = 2_000
-_BOX_COMMANDS = ("\\boxed", "\\fbox")
-_MARKERS = ("final answer is", "answer is", "final answer:", "answer:")
-_NUMBER_RE = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?|-?\.\d+")
+# Only this many trailing characters of a response are searched for the final answer.
+MAX_RESPONSE_CHARS = 200_000
+# Relative tolerance of the reference graders, used only for decimal truths (module docstring).
+REL_TOL = Fraction(1, 10_000)
+
+_BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![a-zA-Z])")
+_MARKER_RE = re.compile(r"answer\s*(?:is\b|:)", re.IGNORECASE)
+_DELIMITER_RE = re.compile(r"\\\$|\$\$|\$|\\\(|\\\)|\\\[|\\\]")
+_CLOSER = {"$$": "$$", "$": "$", "\\(": "\\)", "\\[": "\\]"}
+_NUMBER_TOKEN_RE = re.compile(
+    r"(?<![\w\\{}^_/.,])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?(?![\w{}^_/]|[.,]\d)")
+_COMMAND_RE = re.compile(r"\\[a-zA-Z]+")
+_WORD_RE = re.compile(r"[a-zA-Z]{3,}")
 
 
-def _braced_group(text: str, open_index: int) -> str | None:
-    """Returns the content of the `{...}` group opening at `open_index` (iterative matching)."""
-    depth = 0
-    for i in range(open_index, len(text)):
-        char = text[i]
-        if char == "{":
-            depth += 1
-        elif char == "}":
-            depth -= 1
-            if depth == 0:
-                return text[open_index + 1:i]
-    return None
+def _brace_pairs(text: str) -> dict[int, int]:
+    """Maps the index of every `{` that closes to the index of its `}`; one left-to-right pass
+    with a stack (raw braces: `\\{` counts like `{`, as in the reference graders)."""
+    pairs, stack = {}, []
+    for match in re.finditer(r"[{}]", text):
+        if match.group() == "{":
+            stack.append(match.start())
+        elif stack:
+            pairs[stack.pop()] = match.start()
+    return pairs
 
 
 def extract_boxed(text: str) -> str | None:
-    """Content of the last `\\boxed{...}` / `\\fbox{...}` (nested braces allowed), else None."""
-    best_start = -1
-    for command in _BOX_COMMANDS:
-        best_start = max(best_start, text.rfind(command))
-    while best_start >= 0:
-        after = best_start + len("\\boxed" if text.startswith("\\boxed", best_start) else "\\fbox")
-        rest = text[after:after + 2]
-        if rest.startswith("{"):
-            content = _braced_group(text, after)
-            if content is not None:
-                return content
-        elif rest.startswith(" "):  # `\boxed 5` form: the next token.
-            match = re.match(r"\s+([^\s$]+)", text[after:after + 200])
-            if match:
-                return match.group(1)
-        # Unbalanced or malformed: try the previous box command.
-        best_start = max(text.rfind(command, 0, best_start) for command in _BOX_COMMANDS)
+    """Content of the last `\\boxed{...}` / `\\fbox{...}` that closes, else the token after a
+    `\\boxed 5` form, else None. Linear in `len(text)`."""
+    boxes = list(_BOX_RE.finditer(text))
+    if not boxes:
+        return None
+    pairs = _brace_pairs(text)
+    for box in reversed(boxes):
+        start = box.end()
+        while start < len(text) and text[start] == " ":
+            start += 1
+        if start < len(text) and text[start] == "{":
+            if start in pairs:
+                return text[start + 1:pairs[start]]
+        elif start > box.end():
+            token = re.match(r"[^\s$]+", text[start:start + 200])
+            if token:
+                return token.group()
     return None
 
 
+def _math_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of the content of every closed math span, in order; one pass over the
+    delimiters (`\\$` is an escaped dollar, not a delimiter)."""
+    spans, opener, content_start = [], None, 0
+    for match in _DELIMITER_RE.finditer(text):
+        token = match.group()
+        if token == "\\$":
+            continue
+        if opener is None:
+            if token in _CLOSER:
+                opener, content_start = token, match.end()
+        elif token == _CLOSER[opener]:
+            spans.append((content_start, match.start()))
+            opener = None
+    return spans
+
+
+def _after_marker(text: str) -> str | None:
+    """The answer stated after the last "answer is" / "answer:" marker, to the end of its
+    sentence; a math span starting there is taken whole."""
+    markers = list(_MARKER_RE.finditer(text))
+    if not markers:
+        return None
+    tail = text[markers[-1].end():].lstrip(" \t")
+    spans = _math_spans(tail[:MAX_ANSWER_CHARS])
+    if spans and tail.startswith(("$", "\\(", "\\[")) and spans[0][0] <= 2:
+        return tail[spans[0][0]:spans[0][1]].strip() or None
+    line = tail.split("\n", 1)[0]
+    sentence = re.split(r"\.(?:\s|$)", line, maxsplit=1)[0].strip()
+    return sentence or None
+
+
+def _is_bare_expression(text: str) -> bool:
+    """One short line with no word of three or more letters outside LaTeX commands."""
+    return (len(text) <= 200 and "\n" not in text
+            and not _WORD_RE.search(_COMMAND_RE.sub("", text)))
+
+
+def _last_expression(text: str) -> str | None:
+    """The last closed math span or standalone number token, whichever ends later."""
+    spans = _math_spans(text)
+    numbers = list(_NUMBER_TOKEN_RE.finditer(text))
+    span_end = spans[-1][1] if spans else -1
+    number_end = numbers[-1].end() if numbers else -1
+    if span_end < 0 and number_end < 0:
+        return None
+    if span_end > number_end:
+        content = text[spans[-1][0]:spans[-1][1]].strip()
+        return content or None
+    return numbers[-1].group()
+
+
 def extract_answer(response: str) -> str | None:
-    """The final answer: last boxed expression, else text after an "answer is" marker, else the
-    last number in the response; None if nothing is found."""
-    boxed = extract_boxed(response)
+    """The final answer (rules 1-4 of the module docstring); None if there is none."""
+    text = response[-MAX_RESPONSE_CHARS:]
+    boxed = extract_boxed(text)
     if boxed is not None:
         return boxed.strip()
-    lowered = response.lower()
-    for marker in _MARKERS:
-        position = lowered.rfind(marker)
-        if position >= 0:
-            tail = response[position + len(marker):].strip()
-            tail = tail.split("\n", 1)[0].strip().rstrip(".").strip()
-            if tail.startswith("$") and tail.count("$") >= 2:
-                tail = tail[1:tail.index("$", 1)]
-            if tail:
-                return tail.strip()
-    numbers = _NUMBER_RE.findall(response[-10_000:])
-    return numbers[-1] if numbers else None
+    stated = _after_marker(text)
+    if stated is not None:
+        return stated
+    stripped = text.strip()
+    if stripped and _is_bare_expression(stripped):
+        return stripped
+    return _last_expression(text)
 
+
+# ----------------------------------------------------------------------------- normal form
 
 _UNIT_WORDS = (
     "cm", "m", "km", "mm", "inches", "inch", "in", "feet", "foot", "ft", "meters", "meter",
@@ -76,74 +160,220 @@ _UNIT_WORDS = (
     "cents", "cent", "hours", "hour", "minutes", "minute", "seconds", "second", "days", "day",
     "years", "year", "cubic", "pounds", "kg", "g", "liters", "ways", "people", "students",
 )
-_TEXT_RE = re.compile(r"\\(?:text|textbf|mathrm|mbox|textrm|mathbf)\s*\{([^{}]*)\}")
-_UNIT_SUFFIX_RE = re.compile(
-    r"^(.*?[\d}.)])\s+(?:(?:" + "|".join(_UNIT_WORDS) + r")\b(?:\^\{?\d\}?)?\s*)+$")
+_TEXT_WRAPPER = r"\\(?:text|textbf|textnormal|textrm|mathrm|mbox|mathbf|textit)\s*"
+_TEXT_UNIT_RE = re.compile(
+    r"^(.*?[\d}.)])\s*" + _TEXT_WRAPPER + r"\{\s*([a-zA-Z][a-zA-Z ]*)\}(\^\{?\d\}?)?$")
+_WORD_UNIT_RE = re.compile(
+    r"^(.*?[\d}.)])\s+((?:(?:" + "|".join(_UNIT_WORDS) + r")\b\s*)+)(\^\{?\d\}?)?$")
+_TEXT_RE = re.compile(_TEXT_WRAPPER + r"\{([^{}]*)\}")
+_SPACING_RE = re.compile(r"(?<!\\)\\[!,;: ]|~|\\q?quad(?![a-zA-Z])")
 
 
-def normalize_answer(answer: str) -> str:
-    """A canonical string form: no spacing commands, `$`, `\\left`/`\\right`, degree signs,
-    units or `\\text{}` wrappers; `\\dfrac`/`\\tfrac` -> `\\frac`; a lone `x =` prefix dropped."""
+def split_unit(answer: str) -> tuple[str, str | None]:
+    """(answer without a trailing unit, the unit in a canonical spelling or None).
+
+    A unit is a `\\text{...}`-style word after a number or a closing bracket, or a run of
+    common unit words; its canonical spelling is lower case without spaces and without a final
+    `es` / `s` / `e` (so singular and plural forms agree: inch/inches, minute/minutes)."""
     text = answer.strip()
     if len(text) > MAX_ANSWER_CHARS:
-        return text
-    text = text.replace("\n", " ").replace("\\!", "").replace("\\,", " ").replace("\\;", " ")
-    text = text.replace("\\:", " ").replace("\\ ", " ").replace("~", " ")
-    text = text.replace("\\left", "").replace("\\right", "").replace("\\displaystyle", "")
-    text = text.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+        return text, None
+    match = _TEXT_UNIT_RE.match(text) or _WORD_UNIT_RE.match(text)
+    if not match:
+        return text, None
+    unit = re.sub(r"\s+", "", match.group(2).lower()) + (match.group(3) or "").replace("{", "")
+    unit = unit.replace("}", "")
+    return match.group(1).strip(), re.sub(r"e?s?(\^\d)?$", r"\1", unit, count=1)
+
+
+def clean_with_unit(answer: str) -> tuple[str, str | None]:
+    """(`clean(answer)`, the trailing unit it removed or None; see `split_unit`)."""
+    text = answer.strip()
+    if len(text) > MAX_ANSWER_CHARS:
+        return text, None
+    text = text.replace("\n", " ")
+    text = _SPACING_RE.sub(" ", text)
+    for command in ("\\left", "\\right", "\\displaystyle"):
+        text = re.sub(re.escape(command) + r"(?![a-zA-Z])", "", text)
+    text = re.sub(r"\\[dtc]frac(?![a-zA-Z])", r"\\frac", text)
     text = text.replace("\\$", "").replace("$", "")
     for degree in ("^{\\circ}", "^\\circ", "\\circ", "°", "^{\\degree}", "\\degree"):
         text = text.replace(degree, "")
-    # A trailing unit in \text{} after a number, then any remaining \text{x} -> x.
-    text = re.sub(r"([\d}.)])\s*\\(?:text|mbox|mathrm)\s*\{\s*[a-zA-Z ]+\}(\^\{?\d\}?)?\s*$",
-                  r"\1", text)
+    text, unit = split_unit(text)
     text = _TEXT_RE.sub(r"\1", text).strip()
-    match = _UNIT_SUFFIX_RE.match(text)
-    if match:
-        text = match.group(1)
-    text = re.sub(r"^[a-zA-Z]\s*=\s*(?!.*=)", "", text)  # "x = 3" -> "3" (single equation)
     text = re.sub(r"\\frac(\d)(\d)", r"\\frac{\1}{\2}", text)  # \frac12 -> \frac{1}{2}
     text = re.sub(r"\\sqrt(\d+)", r"\\sqrt{\1}", text)
-    text = text.rstrip(".").strip()
-    return re.sub(r"\s+", "", text)
+    return text.rstrip(".\\ ").strip(), unit
 
 
-_FRACTION_RE = re.compile(r"^(-?)\\frac\{(-?[\d.]+)\}\{(-?[\d.]+)\}$")
-_PLAIN_RE = re.compile(r"^[-+]?(?:\d+(?:,\d{3})+|\d+)?(?:\.\d+)?$")
+def clean(answer: str) -> str:
+    """Removes presentation only: `$`, spacing commands, `\\left`/`\\right`, `\\displaystyle`,
+    degree signs, a trailing unit, `\\text{}` wrappers, a trailing period or lone backslash;
+    `\\dfrac`/`\\tfrac`/`\\cfrac` -> `\\frac`. Keeps spaces (LaTeX needs some)."""
+    return clean_with_unit(answer)[0]
 
 
-def parse_number(text: str) -> tuple[float, bool] | None:
-    """Parses a normalised plain number (thousands commas, %, `a/b`, `\\frac{a}{b}`).
+def normalize_answer(answer: str) -> str:
+    """A canonical string form for exact matching and majority votes: `clean`, no whitespace."""
+    return re.sub(r"\s+", "", clean(answer))
 
-    Returns (value, had_percent) or None if `text` is not a plain number."""
-    percent = text.endswith("\\%") or text.endswith("%")
-    text = text.removesuffix("\\%").removesuffix("%")
-    try:
-        match = _FRACTION_RE.match(text)
-        if match:
-            value = float(match.group(2)) / float(match.group(3))
-            return (-value if match.group(1) else value), percent
-        if text.count("/") == 1:
-            top, bottom = text.split("/")
-            if _PLAIN_RE.match(top) and _PLAIN_RE.match(bottom) and top and bottom:
-                return float(top.replace(",", "")) / float(bottom.replace(",", "")), percent
-            return None
-        if text and _PLAIN_RE.match(text) and any(c.isdigit() for c in text):
-            return float(text.replace(",", "")), percent
-    except (ValueError, ZeroDivisionError, OverflowError):
+
+# ----------------------------------------------------------------------------- numbers
+
+@dataclasses.dataclass(frozen=True)
+class Number:
+    """An exactly parsed number; `decimals` is the digit count after a written decimal point
+    (None for integers and fractions)."""
+
+    value: Fraction
+    decimals: int | None
+
+
+_INTEGER = r"(?:\d{1,3}(?:,\d{3})+|\d{1,3}(?:\{,\}\d{3})+|\d+)"
+_DECIMAL_RE = re.compile(r"^([-+]?)(" + _INTEGER + r")?(?:\.(\d+))?$")
+_FRACTION_RE = re.compile(r"^([-+]?)(?:(\d+)\s*)?\\frac\{([-+]?[\d.]+)\}\{([-+]?[\d.]+)\}$")
+_SLASH_RE = re.compile(r"^([-+]?\d+)/(\d+)$")
+
+
+def _decimal(text: str) -> Number | None:
+    match = _DECIMAL_RE.match(text)
+    if not match or not (match.group(2) or match.group(3)):
         return None
+    sign, whole, digits = match.groups()
+    whole = (whole or "0").replace("{,}", "").replace(",", "")
+    value = Fraction(whole + "." + digits if digits else whole)
+    return Number(-value if sign == "-" else value, len(digits) if digits else None)
+
+
+def _fraction(text: str) -> Number | None:
+    match = _FRACTION_RE.match(text)
+    if match:
+        sign, whole, top, bottom = match.groups()
+        if Fraction(bottom) == 0:
+            return None
+        value = Fraction(top) / Fraction(bottom) + int(whole or 0)  # mixed number 2\frac12
+        return Number(-value if sign == "-" else value, None)
+    match = _SLASH_RE.match(text)
+    if match and int(match.group(2)) != 0:
+        return Number(Fraction(int(match.group(1)), int(match.group(2))), None)
     return None
 
 
-def close(a: float, b: float, rel_tol: float = 1e-4) -> bool:
-    """Relative closeness with a tiny absolute floor for values near zero."""
-    return abs(a - b) <= max(rel_tol * max(abs(a), abs(b)), 1e-9)
+def parse_number(text: str) -> Number | None:
+    """Parses a `normalize_answer`-ed plain number: integer, decimal, `a/b`, `\\frac{a}{b}`,
+    mixed number, with an optional trailing `%` (a unit mark, ignored). None otherwise."""
+    text = text.removesuffix("\\%").removesuffix("%")
+    if not text or len(text) > 100:
+        return None
+    try:
+        return _decimal(text) or _fraction(text)
+    except (ValueError, ZeroDivisionError):
+        return None
 
 
-def numbers_equal(pred: tuple[float, bool], truth: tuple[float, bool],
-                  rel_tol: float = 1e-4) -> bool:
-    """Numeric equality; a percentage on either side also matches its value / 100."""
-    (a, a_pct), (b, b_pct) = pred, truth
-    candidates_a = [a, a / 100] if a_pct else [a]
-    candidates_b = [b, b / 100] if b_pct else [b]
-    return any(close(x, y, rel_tol) for x in candidates_a for y in candidates_b)
+def is_nan(text: str) -> bool:
+    """A normalised answer that spells not-a-number (it must never match anything)."""
+    return text.lstrip("+-").lower() in ("nan", "\\mathrm{nan}", "\\text{nan}")
+
+
+def decimal_tolerance(truth: Number) -> Fraction | None:
+    """How far an exact non-decimal value may be from a decimal truth (module docstring);
+    None when the truth needs the exact value."""
+    if truth.decimals is None:
+        return None
+    half_unit = Fraction(1, 2 * 10 ** truth.decimals)
+    return min(half_unit, REL_TOL * abs(truth.value))
+
+
+def numbers_equal(pred: Number, truth: Number) -> bool:
+    """Exact equality, or a non-terminating exact prediction within a decimal truth's
+    `decimal_tolerance`."""
+    if pred.value == truth.value:
+        return True
+    tolerance = decimal_tolerance(truth)
+    if tolerance is None or pred.decimals is not None or pred.value.denominator == 1:
+        return False
+    return abs(pred.value - truth.value) <= tolerance
+
+
+# ----------------------------------------------------------------------------- structure
+
+_OPENERS, _CLOSERS = "([{", ")]}"
+_MATRIX_RE = re.compile(
+    r"^\\begin\{([pbvBV]?matrix|array)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}$", re.DOTALL)
+_VARIABLE_RE = re.compile(
+    r"^(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?\w+\}?)?'*(?:\([a-zA-Z]\))?$")
+_RELATION_RE = re.compile(r"(?<![<>!\\])=(?!=)")
+
+
+def _top_level_split(text: str, separator: str) -> list[str] | None:
+    """`text` split at `separator` outside brackets and braces; None if the brackets do not
+    balance at the top level."""
+    parts, depth, start = [], 0, 0
+    for index, char in enumerate(text):
+        if char in _OPENERS:
+            depth += 1
+        elif char in _CLOSERS:
+            depth -= 1
+            if depth < 0:
+                return None
+        elif depth == 0 and text.startswith(separator, index):
+            parts.append(text[start:index])
+            start = index + len(separator)
+    parts.append(text[start:])
+    return parts if depth == 0 else None
+
+
+def _list_items(text: str) -> list[str] | None:
+    """Items of a top-level comma / "and" / "or" list (two or more), else None."""
+    text = re.sub(r",?\s+(?:and|or)\s+", ", ", text)
+    parts = _top_level_split(text, ",")
+    if parts is None or len(parts) < 2:
+        return None
+    return [part.strip() for part in parts]
+
+
+def split_structure(text: str) -> tuple[str, list[str]] | None:
+    """(kind, elements) of a `clean`-ed structured answer, or None for a single expression.
+
+    Kinds: `matrix RxC` (cells row by row; pmatrix, bmatrix, ... and array are one kind),
+    `set` (`\\{a, b\\}`, unordered), a bracket pair such as `()` / `(]` (tuples and intervals,
+    ordered) and `list` (a bare comma list, ordered as in PRIME's grader)."""
+    text = text.strip()
+    if _DECIMAL_RE.match(text):  # 1,234,567 is one number
+        return None
+    matrix = _MATRIX_RE.match(text)
+    if matrix:
+        rows = [row for row in re.split(r"\\\\", matrix.group(2)) if row.strip()]
+        cells = [[cell.strip() for cell in row.split("&")] for row in rows]
+        if cells and all(len(row) == len(cells[0]) for row in cells):
+            return f"matrix {len(cells)}x{len(cells[0])}", [c for row in cells for c in row]
+        return None
+    if text.startswith("\\{") and text.endswith("\\}"):
+        inner = text[2:-2]
+        items = _top_level_split(inner, ",")
+        return ("set", [item.strip() for item in items]) if items else None
+    if len(text) >= 2 and text[0] in "([" and text[-1] in ")]":
+        inner = text[1:-1]
+        items = _top_level_split(inner, ",")
+        if items is not None and len(items) >= 2:
+            return text[0] + text[-1], [item.strip() for item in items]
+    items = _list_items(text)
+    return ("list", items) if items else None
+
+
+def equation_side(text: str) -> tuple[str, bool]:
+    """(the value an answer states, whether it is still an equation).
+
+    `x = 3`, `f(x) = 3`, `\\theta = 3` state `3`; `a \\approx b` states `a` (or `b` after a
+    variable); any other equation (`3 = 4`, `x = 1 = 2`) stays whole and is flagged, so it can
+    never match a plain value by one of its sides."""
+    if "\\approx" in text:
+        before, after = text.split("\\approx", 1)
+        text = after if _VARIABLE_RE.match(before.strip()) else before
+    sides = _RELATION_RE.split(text)
+    if len(sides) == 1:
+        return text.strip(), False
+    if len(sides) == 2 and _VARIABLE_RE.match(sides[0].strip()):
+        return sides[1].strip(), False
+    return text.strip(), True

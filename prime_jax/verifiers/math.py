@@ -1,22 +1,44 @@
 """Rule-based math outcome verifier: reward 1.0 iff the final answer equals the ground truth.
 
-Order of checks (SPEC section 3): extract the final answer (last `\\boxed{}`/`\\fbox{}`, else an
-"answer is" marker, else the last number); normalised string equality; numeric equality
-(relative 1e-4, thousands separators, percentages); symbolic equivalence with math-verify/sympy.
-The first two run in-process in linear time; the symbolic step runs in a `SymbolicWorker` child
-process that is killed at the deadline. Timeouts and crashes score 0, are counted in `STATS`
+Order of checks (SPEC section 3), each deciding when it applies:
+1. extract the final answer (`answer.extract_answer`: last closed `\\boxed{}`, else an "answer
+   is" sentence, else a bare expression, else the last math span or standalone number); a ground
+   truth is its own boxed content if it has one.
+2. `clean` both sides (presentation, `$`, degrees, `\\text{}`); both carry a unit and the units
+   differ (`3 meters` vs `3 seconds`) -> 0. A unit on one side only is dropped, as the reference
+   graders drop it (`3 meters` matches `3`).
+3. `x = 3` / `f(x) = 3` state `3`; any other equation (`3 = 4`, `x = 1 = 2`) is an equation and
+   never matches a plain value (Math-Verify would take its last side: a hedge).
+4. equal normal forms -> 1 (string match; `NaN` never matches).
+5. structures (`answer.split_structure`): tuples, intervals, bare comma lists (ordered, as in
+   PRIME), sets (any order) and matrices compare element by element with these same rules, so
+   `(0.6, 2.6667]` is judged exactly as `0.6` and `2.6667` are; different kinds or lengths -> 0.
+   A comma list never matches a single value (`32, 349` is not `32349`; `3, 4` is not `4`).
+6. plain numbers on both sides: exact, except a decimal truth's tolerance (`answer` docstring).
+7. symbolic equivalence in the killable worker: math-verify with floats rounded to
+   `symbolic.FLOAT_ROUNDING` (10) places instead of its 6, so `0.3333333` is not `\\frac13`
+   there either; against a decimal truth, the value of the prediction within the truth's tolerance.
+Steps 1-6 run in-process in linear time on inputs capped at `answer.MAX_ANSWER_CHARS`; the
+symbolic step runs in a `SymbolicWorker` child process that is killed at the deadline (one
+deadline for all elements of a structure). Timeouts and crashes score 0, are counted in `STATS`
 (ability "math") and logged; nothing here raises.
+
+Deliberate differences from the reference graders (besides those of `answer`): no hedges (steps
+2, 3, 5), no 6-decimal rounding in the symbolic step, comma lists ordered (Math-Verify compares
+them as sets), equation chains not accepted.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 
 from prime_jax.verifiers import answer as answer_lib
 from prime_jax.verifiers.stats import FAILURE_STATUSES, Verdict, VerifierStats
 from prime_jax.verifiers.symbolic import SymbolicWorker
 
 DEFAULT_TIMEOUT = 5.0
+_MAX_DEPTH = 8  # structure nesting compared element-wise; deeper goes to the symbolic worker
 STATS = VerifierStats()
 _LOG = logging.getLogger(__name__)
 _worker: SymbolicWorker | None = None
@@ -37,22 +59,76 @@ def shutdown() -> None:
         _worker = None
 
 
-def _compare(pred: str, truth: str, timeout: float) -> Verdict:
+def _symbolic(pred: str, truth: str, deadline: float, tolerance=None) -> Verdict:
+    """The killable worker's verdict; `tolerance` (a decimal truth's) switches it to a numeric
+    closeness check of `pred` against the decimal `truth`."""
+    timeout = max(deadline - time.monotonic(), 0.01)
+    equal, status = _symbolic_worker().equivalent(pred, truth, timeout, tolerance)
+    if status != "ok":
+        return Verdict(0.0, status, f"symbolic check {status} after {timeout:.1f}s")
+    return Verdict(float(equal), "match_symbolic" if equal else "mismatch")
+
+
+def _compare_structures(pred: tuple, truth: tuple, deadline: float, depth: int) -> Verdict:
+    """Element by element with the scalar rules; a set matches in any order."""
+    (pred_kind, pred_items), (truth_kind, truth_items) = pred, truth
+    if pred_kind != truth_kind or len(pred_items) != len(truth_items):
+        return Verdict(0.0, "mismatch", f"{pred_kind} vs {truth_kind}")
+    if pred_kind != "set":
+        for pred_item, truth_item in zip(pred_items, truth_items):
+            verdict = _compare(pred_item, truth_item, deadline, depth + 1)
+            if verdict.score < 1.0:
+                return verdict
+        return Verdict(1.0, "match_structure")
+    unmatched = list(truth_items)
+    for pred_item in pred_items:
+        for truth_item in unmatched:
+            verdict = _compare(pred_item, truth_item, deadline, depth + 1)
+            if verdict.status in FAILURE_STATUSES:
+                return verdict
+            if verdict.score == 1.0:
+                unmatched.remove(truth_item)
+                break
+        else:
+            return Verdict(0.0, "mismatch", "set element not found")
+    return Verdict(1.0, "match_structure")
+
+
+def _compare(pred: str, truth: str, deadline: float, depth: int = 0) -> Verdict:
+    """The rules of the module docstring, in order; structures recurse into their elements."""
     if len(pred) > answer_lib.MAX_ANSWER_CHARS or len(truth) > answer_lib.MAX_ANSWER_CHARS:
         return Verdict(0.0, "too_long", f"answer of {len(pred)} chars")
-    pred_norm = answer_lib.normalize_answer(pred)
-    truth_norm = answer_lib.normalize_answer(truth)
-    if pred_norm == truth_norm:
+    pred, pred_unit = answer_lib.clean_with_unit(pred)
+    truth, truth_unit = answer_lib.clean_with_unit(truth)
+    if pred_unit and truth_unit and pred_unit != truth_unit:
+        return Verdict(0.0, "mismatch", f"unit {pred_unit} vs {truth_unit}")
+    pred, pred_is_equation = answer_lib.equation_side(pred)
+    truth, truth_is_equation = answer_lib.equation_side(truth)
+    pred_normal = answer_lib.normalize_answer(pred)
+    truth_normal = answer_lib.normalize_answer(truth)
+    if answer_lib.is_nan(pred_normal) or answer_lib.is_nan(truth_normal):
+        return Verdict(0.0, "mismatch", "NaN")
+    if pred_normal == truth_normal:
         return Verdict(1.0, "match_string")
-    pred_num = answer_lib.parse_number(pred_norm)
-    truth_num = answer_lib.parse_number(truth_norm)
-    if pred_num is not None and truth_num is not None:
-        equal = answer_lib.numbers_equal(pred_num, truth_num)
+    if pred_is_equation != truth_is_equation:
+        return Verdict(0.0, "mismatch", "an equation against a value")
+    if depth < _MAX_DEPTH:
+        pred_structure = answer_lib.split_structure(pred)
+        truth_structure = answer_lib.split_structure(truth)
+        if pred_structure and truth_structure:
+            return _compare_structures(pred_structure, truth_structure, deadline, depth)
+        if (pred_structure or truth_structure or ("",))[0] == "list":
+            return Verdict(0.0, "mismatch", "a list against a single value")
+    pred_number = answer_lib.parse_number(pred_normal)
+    truth_number = answer_lib.parse_number(truth_normal)
+    if pred_number is not None and truth_number is not None:
+        equal = answer_lib.numbers_equal(pred_number, truth_number)
         return Verdict(float(equal), "match_numeric" if equal else "mismatch")
-    equal, status = _symbolic_worker().equivalent(pred, truth, timeout)
-    if status != "ok":
-        return Verdict(0.0, status, f"symbolic check {status} after {timeout}s")
-    return Verdict(float(equal), "match_symbolic" if equal else "mismatch")
+    if truth_number is not None and pred_number is None:
+        tolerance = answer_lib.decimal_tolerance(truth_number)
+        if tolerance is not None:
+            return _symbolic(pred, str(truth_number.value), deadline, str(tolerance))
+    return _symbolic(pred, truth, deadline)
 
 
 def verify_detailed(response: str, ground_truth: str, *,
@@ -64,7 +140,7 @@ def verify_detailed(response: str, ground_truth: str, *,
             verdict = Verdict(0.0, "no_answer")
         else:
             truth = answer_lib.extract_boxed(ground_truth) or ground_truth
-            verdict = _compare(pred, truth.strip(), timeout)
+            verdict = _compare(pred, truth.strip(), time.monotonic() + timeout)
     except Exception as error:  # noqa: BLE001 - a verifier bug must not crash training
         verdict = Verdict(0.0, "error", repr(error)[:200])
     STATS.record("math", verdict.status)

@@ -67,13 +67,18 @@ class SymbolicWorker:
         line, self._buffer = self._buffer.split(b"\n", 1)
         return line
 
-    def equivalent(self, pred: str, truth: str, timeout: float) -> tuple[bool, str]:
-        """(equal?, status) with status "ok", "timeout" or "crash"; never raises."""
+    def equivalent(self, pred: str, truth: str, timeout: float,
+                   tolerance: str | None = None) -> tuple[bool, str]:
+        """(equal?, status) with status "ok", "timeout" or "crash"; never raises.
+
+        With `tolerance` (a number as a string), `truth` is an exact number and the answer is
+        whether `pred`'s value lies within `tolerance` of it (`numerically_close`)."""
         with self._lock:
             try:
                 if self._proc is None or self._proc.poll() is not None:
                     self._start()
-                request = json.dumps({"pred": pred, "truth": truth}).encode() + b"\n"
+                request = json.dumps(
+                    {"pred": pred, "truth": truth, "tolerance": tolerance}).encode() + b"\n"
                 self._proc.stdin.write(request)
                 self._proc.stdin.flush()
                 line = self._read_line(timeout)
@@ -121,16 +126,41 @@ def _limit_self(memory_bytes: int) -> None:
         pass
 
 
+# Decimal places math-verify rounds floats to; 10 makes a decimal equal only to (virtually) its
+# own value, as the in-process number rules do (math-verify's default is 6).
+FLOAT_ROUNDING = 10
+
+
+def _parse(answer: str) -> list:
+    import math_verify
+
+    return math_verify.parse("\\boxed{" + answer + "}", parsing_timeout=None)
+
+
+def numerically_close(pred: str, truth: str, tolerance: str) -> bool:
+    """Whether `pred` (LaTeX, no free symbols) evaluates to within `tolerance` of the exact
+    number `truth`. Unbounded: call only inside the worker."""
+    import sympy
+
+    parsed = _parse(pred)
+    if not parsed or not isinstance(parsed[0], sympy.Expr) or parsed[0].free_symbols:
+        return False
+    value = sympy.N(parsed[0], 30)
+    if not value.is_real:
+        return False
+    return bool(abs(value - sympy.Rational(truth)) <= sympy.Rational(tolerance))
+
+
 def sympy_equivalent(pred: str, truth: str) -> bool:
     """math-verify first (intervals, sets, matrices, equations, units); plain latex2sympy +
     `simplify(a - b) == 0` when math-verify could not parse one side. Unbounded: call only
     inside the worker."""
     import math_verify
 
-    gold = math_verify.parse("\\boxed{" + truth + "}", parsing_timeout=None)
-    target = math_verify.parse("\\boxed{" + pred + "}", parsing_timeout=None)
+    gold, target = _parse(truth), _parse(pred)
     if gold and target:
-        return bool(math_verify.verify(gold, target, timeout_seconds=None))
+        return bool(math_verify.verify(gold, target, float_rounding=FLOAT_ROUNDING,
+                                       timeout_seconds=None))
     import sympy
     from latex2sympy2_extended import latex2sympy
 
@@ -139,7 +169,8 @@ def sympy_equivalent(pred: str, truth: str) -> bool:
 
 
 def worker_main(memory_bytes: int) -> None:
-    """Serves JSON-line requests {"pred", "truth"} -> {"equal"} until stdin closes."""
+    """Serves JSON-line requests {"pred", "truth", "tolerance"} -> {"equal"} until stdin
+    closes."""
     _limit_self(memory_bytes)
     import math_verify  # noqa: F401  (import once, before saying ready)
 
@@ -149,7 +180,10 @@ def worker_main(memory_bytes: int) -> None:
     for line in sys.stdin:
         request = json.loads(line)
         try:
-            equal = sympy_equivalent(request["pred"], request["truth"])
+            if request.get("tolerance") is None:
+                equal = sympy_equivalent(request["pred"], request["truth"])
+            else:
+                equal = numerically_close(request["pred"], request["truth"], request["tolerance"])
         except Exception:  # noqa: BLE001 - any parser/sympy failure means "not shown equal"
             equal = False
         out.write(json.dumps({"equal": equal}) + "\n")
