@@ -1,18 +1,19 @@
-"""Sandbox harness: isolates itself, drops privileges, then runs untrusted code on each input.
+"""Sandbox harness: runs untrusted code on each test input, inside the sandbox.
 
-Run by `sandbox.py` as `python -I _harness.py CONFIG_JSON REPORT_FD` in a fresh session. Standard
-library only (it may run under a different interpreter than the trainer).
+`sandbox.py` starts it as `python -I -S -c <this source>` as the sandbox's first process (or the
+first after bubblewrap's init) in a private root filesystem, with the JSON config on stdin and the
+report read from stdout. Standard library only: the sandbox holds the interpreter and its stdlib,
+nothing else. Before any untrusted code runs it drops to the dedicated uid it is given (when it
+starts as root; every capability goes with the uid change), sets PR_SET_NO_NEW_PRIVS, the per
+process rlimits (address space, processes, file size, open files, no core files) and
+oom_score_adj 1000 (the kernel's OOM killer picks sandboxed code before anything else).
 
-Isolation, in order, as far as the platform allows (what was achieved is the first report line):
-new network namespace (no interfaces up: nothing, not even 127.0.0.1, is reachable); new mount
-namespace in which world-writable directories are read-only except the working directory;
-rlimits (CPU, address space, processes, file size, open files, no core files); setgid/setuid to
-a dedicated unprivileged uid; PR_SET_NO_NEW_PRIVS; PR_SET_CHILD_SUBREAPER so orphaned
-descendants come back to the harness, which kills them after every test.
-
-Each test runs in a forked child (stdin from a file, stdout to a capped pipe, stderr discarded);
-the harness reports {"index", "status", "stdout"|"result", "error"} lines. Expected outputs are
-never given to the sandbox: the trusted parent compares.
+Each test runs in a forked child (stdin from a file, stdout to a capped pipe, stderr discarded,
+CPU limit) with the APPS/TACO/LiveCodeBench prelude in its namespace (`from typing import *`, the
+usual competitive-programming modules, a raised recursion limit). After each test every other
+process the code left is killed (`kill(-1)`: in a PID namespace that is exactly the code's
+processes). Report lines: {"isolation": facts} first, then {"index", "status", "stdout",
+"result", "error", "truncated"} per test. Expected outputs never enter the sandbox.
 """
 
 import ctypes
@@ -24,123 +25,84 @@ import signal
 import sys
 import time
 
-CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWNET = 0x00020000, 0x10000000, 0x40000000
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT = 1, 2, 4, 32
-MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
 PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 36, 38
-PRELOAD = ("array bisect collections copy datetime decimal fractions functools heapq io itertools "
-           "json math operator random re statistics string sys typing unicodedata").split()
+PRELUDE_MODULES = ("array bisect collections copy datetime decimal fractions functools heapq io "
+                   "itertools json math operator random re statistics string sys typing").split()
+STAR_MODULES = ("string re datetime collections heapq bisect copy math random statistics "
+                "itertools functools operator typing").split()  # typing last, as the references
+RECURSION_LIMIT = 100_000
+STACK_BYTES = 256 << 20
 LIBC = ctypes.CDLL(None, use_errno=True)
 
 
-def _mount(source, target, flags):
-    encode = lambda s: None if s is None else s.encode()  # noqa: E731
-    if LIBC.mount(encode(source), encode(target), None, flags, None) != 0:
-        raise OSError(ctypes.get_errno(), f"mount {target}")
+def drop_privileges(config):
+    """Becomes the dedicated uid (if started as root) and forbids regaining privileges."""
+    if os.geteuid() == 0 and config.get("uid") is not None:
+        os.setgroups([])
+        os.setgid(config["uid"])
+        os.setuid(config["uid"])
+        if 0 in (os.getuid(), os.geteuid(), os.getgid(), os.getegid()):
+            raise RuntimeError("failed to drop root")
+    if LIBC.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise RuntimeError("PR_SET_NO_NEW_PRIVS failed")
+    LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # setuid clears it: set it again
+    LIBC.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
-def _isolate_mounts(workdir, readonly_dirs):
-    _mount(None, "/", MS_REC | MS_PRIVATE)
-    _mount(workdir, workdir, MS_BIND | MS_REC)
-    for path in readonly_dirs:
-        if os.path.isdir(path) and not os.path.islink(path):
-            _mount(path, path, MS_BIND | MS_REC)
-            _mount(None, path, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
-
-
-def isolate(config):
-    """Applies every isolation layer it can; returns what holds."""
-    status = {"netns": False, "mountns": False, "uid": os.getuid(), "dropped": False}
-    privileged = os.geteuid() == 0
-    flags = CLONE_NEWNET | CLONE_NEWNS if privileged else CLONE_NEWUSER | CLONE_NEWNET
-    if LIBC.unshare(flags) == 0:
-        status["netns"] = True
-        if privileged:
-            try:
-                _isolate_mounts(config["workdir"], config["readonly_dirs"])
-                status["mountns"] = True
-            except OSError as error:
-                status["mount_error"] = str(error)
-    elif privileged and LIBC.unshare(CLONE_NEWNET) == 0:
-        status["netns"] = True
-    for module in PRELOAD:  # before dropping privileges: the stdlib may be unreadable later
-        __import__(module)
-    limits = config["limits"]
-    for name, value in (("RLIMIT_CPU", limits["cpu_seconds"]),
-                        ("RLIMIT_AS", limits["memory_bytes"]),
+def set_limits(limits):
+    """Per-process rlimits; the per-answer caps are the sandbox's cgroup and tmpfs sizes."""
+    for name, value in (("RLIMIT_AS", limits["memory_bytes"]),
                         ("RLIMIT_NPROC", limits["max_processes"]),
                         ("RLIMIT_FSIZE", limits["max_file_bytes"]),
                         ("RLIMIT_NOFILE", limits["max_open_files"]), ("RLIMIT_CORE", 0)):
         resource.setrlimit(getattr(resource, name), (value, value))
-    if privileged and config.get("uid") is not None:
-        os.setgroups([])
-        os.setgid(config["gid"])
-        os.setuid(config["uid"])
-        if os.getuid() == 0 or os.geteuid() == 0:
-            raise RuntimeError("failed to drop root")
-        status.update(uid=os.getuid(), dropped=True)
-    status["no_new_privs"] = LIBC.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
-    LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # after setuid, which clears it
-    status["subreaper"] = LIBC.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    return status
+    try:
+        with open("/proc/self/oom_score_adj", "w") as handle:
+            handle.write("1000")
+    except OSError:
+        pass
 
 
-def _children_of(pid):
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as stat:
-                    fields = stat.read().rsplit(b")", 1)[1].split()
-                if int(fields[1]) == pid:
-                    found.append(int(entry))
-            except (OSError, IndexError, ValueError):
-                pass
-    return found
+def isolation_facts():
+    """What the code will see: its uid, its pid and how many processes are visible."""
+    visible = [entry for entry in os.listdir("/proc") if entry.isdigit()] \
+        if os.path.isdir("/proc") else []
+    return {"uid": os.getuid(), "pid": os.getpid(), "visible_processes": len(visible),
+            "root_entries": sorted(os.listdir("/"))}
 
 
-def kill_descendants(dedicated_uid):
-    """Kills every process left by a test: kill(-1) as the dedicated uid, plus a subreaper
-    sweep of our children (the only way when running without a dedicated uid)."""
-    for _ in range(100):
-        if dedicated_uid:
-            try:
-                os.kill(-1, signal.SIGKILL)  # every process of this uid except ourselves
-            except ProcessLookupError:
-                pass
-        children = _children_of(os.getpid())
-        for child in children:
-            try:
-                os.kill(child, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        while True:
-            try:
-                if os.waitpid(-1, os.WNOHANG)[0] == 0:
-                    break
-            except ChildProcessError:
-                break
-        if not children:
-            return
+def prelude_namespace(mode):
+    """The namespace the reference harnesses give a solution: modules and their names."""
+    namespace = {"__name__": "__main__" if mode == "stdio" else "solution",
+                 "__builtins__": __builtins__}
+    for module in PRELUDE_MODULES:
+        namespace[module] = __import__(module)
+    for module in STAR_MODULES:
+        exec(f"from {module} import *", namespace)  # noqa: S102 - trusted prelude
+    return namespace
 
 
-def _run_child(code, mode, fn_name, value, out_fd, result_fd):
+def call_solution(namespace, fn_name, args):
+    """Calls `fn_name` as a method of `class Solution` if it has one, else as a function."""
+    holder = namespace.get("Solution")
+    if isinstance(holder, type) and hasattr(holder, fn_name):
+        return getattr(holder(), fn_name)(*args)
+    return namespace[fn_name](*args)
+
+
+def _run_child(config, args, result_fd):
     """Runs in the forked test process; never returns."""
     status, payload, error = "ok", None, ""
     try:
+        sys.setrecursionlimit(RECURSION_LIMIT)
         sys.argv = ["solution.py"]
         sys.stdin = open(0, "r", closefd=False)
-        sys.stdout = open(out_fd, "w", closefd=False)
-        namespace = {"__name__": "__main__" if mode == "stdio" else "solution",
-                     "__builtins__": __builtins__}
+        sys.stdout = open(1, "w", closefd=False)
+        namespace = prelude_namespace(config["mode"])
         try:
-            exec(compile(code, "solution.py", "exec"), namespace)  # noqa: S102 - sandboxed
-            if mode == "call":
-                holder = namespace.get("Solution")
-                function = getattr(holder(), fn_name) if holder and hasattr(holder, fn_name) \
-                    else namespace[fn_name]
-                args = value if isinstance(value, list) else [value]
-                payload = function(*args)
+            exec(compile(config["code"], "solution.py", "exec"), namespace)  # noqa: S102
+            if config["mode"] == "call":
+                payload = call_solution(namespace, config["fn_name"], args)
         except SystemExit:
             pass
         sys.stdout.flush()
@@ -155,29 +117,47 @@ def _run_child(code, mode, fn_name, value, out_fd, result_fd):
         os._exit(0)
 
 
-def run_test(index, config, value):
-    """Forks one test, enforces its wall time and output cap, returns its report record."""
-    input_path = os.path.join(config["workdir"], f".input_{index}")
-    with open(input_path, "w") as handle:
-        handle.write(value if isinstance(value, str) else "")
+def kill_leftovers():
+    """Kills every process the code left (all we may signal but ourselves), then reaps."""
+    for _ in range(200):
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            return
+        time.sleep(0.001)
+
+
+def _start_test(config, stdin_path, args):
+    """Forks the test process; returns (pid, stdout read end, result read end)."""
     out_r, out_w = os.pipe()
     res_r, res_w = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
-            LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-            os.dup2(os.open(input_path, os.O_RDONLY), 0)
+            cpu = config["cpu_seconds"]
+            resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+            resource.setrlimit(resource.RLIMIT_STACK, (STACK_BYTES, STACK_BYTES))
+            os.dup2(os.open(stdin_path, os.O_RDONLY), 0)
             os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
             os.dup2(out_w, 1)
-            os.dup2(res_w, 3)  # also closes the report pipe if it sat on fd 3
+            os.dup2(res_w, 3)
             os.closerange(4, 1 << 16)
         finally:
-            _run_child(config["code"], config["mode"], config.get("fn_name"), value, 1, 3)
+            _run_child(config, args, 3)
     os.close(out_w)
     os.close(res_w)
-    cap = config["limits"]["max_output_bytes"]
+    return pid, out_r, res_r
+
+
+def _collect(pid, out_r, res_r, cap, timeout):
+    """Reads the test's stdout (capped) and result until it exits or its wall time ends."""
     buffers, open_fds = {out_r: b"", res_r: b""}, {out_r, res_r}
-    deadline = time.monotonic() + config["test_timeout"]
+    deadline = time.monotonic() + timeout
     timed_out = truncated = False
     while open_fds:
         remaining = deadline - time.monotonic()
@@ -199,32 +179,43 @@ def run_test(index, config, value):
             break
     if pid:
         os.kill(pid, signal.SIGKILL)
+    return buffers[out_r], buffers[res_r], timed_out, truncated
+
+
+def run_test(index, config, test):
+    """Runs one test ({"stdin": str} or {"args": list}); returns its report record."""
+    stdin_path = os.path.join(config["workdir"], ".stdin")
+    with open(stdin_path, "w") as handle:
+        handle.write(test.get("stdin") or "")
+    pid, out_r, res_r = _start_test(config, stdin_path, test.get("args"))
+    stdout, result, timed_out, truncated = _collect(
+        pid, out_r, res_r, config["limits"]["max_output_bytes"], config["test_timeout"])
     os.close(out_r)
     os.close(res_r)
-    kill_descendants(config["dedicated_uid"] and os.getuid() != 0)
-    try:
-        os.unlink(input_path)
-    except OSError:
-        pass
-    record = {"index": index, "stdout": buffers[out_r].decode(errors="replace"),
-              "truncated": truncated}
+    kill_leftovers()
+    record = {"index": index, "stdout": stdout.decode(errors="replace"), "truncated": truncated}
     if timed_out:
         return {**record, "status": "timeout", "result": None, "error": "wall time"}
     try:
-        return {**record, **json.loads(buffers[res_r])}
+        return {**record, **json.loads(result)}
     except ValueError:
         return {**record, "status": "crash", "result": None, "error": "no result (killed?)"}
 
 
 def main():
-    with open(sys.argv[1]) as handle:
-        config = json.load(handle)
-    os.unlink(sys.argv[1])
-    report = os.fdopen(int(sys.argv[2]), "w")
-    report.write(json.dumps({"isolation": isolate(config)}) + "\n")
+    config = json.loads(sys.stdin.buffer.read())
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    report = os.fdopen(os.dup(1), "w")
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    os.chdir(config["workdir"])
+    drop_privileges(config)
+    set_limits(config["limits"])
+    for module in PRELUDE_MODULES:  # import once here; each forked test inherits them
+        __import__(module)
+    report.write(json.dumps({"isolation": isolation_facts()}) + "\n")
     report.flush()
-    for index, value in enumerate(config["inputs"]):
-        report.write(json.dumps(run_test(index, config, value)) + "\n")
+    for index, test in enumerate(config["tests"]):
+        report.write(json.dumps(run_test(index, config, test)) + "\n")
         report.flush()
 
 

@@ -1,18 +1,32 @@
 """Rule-based code outcome verifier: run the response's last Python block on the tests.
 
-Tests are a JSON string {"inputs": [...], "outputs": [...], optional "fn_name"}. Without
-`fn_name` each input is stdin and the output the expected stdout (compared line by line, trailing
-whitespace ignored, floats to 1e-6 as a fallback); with it each input is the argument list of
-`fn_name` (a function or a method of `class Solution`) and results compare JSON-normalised.
-Reward: 1.0 if every test passes, else passed / min(#tests, 10), capped at 1.0. Everything runs in
-`sandbox.run_tests`; malformed tests, timeouts and crashes score 0, are counted in `STATS`
-(ability "code") and logged; nothing here raises.
+Tests are a JSON string {"inputs": [...], "outputs": [...], optional "fn_name"}, graded like the
+APPS / TACO / LiveCodeBench / PRIME harnesses:
+- Without `fn_name` each input is stdin (a list joins by lines; null is empty stdin) and the
+  output the expected stdout, compared line by line (trailing whitespace and blank edges
+  ignored), else token by token: integers exactly, and only where the expected token is a
+  non-integer decimal, decimals within a relative 1e-6 (nan and inf never match a number).
+- With `fn_name` the solution's `fn_name` (a method of `class Solution`, else a function) is
+  called; an input is the argument list (APPS/TACO) or one string of JSON lines, one value per
+  argument, with a JSON output string (LiveCodeBench). Results compare JSON-normalised.
+- The solution runs with the references' prelude (`from typing import *`, collections, math,
+  itertools, heapq, bisect, functools, string, re, ... and their names; a raised recursion
+  limit), so LeetCode-style answers need no imports.
+Reward (`reward`): 1.0 iff every test passes; otherwise PRIME's partial credit, the passes among
+the first k = min(n, 10) tests over k, capped at (k - 1) / k. Deliberate difference from PRIME:
+there, an answer passing the first 10 tests and failing a later one scores 1.0; here (k-1)/k,
+so a failing answer never scores 1.0.
+
+Everything runs in `sandbox.run_tests` (see its guarantees). Without a working sandbox no code
+runs: the verdict is "error" with the sandbox's message. Malformed tests, timeouts and crashes
+score 0, are counted in `STATS` (ability "code") and logged; nothing here raises.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 
 from prime_jax.verifiers import sandbox
@@ -21,9 +35,12 @@ from prime_jax.verifiers.stats import FAILURE_STATUSES, Verdict, VerifierStats
 DEFAULT_TIMEOUT = 4.0  # seconds of wall time per test
 MAX_TESTS_FOR_FULL_CREDIT = 10
 MAX_TOTAL_SECONDS = 90.0  # wall limit for all tests of one response
+FLOAT_TOLERANCE = 1e-6
 STATS = VerifierStats()
 _LOG = logging.getLogger(__name__)
 _FENCE_RE = re.compile(r"```([A-Za-z0-9_+-]*)[ \t]*\n(.*?)```", re.DOTALL)
+_INT_RE = re.compile(r"[+-]?\d+")
+_DECIMAL_RE = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 def extract_code(response: str) -> str | None:
@@ -53,30 +70,47 @@ def parse_tests(tests_json: str) -> tuple[list, list, str | None]:
 
 
 def _as_text(value) -> str:
+    """A stdin/stdout value as text: lists join by lines; null (None) is empty."""
+    if value is None:
+        return ""
     return "\n".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
-def _float_tokens_equal(got: list[str], want: list[str]) -> bool:
-    if len(got) != len(want):
+def _is_integer(token: str) -> bool:
+    return _INT_RE.fullmatch(token) is not None
+
+
+def _canonical_integer(token: str) -> str:
+    """An integer token without "+" and leading zeros (no int(): tokens may be huge)."""
+    digits = token.lstrip("+-").lstrip("0") or "0"
+    return "-" + digits if token.startswith("-") and digits != "0" else digits
+
+
+def tokens_equal(got: str, want: str) -> bool:
+    """One output token against the expected one: identical text; equal integers (exactly);
+    or, when the expected token is a finite non-integer decimal, a finite decimal within
+    FLOAT_TOLERANCE (relative, absolute below 1). nan / inf never match another spelling."""
+    if got == want:
+        return True
+    if _is_integer(want):
+        return _is_integer(got) and _canonical_integer(got) == _canonical_integer(want)
+    if not (_DECIMAL_RE.fullmatch(want) and _DECIMAL_RE.fullmatch(got)):
         return False
-    for a, b in zip(got, want):
-        if a == b:
-            continue
-        try:
-            x, y = float(a), float(b)
-        except ValueError:
-            return False
-        if abs(x - y) > 1e-6 * max(1.0, abs(y)):
-            return False
-    return True
+    x, y = float(got), float(want)
+    return math.isfinite(x) and math.isfinite(y) and \
+        abs(x - y) <= FLOAT_TOLERANCE * max(1.0, abs(y))
 
 
 def stdout_matches(got: str, expected) -> bool:
-    """Line-wise equality ignoring trailing whitespace and blank edges; float-tolerant tokens."""
+    """Line-wise equality ignoring trailing whitespace and blank edges, else token-wise
+    (`tokens_equal`) over all whitespace-separated tokens."""
     got_lines = [line.rstrip() for line in got.strip().splitlines()]
     want_lines = [line.rstrip() for line in _as_text(expected).strip().splitlines()]
-    return got_lines == want_lines or _float_tokens_equal(" ".join(got_lines).split(),
-                                                          " ".join(want_lines).split())
+    if got_lines == want_lines:
+        return True
+    got_tokens, want_tokens = " ".join(got_lines).split(), " ".join(want_lines).split()
+    return len(got_tokens) == len(want_tokens) and all(map(tokens_equal, got_tokens,
+                                                           want_tokens))
 
 
 def _normalise(value):
@@ -92,35 +126,74 @@ def result_matches(got, expected) -> bool:
     return isinstance(expected, list) and len(expected) == 1 and got == expected[0]
 
 
+def call_case(value, expected) -> tuple[list, object]:
+    """(argument list, expected result) of one call-based test. APPS/TACO: the input is the
+    argument list and the output the value. LiveCodeBench: the input is one string of JSON
+    lines (one value per argument) and the output a JSON string."""
+    if not isinstance(value, str):
+        return (value if isinstance(value, list) else [value]), expected
+    try:
+        args = [json.loads(line) for line in value.split("\n") if line.strip()]
+    except ValueError:
+        return [value], expected
+    if isinstance(expected, str):
+        try:
+            expected = json.loads(expected)
+        except ValueError:
+            pass
+    return args, expected
+
+
+def reward(passed: list[bool]) -> float:
+    """1.0 iff every test passed. Otherwise PRIME's partial credit - passes among the first
+    k = min(n, 10) tests over k - capped at (k - 1) / k, so a failing answer never gets 1.0."""
+    if all(passed):
+        return 1.0
+    k = min(len(passed), MAX_TESTS_FOR_FULL_CREDIT)
+    return min(sum(passed[:k]), k - 1) / k
+
+
 def _score(report: sandbox.SandboxReport, outputs: list, fn_name: str | None) -> Verdict:
-    passed = 0
-    statuses = set()
+    passed, statuses = [], set()
     for record, expected in zip(report.tests, outputs):
-        if record is None:
-            statuses.add("missing")
-            continue
-        statuses.add(record["status"])
-        if record["status"] != "ok":
-            continue
-        ok = (result_matches(record["result"], expected) if fn_name
-              else stdout_matches(record["stdout"], expected))
-        passed += ok
-    total = len(outputs)
-    score = 1.0 if passed == total else min(1.0, passed / min(total, MAX_TESTS_FOR_FULL_CREDIT))
+        statuses.add("missing" if record is None else record["status"])
+        ok = record is not None and record["status"] == "ok" and (
+            result_matches(record["result"], expected) if fn_name
+            else stdout_matches(record["stdout"], expected))
+        passed.append(ok)
     if not report.isolation:
         return Verdict(0.0, "crash", f"sandbox failed to start: {report.error[-300:]}")
-    if passed == total:
+    if all(passed):
         status = "pass"
     elif report.timed_out or "timeout" in statuses:
         status = "timeout"
     else:
         status = "fail"
-    return Verdict(score, status, f"{passed}/{total} passed; statuses {sorted(statuses)}")
+    reason = f"{sum(passed)}/{len(passed)} passed; statuses {sorted(statuses)}"
+    if report.insecure:
+        reason = f"INSECURE: code ran without a sandbox ({sandbox.INSECURE}); {reason}"
+    return Verdict(reward(passed), status, reason)
+
+
+def _run(code: str, inputs: list, outputs: list, fn_name: str | None, timeout: float,
+         limits: sandbox.SandboxLimits, backend: str | None) -> Verdict:
+    """Runs the tests in the sandbox and scores them."""
+    if fn_name is None:
+        inputs = [_as_text(value) for value in inputs]
+    else:
+        inputs, outputs = map(list, zip(*map(call_case, inputs, outputs)))
+    report = sandbox.run_tests(code, inputs, mode="call" if fn_name else "stdio",
+                               fn_name=fn_name, test_timeout=timeout, limits=limits,
+                               total_timeout=min(timeout * len(inputs) + 5.0, MAX_TOTAL_SECONDS),
+                               backend=backend)
+    return _score(report, outputs, fn_name)
 
 
 def verify_detailed(response: str, tests_json: str, *, timeout: float = DEFAULT_TIMEOUT,
-                    limits: sandbox.SandboxLimits = sandbox.SandboxLimits()) -> Verdict:
-    """Like `verify`, returning the `Verdict`; also counts it in STATS."""
+                    limits: sandbox.SandboxLimits = sandbox.SandboxLimits(),
+                    backend: str | None = None) -> Verdict:
+    """Like `verify`, returning the `Verdict`; also counts it in STATS. `backend` names the
+    sandbox (None: `sandbox.resolve()`); without a working one the verdict is "error" / 0."""
     try:
         inputs, outputs, fn_name = parse_tests(tests_json)
     except (ValueError, TypeError) as error:
@@ -131,13 +204,9 @@ def verify_detailed(response: str, tests_json: str, *, timeout: float = DEFAULT_
             verdict = Verdict(0.0, "no_answer", "no code block")
         else:
             try:
-                if fn_name is None:
-                    inputs = [_as_text(value) for value in inputs]
-                report = sandbox.run_tests(code, inputs, mode="call" if fn_name else "stdio",
-                                           fn_name=fn_name, test_timeout=timeout, limits=limits,
-                                           total_timeout=min(timeout * len(inputs) + 5.0,
-                                                             MAX_TOTAL_SECONDS))
-                verdict = _score(report, outputs, fn_name)
+                verdict = _run(code, inputs, outputs, fn_name, timeout, limits, backend)
+            except sandbox.SandboxUnavailable as error:
+                verdict = Verdict(0.0, "error", f"code not run: {error}"[:2000])
             except Exception as error:  # noqa: BLE001 - a verifier bug must not crash training
                 verdict = Verdict(0.0, "error", repr(error)[:300])
     STATS.record("code", verdict.status)
@@ -146,9 +215,10 @@ def verify_detailed(response: str, tests_json: str, *, timeout: float = DEFAULT_
     return verdict
 
 
-def verify(response: str, tests_json: str, *, timeout: float = DEFAULT_TIMEOUT) -> float:
+def verify(response: str, tests_json: str, *, timeout: float = DEFAULT_TIMEOUT,
+           backend: str | None = None) -> float:
     """Reward in [0, 1] for the last Python block of `response` on `tests_json` (see module doc).
 
     `timeout` is the wall-clock limit per test; the whole run is bounded by
     min(n * timeout + 5, MAX_TOTAL_SECONDS) seconds."""
-    return verify_detailed(response, tests_json, timeout=timeout).score
+    return verify_detailed(response, tests_json, timeout=timeout, backend=backend).score

@@ -6,6 +6,14 @@ one manager thread in the caller. A manager sends one row at a time, so a row th
 worker (segfault, os._exit, OOM) or overruns `row_timeout` is known exactly: it scores 0, is
 counted ("crash" / "timeout"), and the worker is replaced; the other rows are unaffected.
 
+Code rows run in the code sandbox (`sandbox.py`), which fails closed: the pool checks it when it
+starts. With `abilities` naming "code" a missing sandbox layer makes the constructor raise
+`SandboxUnavailable` (the message names the capability and the fix); with `abilities=None`
+(any ability) the pool starts, logs that message, and `submit` raises it for any batch holding a
+code row, so math-only runs work where no sandbox can. `sandbox` picks the backend ("auto",
+"bwrap", "builtin", or the explicit opt-out "insecure-no-isolation", whose verdicts say so);
+None reads $PRIME_JAX_SANDBOX, else "auto".
+
     with VerifierPool(num_workers=2) as pool:
         future = pool.submit(rows)       # returns at once
         ...                              # accelerator work
@@ -21,11 +29,12 @@ import multiprocessing.connection
 import os
 import queue
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from prime_jax.verifiers import code as code_verifier
 from prime_jax.verifiers import math as math_verifier
+from prime_jax.verifiers import sandbox as code_sandbox
 from prime_jax.verifiers.stats import FAILURE_STATUSES, Verdict, VerifierStats
 
 _LOG = logging.getLogger(__name__)
@@ -42,7 +51,8 @@ def as_row(row: Any) -> Row:
 
 
 def score_row(row: Row, *, math_timeout: float, code_timeout: float,
-              scorers: Mapping[str, Scorer] | None = None) -> Verdict:
+              scorers: Mapping[str, Scorer] | None = None,
+              code_backend: str | None = None) -> Verdict:
     """Scores one row in the current process (what a worker runs); never raises."""
     response, ground_truth, ability = row
     try:
@@ -52,13 +62,15 @@ def score_row(row: Row, *, math_timeout: float, code_timeout: float,
         if ability == "math":
             return math_verifier.verify_detailed(response, ground_truth, timeout=math_timeout)
         if ability == "code":
-            return code_verifier.verify_detailed(response, ground_truth, timeout=code_timeout)
+            return code_verifier.verify_detailed(response, ground_truth, timeout=code_timeout,
+                                                 backend=code_backend)
         return Verdict(0.0, "unknown", f"unknown ability {ability!r}")
     except Exception as error:  # noqa: BLE001 - isolate per-row failures
         return Verdict(0.0, "error", repr(error)[:300])
 
 
-def _worker_main(conn, math_timeout: float, code_timeout: float, scorers) -> None:
+def _worker_main(conn, math_timeout: float, code_timeout: float, scorers,
+                 code_backend: str | None) -> None:
     """Worker loop: receive a row, send back its verdict, until told to stop."""
     try:
         while True:
@@ -66,7 +78,7 @@ def _worker_main(conn, math_timeout: float, code_timeout: float, scorers) -> Non
             if message is None:
                 break
             verdict = score_row(message, math_timeout=math_timeout, code_timeout=code_timeout,
-                                scorers=scorers)
+                                scorers=scorers, code_backend=code_backend)
             conn.send((verdict.score, verdict.status, verdict.reason))
     except (EOFError, KeyboardInterrupt):
         pass
@@ -103,19 +115,26 @@ class VerifierPool:
       scorers: optional {ability: picklable callable(response, ground_truth) -> float|Verdict}
         overriding or extending "math" / "code".
       start_method: "spawn" (default) or "forkserver"; never "fork".
+      sandbox: code sandbox backend name (see the module doc); None = $PRIME_JAX_SANDBOX/auto.
+      abilities: the abilities this pool will score; if it names "code" (or the sandbox is
+        needed and this is None, see the module doc) the sandbox is checked at start.
     """
 
     def __init__(self, num_workers: int | None = None, *, math_timeout: float = 5.0,
                  code_timeout: float = 4.0, row_timeout: float = 120.0,
                  scorers: Mapping[str, Scorer] | None = None,
-                 start_method: str = "spawn") -> None:
+                 start_method: str = "spawn", sandbox: str | None = None,
+                 abilities: Collection[str] | None = None) -> None:
         if start_method == "fork":
             raise ValueError("fork is unsafe in a process running JAX threads")
+        self._scorers = dict(scorers or {})
+        self._sandbox_error: code_sandbox.SandboxUnavailable | None = None
+        code_backend = self._check_sandbox(sandbox, abilities)
         self.num_workers = num_workers or os.cpu_count() or 1
         self.row_timeout = row_timeout
         self.stats = VerifierStats()
         self._context = multiprocessing.get_context(start_method)
-        self._worker_args = (math_timeout, code_timeout, dict(scorers or {}))
+        self._worker_args = (math_timeout, code_timeout, self._scorers, code_backend)
         self._jobs: queue.Queue = queue.Queue()
         self._closed = False
         self._threads = [threading.Thread(target=self._manage, name=f"verifier-{i}", daemon=True)
@@ -129,6 +148,9 @@ class VerifierPool:
         if self._closed:
             raise RuntimeError("VerifierPool is closed")
         rows = [as_row(row) for row in rows]
+        if self._sandbox_error is not None and any(
+                row[2] == "code" and "code" not in self._scorers for row in rows):
+            raise self._sandbox_error
         batch = _Batch(len(rows))
         if not rows:
             batch.future.set_result([])
@@ -168,6 +190,19 @@ class VerifierPool:
         self.close()
 
     # ------------------------------------------------------------------ internals
+    def _check_sandbox(self, name: str | None, abilities: Collection[str] | None) -> str | None:
+        """The checked sandbox backend's name; see the module doc for what a failure does."""
+        if "code" in self._scorers or (abilities is not None and "code" not in abilities):
+            return None
+        try:
+            return code_sandbox.resolve(name).name
+        except code_sandbox.SandboxUnavailable as error:
+            if abilities is not None:
+                raise
+            self._sandbox_error = error
+            _LOG.error("code rows will be refused: %s", error)
+            return None
+
     def _start_worker(self):
         parent_conn, child_conn = self._context.Pipe()
         process = self._context.Process(target=_worker_main, args=(child_conn, *self._worker_args),

@@ -1,51 +1,92 @@
-"""Runs untrusted code on test inputs in an isolated, time- and resource-limited process.
+"""Runs untrusted code on test inputs in a sandbox that fails closed.
 
-`run_tests` launches `_harness.py` with `python -I` in a new session and a throw-away working
-directory, gives it only the inputs (never the expected outputs), streams its per-test reports
-over a pipe, enforces the overall wall-clock limit, and afterwards kills every process the code
-left behind (process group, then every process of the sandbox uid) and removes the directory.
+`run_tests` starts `_harness.py` inside a sandbox, gives it only the inputs (never the expected
+outputs), reads its per-test reports, enforces the overall wall-clock limit and afterwards kills
+whatever is left. Two backends give the same guarantees; "auto" takes the first that works:
 
-Guarantees when the caller is root (the harness reports which layers held, `isolation`):
-a dedicated unprivileged uid per run (`uid=None`), so the code cannot signal the caller or other
-sandboxes, nor write root-owned files; a private network namespace (no network at all); a private
-mount namespace in which /tmp, /var/tmp, /dev/shm, ... are read-only; rlimits on CPU, address
-space, processes (counted per uid, hence per run), file size and open files; no new privileges.
-Without root: rlimits, session, wall limit, temp dir and subreaper clean-up always hold; the
-network namespace holds where unprivileged user namespaces are allowed; the code then runs as the
-caller's uid, so file and signal isolation from the caller do NOT hold.
+- "bwrap": bubblewrap (`apt-get install bubblewrap`), run as `bwrap --unshare-{pid,net,ipc,uts,
+  cgroup} --die-with-parent --new-session --clearenv ...`.
+- "builtin": `_minroot.py`, the same layers made with unshare(2), mount(2) and pivot_root(2);
+  needs root with CAP_SYS_ADMIN, CAP_SETUID and CAP_SETGID.
+
+Guarantees of both, per answer (one `run_tests` call):
+- a private minimal root filesystem: the base interpreter, its standard library (site-packages
+  hidden under an empty read-only tmpfs) and the shared libraries it links, all read-only; a
+  size-capped tmpfs at /tmp (the work directory, `disk_bytes`) and /dev/shm; a /dev with null,
+  zero, full, random, urandom; a /proc of its own PID namespace (/proc/sys read-only). Training
+  data, the virtual environment, host sockets and world-writable directories do not exist there,
+  and nothing it writes outlives the run.
+- a PID namespace: the code sees only its own processes (so it cannot signal the trainer, root or
+  not), and ending the sandbox's first process ends every process in it.
+- a network namespace with no interface up: nothing, not even 127.0.0.1 or abstract unix
+  sockets of the host, is reachable.
+- per-answer caps in a fresh cgroup (`cgroups.py`): memory (all processes together, tmpfs, memfd
+  and shared memory included, no swap) and processes; plus per-process rlimits, a per-test CPU
+  and wall limit and an output cap. oom_score_adj 1000 makes the sandbox the OOM killer's first
+  choice.
+- a dedicated unprivileged uid per run when the caller is root (no capabilities,
+  PR_SET_NO_NEW_PRIVS).
+
+Fail closed: `resolve(name)` checks every layer (tool present, privileges, cgroups) and then runs
+a self-test in the sandbox (uid, PID namespace, network, root filesystem) before any answer runs.
+If a layer is missing it raises `SandboxUnavailable` naming the capability and the fix; nothing
+is run with less isolation. The only way to run code without these guarantees is to name
+`INSECURE` ("insecure-no-isolation") as the backend (argument or the PRIME_JAX_SANDBOX
+environment variable); its reports carry `insecure=True` and the code verifier says so in every
+verdict.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import glob
 import itertools
 import json
+import logging
 import os
 import pathlib
+import platform
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import threading
 import time
 
-HARNESS = str(pathlib.Path(__file__).with_name("_harness.py"))
-SANDBOX_UID_BASE = 1_000_000  # uid = base + pid * 64 + counter: unique among live runs
-READONLY_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lock", "/dev/mqueue")
+from prime_jax.verifiers import cgroups
+
+ENV_VAR = "PRIME_JAX_SANDBOX"
+INSECURE = "insecure-no-isolation"
+BACKENDS = ("bwrap", "builtin")
+HARNESS_SOURCE = pathlib.Path(__file__).with_name("_harness.py").read_text()
+MINROOT_SOURCE = pathlib.Path(__file__).with_name("_minroot.py").read_text()
+SANDBOX_UID_BASE = 1_000_000  # uid = base + (pid * 64 + counter) % 2**30: unique among runs
+WORKDIR = "/tmp"
+CAP_SETGID, CAP_SETUID, CAP_SYS_ADMIN = 6, 7, 21
+SETUP_FAILED = 70  # _minroot's exit status when a layer could not be set up
+_LOG = logging.getLogger(__name__)
 _counter = itertools.count()
 _counter_lock = threading.Lock()
 
 
+class SandboxUnavailable(RuntimeError):
+    """A sandbox layer cannot be set up here; the message names it and the fix."""
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class SandboxLimits:
-    """Per-process resource limits inside the sandbox (the wall time is set per call)."""
+    """Limits for one answer: memory and processes for all its processes together (cgroup),
+    disk = size of its /tmp tmpfs; the rest per process (rlimits) or per test."""
 
     cpu_seconds: int = 10
     memory_bytes: int = 1 << 30
     max_processes: int = 32
+    disk_bytes: int = 64 << 20
     max_file_bytes: int = 16 << 20
     max_open_files: int = 64
     max_output_bytes: int = 1 << 20
@@ -60,164 +101,359 @@ class SandboxReport:
     timed_out: bool = False
     error: str = ""
     leftover_processes: int = 0
+    insecure: bool = False
 
 
-def _world_accessible(path: str) -> bool:
-    """True if every ancestor directory is world-searchable and the file world-readable."""
-    path = os.path.realpath(path)
-    if not os.stat(path).st_mode & 0o004:
-        return False
-    parent = os.path.dirname(path)
-    while True:
-        if not os.stat(parent).st_mode & 0o001:
-            return False
-        if parent == "/":
-            return True
-        parent = os.path.dirname(parent)
+# ---------------------------------------------------------------------------- what is bound
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """The sandbox's view of the host: its interpreter and the read-only / hidden paths."""
+
+    python: str
+    readonly: tuple[str, ...]
+    hidden: tuple[str, ...]
+
+
+def _linked_libraries(binaries: list[str]) -> set[str]:
+    """Paths of the shared libraries `binaries` load (from ldd), with their real paths."""
+    try:
+        output = subprocess.run(["ldd", *binaries], capture_output=True, text=True,
+                                timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return set()
+    paths = set()
+    for line in output.splitlines():
+        for token in line.replace("=>", " ").split():
+            if token.startswith("/") and not token.endswith(":") and os.path.exists(token):
+                paths.update((token, os.path.realpath(token)))
+    return paths
 
 
 @functools.lru_cache(maxsize=None)
-def sandbox_python() -> str:
-    """An interpreter the unprivileged sandbox uid can read (the venv's may sit under /root)."""
-    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    candidates = [sys.executable, f"/usr/bin/{version}", f"/usr/local/bin/{version}",
-                  "/usr/bin/python3", "/usr/local/bin/python3"]
-    if os.geteuid() != 0:
-        return sys.executable
-    for candidate in candidates:
-        try:
-            real = os.path.realpath(candidate)
-            stdlib = os.path.dirname(os.__file__) if candidate == sys.executable else None
-            if _world_accessible(real) and (stdlib is None or _world_accessible(stdlib)):
-                return real
-        except OSError:
-            continue
-    return sys.executable
+def layout() -> Layout:
+    """The base interpreter (not a venv's), its stdlib and the directories of its libraries."""
+    python = os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
+    stdlib = os.path.realpath(sysconfig.get_path("stdlib"))
+    extensions = glob.glob(os.path.join(stdlib, "lib-dynload", "*.so"))
+    library_dirs = {os.path.dirname(path) for path in _linked_libraries([python, *extensions])}
+    if not library_dirs:
+        library_dirs = {path for path in ("/lib", "/lib64", "/usr/lib", "/usr/lib64")
+                        if os.path.isdir(path)}
+    readonly = sorted({python, stdlib, *library_dirs}, key=lambda p: (p.count("/"), p))
+    hidden = tuple(path for name in ("site-packages", "dist-packages")
+                   if os.path.isdir(path := os.path.join(stdlib, name)))
+    return Layout(python, tuple(readonly), hidden)
 
 
-def _allocate_uid() -> int:
-    with _counter_lock:
-        return SANDBOX_UID_BASE + os.getpid() * 64 + next(_counter) % 64
+# ---------------------------------------------------------------------------- backends
+def _effective_capabilities() -> int:
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("CapEff:"):
+                    return int(line.split()[1], 16)
+    except OSError:
+        pass
+    return 0
 
 
-def _uid_processes(uid: int) -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/status") as status:
-                for line in status:
-                    if line.startswith("State:") and line.split()[1] in ("Z", "X"):
-                        break  # already dead, waiting to be reaped by its new parent
-                    if line.startswith("Uid:"):
-                        if int(line.split()[1]) == uid:
-                            pids.append(int(entry))
-                        break
-        except (OSError, ValueError):
-            continue
-    return pids
+class Backend:
+    """How one kind of sandbox is checked and started."""
+
+    name = ""
+    isolated = True
+
+    def missing(self) -> list[str]:
+        """Layers that cannot be set up here, each as "what: fix"."""
+        missing = []
+        if not sys.platform.startswith("linux"):
+            missing.append("Linux namespaces: the code sandbox runs only on Linux (use a Linux "
+                           "machine or container)")
+            return missing
+        if reason := cgroups.unavailable():
+            missing.append(f"per-answer cgroup: {reason}")
+        return missing
+
+    def command(self, limits: SandboxLimits) -> list[str]:
+        """The argv that starts the harness (reading its config on stdin) in the sandbox."""
+        raise NotImplementedError
+
+    def sandbox_uid(self) -> int | None:
+        """The dedicated uid the harness drops to, or None to keep the caller's."""
+        if os.geteuid() != 0:
+            return None
+        with _counter_lock:
+            return SANDBOX_UID_BASE + (os.getpid() * 64 + next(_counter)) % (1 << 30)
 
 
-def kill_uid(uid: int, attempts: int = 200) -> int:
-    """SIGKILLs every process whose real uid is `uid` until none is left; returns how many
-    were found on the first sweep."""
-    first = None
-    for _ in range(attempts):
-        pids = _uid_processes(uid)
-        first = len(pids) if first is None else first
-        if not pids:
-            break
-        for pid in pids:
+class Bwrap(Backend):
+    """bubblewrap; as root the harness drops to a dedicated uid, else a user namespace."""
+
+    name = "bwrap"
+
+    def missing(self) -> list[str]:
+        missing = super().missing()
+        if shutil.which("bwrap") is None:
+            missing.insert(0, "bubblewrap: the bwrap program is not installed; fix: "
+                              "apt-get install -y bubblewrap (Debian/Ubuntu), dnf install "
+                              "bubblewrap (Fedora), or use the builtin backend as root")
+        return missing
+
+    def command(self, limits: SandboxLimits) -> list[str]:
+        view = layout()
+        argv = ["bwrap", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+                "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--clearenv"]
+        for name, value in _environment().items():
+            argv += ["--setenv", name, value]
+        for path in _ancestors(view.readonly):  # bwrap would copy modes such as /root's 0700
+            argv += ["--perms", "0755", "--dir", path]
+        for path in view.readonly:
+            argv += ["--ro-bind", path, path]
+        for path in view.hidden:
+            argv += ["--perms", "0555", "--size", "4096", "--tmpfs", path, "--remount-ro", path]
+        argv += ["--proc", "/proc", "--dev", "/dev",
+                 "--perms", "01777", "--size", str(limits.disk_bytes), "--tmpfs", "/dev/shm",
+                 "--perms", "01777", "--size", str(limits.disk_bytes), "--tmpfs", WORKDIR,
+                 "--remount-ro", "/", "--chdir", WORKDIR]
+        if os.geteuid() == 0:  # kept only until the harness drops to its uid
+            argv += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+        else:
+            argv += ["--unshare-user", "--disable-userns"]
+        return argv + [view.python, "-I", "-S", "-c", HARNESS_SOURCE]
+
+
+def _ancestors(paths: tuple[str, ...]) -> list[str]:
+    """The directories above `paths` that are not bound themselves, shallowest first."""
+    ancestors = {str(parent) for path in paths for parent in pathlib.Path(path).parents}
+    return sorted(ancestors - {"/", *paths}, key=lambda p: (p.count("/"), p))
+
+
+class Builtin(Backend):
+    """`_minroot.py`: namespaces, mounts and pivot_root done here, as root."""
+
+    name = "builtin"
+
+    def missing(self) -> list[str]:
+        missing = super().missing()
+        needed = {"CAP_SYS_ADMIN": CAP_SYS_ADMIN, "CAP_SETUID": CAP_SETUID,
+                  "CAP_SETGID": CAP_SETGID}
+        caps = _effective_capabilities()
+        lacking = [name for name, bit in needed.items() if not caps >> bit & 1]
+        if os.geteuid() != 0 or lacking:
+            missing.insert(0, f"root with {', '.join(lacking or needed)}: the builtin sandbox "
+                              "makes namespaces and mounts itself; fix: run the verifier as "
+                              "root with these capabilities (containers: --privileged or "
+                              "--cap-add SYS_ADMIN), or install bubblewrap")
+        if platform.machine() not in ("x86_64", "aarch64"):
+            missing.append(f"pivot_root syscall number for {platform.machine()}: use bwrap")
+        return missing
+
+    def command(self, limits: SandboxLimits) -> list[str]:
+        view = layout()
+        plan = {"readonly": list(view.readonly), "hidden": list(view.hidden),
+                "python": view.python, "harness": HARNESS_SOURCE, "workdir": WORKDIR,
+                "disk_bytes": limits.disk_bytes, "shm_bytes": limits.disk_bytes}
+        return [view.python, "-I", "-S", "-c", MINROOT_SOURCE, json.dumps(plan)]
+
+
+class Insecure(Backend):
+    """No isolation at all: rlimits and a temporary directory. Only when named explicitly."""
+
+    name = INSECURE
+    isolated = False
+
+    def missing(self) -> list[str]:
+        return []
+
+    def command(self, limits: SandboxLimits) -> list[str]:
+        return [layout().python, "-I", "-S", "-c", HARNESS_SOURCE]
+
+    def sandbox_uid(self) -> int | None:
+        return None
+
+
+_BACKENDS = {"bwrap": Bwrap, "builtin": Builtin, INSECURE: Insecure}
+
+
+def _environment() -> dict[str, str]:
+    return {"PATH": "/usr/bin:/bin", "HOME": WORKDIR, "TMPDIR": WORKDIR, "LANG": "C.UTF-8",
+            "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
+
+
+# ---------------------------------------------------------------------------- fail closed
+SELF_TEST = """
+import socket
+sock = socket.socket()
+sock.settimeout(2)
+try:
+    sock.connect(("127.0.0.1", int(input())))
+    print("connected")
+except OSError as error:
+    print("refused", error.errno)
+"""
+
+
+def self_test(backend: Backend) -> list[str]:
+    """Runs a probe in `backend`'s sandbox; the layers it shows missing (empty if none).
+    The probe tries to reach a TCP listener opened here on 127.0.0.1."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        report = run_tests(SELF_TEST, [str(port)], test_timeout=10.0, backend=backend)
+    facts, record = report.isolation, report.tests[0]
+    if not facts or record is None:
+        return [f"{backend.name} sandbox start: it failed ({report.error.strip()[-500:]}); "
+                "fix: the message above names the refused operation (usually CAP_SYS_ADMIN "
+                "or user namespaces are not allowed in this container)"]
+    problems = []
+    if os.geteuid() == 0 and facts["uid"] == 0:
+        problems.append("dedicated uid: the code still runs as root")
+    if facts["visible_processes"] > 3 or facts["pid"] > 3:
+        problems.append(f"PID namespace: the code sees {facts['visible_processes']} processes")
+    if not record["stdout"].startswith("refused"):
+        problems.append(f"network namespace: the code reached a listener on 127.0.0.1")
+    expected_roots = {"dev", "proc", WORKDIR.strip("/")} | {
+        path.split("/")[1] for path in layout().readonly}
+    if extra := set(facts["root_entries"]) - expected_roots:
+        problems.append(f"private root filesystem: the code sees /{', /'.join(sorted(extra))}")
+    return [f"{problem}; fix: use another backend or report this machine" for problem in problems]
+
+
+def probe(name: str) -> Backend:
+    """The backend called `name` (or the first working one for "auto"), checked now; raises
+    SandboxUnavailable listing every missing layer with its fix."""
+    if name == "auto":
+        reasons = []
+        for candidate in BACKENDS:
             try:
-                os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        time.sleep(0.005)
-    return first or 0
+                return probe(candidate)
+            except SandboxUnavailable as error:
+                reasons.append(str(error))
+        raise SandboxUnavailable("no code sandbox can run here; the verifier refuses to run "
+                                 "untrusted code without one.\n" + "\n".join(reasons) +
+                                 f"\n(Only to run code with NO isolation, set {ENV_VAR}="
+                                 f"{INSECURE}.)")
+    if name not in _BACKENDS:
+        raise ValueError(f"unknown sandbox backend {name!r}; one of auto, "
+                         f"{', '.join(_BACKENDS)}")
+    backend = _BACKENDS[name]()
+    missing = backend.missing() or (self_test(backend) if backend.isolated else [])
+    if missing:
+        raise SandboxUnavailable(f"sandbox backend {name!r} unavailable:\n  - " +
+                                 "\n  - ".join(missing))
+    if not backend.isolated:
+        _LOG.warning("code sandbox %r: untrusted code runs WITHOUT isolation", name)
+    return backend
 
 
-def _read_report(proc: subprocess.Popen, report_fd: int, deadline: float,
-                 cap_bytes: int) -> tuple[bytes, bytes, bool]:
-    """Collects the report and stderr until the harness exits or the deadline passes."""
-    data = {report_fd: b"", proc.stderr.fileno(): b""}
-    open_fds = set(data)
-    while open_fds:
+@functools.lru_cache(maxsize=None)
+def resolve(name: str | None = None) -> Backend:
+    """`probe(name)` once per process; None means $PRIME_JAX_SANDBOX, else "auto"."""
+    return probe(name or os.environ.get(ENV_VAR) or "auto")
+
+
+# ---------------------------------------------------------------------------- one run
+def _exchange(proc: subprocess.Popen, config: bytes, deadline: float,
+              cap_bytes: int) -> tuple[bytes, bytes, bool]:
+    """Feeds the config to stdin and collects stdout and stderr until exit or the deadline."""
+    out, err = proc.stdout.fileno(), proc.stderr.fileno()
+    data, readers = {out: b"", err: b""}, {out, err}
+    writer, pending = proc.stdin, memoryview(config)
+    while readers:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            return data[report_fd], data[proc.stderr.fileno()], True
-        for fd in select.select(list(open_fds), [], [], min(remaining, 0.1))[0]:
+            return data[out], data[err], True
+        writable = [writer] if writer is not None else []
+        ready_r, ready_w, _ = select.select(list(readers), writable, [], min(remaining, 0.1))
+        if ready_w:
+            try:
+                pending = pending[os.write(writer.fileno(), pending[:1 << 16]):]
+            except BrokenPipeError:
+                pending = pending[:0]
+            if not pending:
+                writer.close()
+                writer = None
+        for fd in ready_r:
             chunk = os.read(fd, 1 << 16)
             if not chunk:
-                open_fds.discard(fd)
+                readers.discard(fd)
             elif len(data[fd]) < cap_bytes:
                 data[fd] += chunk
-        if proc.poll() is not None and not select.select(list(open_fds), [], [], 0)[0]:
-            break
-    return data[report_fd], data[proc.stderr.fileno()], False
+    return data[out], data[err], False
+
+
+def _spawn(backend: Backend, limits: SandboxLimits, cgroup: cgroups.AnswerCgroup | None,
+           cwd: str) -> subprocess.Popen:
+    """Starts the sandbox; a shell joins the cgroup and raises oom_score_adj, then execs it."""
+    join = cgroup.procs_files if cgroup else []
+    script = ('n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 71; shift; '
+              'n=$((n-1)); done; echo 1000 > /proc/self/oom_score_adj; exec "$@"')
+    argv = ["/bin/sh", "-c", script, "sh", str(len(join)), *join, *backend.command(limits)]
+    return subprocess.Popen(argv, cwd=cwd, env=_environment(), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+
+
+def _as_test(value, mode: str) -> dict:
+    if mode == "call":
+        return {"args": value if isinstance(value, list) else [value]}
+    return {"stdin": value if isinstance(value, str) else ""}
 
 
 def run_tests(code: str, inputs: list, *, mode: str = "stdio", fn_name: str | None = None,
               test_timeout: float = 4.0, total_timeout: float | None = None,
-              limits: SandboxLimits = SandboxLimits(), uid: int | None = None) -> SandboxReport:
+              limits: SandboxLimits = SandboxLimits(),
+              backend: Backend | str | None = None) -> SandboxReport:
     """Runs `code` once per input in the sandbox; never raises for anything the code does.
 
     mode "stdio": each input (a string) is the program's stdin; records carry "stdout".
     mode "call": each input is the argument list of `fn_name` (a function, or a method of
-    `class Solution`); records carry "result" (JSON-normalised). `uid` None = a fresh dedicated
-    uid (when root); pass 65534 to run as `nobody` instead."""
+    `class Solution`); records carry "result" (JSON-normalised). `backend`: a Backend, a name, or
+    None for `resolve()`; raises SandboxUnavailable when no sandbox can be set up."""
+    if not isinstance(backend, Backend):
+        backend = resolve(backend)
     if total_timeout is None:
         total_timeout = test_timeout * max(1, len(inputs)) + 5.0
-    root = os.geteuid() == 0
-    run_uid = (uid if uid is not None else _allocate_uid()) if root else None
-    workdir = tempfile.mkdtemp(prefix="prime_sandbox_")
-    config = {"code": code, "inputs": inputs, "mode": mode, "fn_name": fn_name,
-              "workdir": workdir, "test_timeout": test_timeout,
-              "limits": {**dataclasses.asdict(limits),
-                         "cpu_seconds": max(1, int(min(limits.cpu_seconds, test_timeout + 1)))},
-              "uid": run_uid, "gid": run_uid, "dedicated_uid": root and uid is None,
-              "readonly_dirs": [d for d in READONLY_DIRS if os.path.isdir(d)]}
-    config_path = os.path.join(workdir, ".config.json")
-    with open(config_path, "w") as handle:
-        json.dump(config, handle)
-    if run_uid is not None:
-        os.chown(workdir, run_uid, run_uid)
-    os.chmod(workdir, 0o700)
-    report_r, report_w = os.pipe()
-    env = {"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8",
-           "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
-    proc = None
+    cwd = tempfile.mkdtemp(prefix="prime_sandbox_") if not backend.isolated else "/"
+    config = {"code": code, "tests": [_as_test(value, mode) for value in inputs], "mode": mode,
+              "fn_name": fn_name, "workdir": WORKDIR if backend.isolated else cwd,
+              "test_timeout": test_timeout, "uid": backend.sandbox_uid(),
+              "cpu_seconds": max(1, int(min(limits.cpu_seconds, test_timeout + 1))),
+              "limits": dataclasses.asdict(limits)}
+    cgroup = proc = None
+    raw = stderr = b""
+    timed_out = False
     try:
-        proc = subprocess.Popen(
-            [sandbox_python(), "-I", HARNESS, config_path, str(report_w)], cwd=workdir,
-            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, pass_fds=(report_w,), start_new_session=True)
-        os.close(report_w)
-        report_w = -1
+        if backend.isolated:
+            cgroup = cgroups.AnswerCgroup(limits.memory_bytes, limits.max_processes)
+        proc = _spawn(backend, limits, cgroup, cwd)
         cap = (limits.max_output_bytes + 4096) * max(1, len(inputs)) + 65536
-        raw, stderr, timed_out = _read_report(proc, report_r, time.monotonic() + total_timeout,
-                                              cap)
+        raw, stderr, timed_out = _exchange(proc, json.dumps(config).encode(),
+                                           time.monotonic() + total_timeout, cap)
+    except OSError as error:
+        raise SandboxUnavailable(f"sandbox {backend.name!r} could not start: {error}") from error
     finally:
-        if report_w >= 0:
-            os.close(report_w)
-        os.close(report_r)
-        leftovers = _cleanup(proc, run_uid if config["dedicated_uid"] else None)
-        shutil.rmtree(workdir, ignore_errors=True)
-    return _parse_report(raw, stderr, len(inputs), timed_out, leftovers)
+        leftovers = _cleanup(proc, cgroup)
+        if not backend.isolated:
+            subprocess.run(["rm", "-rf", "--", cwd], check=False)
+    report = _parse_report(raw, stderr, len(inputs), timed_out, leftovers)
+    report.isolation["backend"] = backend.name
+    report.insecure = not backend.isolated
+    return report
 
 
-def _cleanup(proc: subprocess.Popen | None, dedicated_uid: int | None) -> int:
-    leftovers = 0
+def _cleanup(proc: subprocess.Popen | None, cgroup: cgroups.AnswerCgroup | None) -> int:
+    """Kills the sandbox's first process (its namespace goes with it), then every member of
+    its cgroup, and removes the cgroup; returns how many processes the cgroup still held."""
     if proc is not None:
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
         proc.wait()
-        proc.stderr.close()
-    if dedicated_uid is not None:
-        leftovers = kill_uid(dedicated_uid)
-    return leftovers
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+    return cgroup.destroy() if cgroup is not None else 0
 
 
 def _parse_report(raw: bytes, stderr: bytes, n_tests: int, timed_out: bool,
@@ -229,6 +465,8 @@ def _parse_report(raw: bytes, stderr: bytes, n_tests: int, timed_out: bool,
             record = json.loads(line)
         except ValueError:
             continue  # a partial last line after a kill
+        if not isinstance(record, dict):
+            continue
         if "isolation" in record:
             isolation = record["isolation"]
         elif isinstance(record.get("index"), int) and 0 <= record["index"] < n_tests:
@@ -236,3 +474,4 @@ def _parse_report(raw: bytes, stderr: bytes, n_tests: int, timed_out: bool,
     error = stderr.decode(errors="replace")[-2000:] if not isolation else ""
     return SandboxReport(tests=tests, isolation=isolation, timed_out=timed_out, error=error,
                          leftover_processes=leftovers)
+

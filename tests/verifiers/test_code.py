@@ -25,11 +25,13 @@ def test_partial_solution_scores_fraction():
     assert code_verifier.verify(ECHO_DOUBLE, tests) == 0.5
 
 
-def test_fraction_is_over_at_most_ten_tests_and_capped():
+def test_fraction_is_over_the_first_ten_tests_and_a_failure_never_scores_one():
     inputs = [str(i) for i in range(12)]
-    outputs = [str(2 * i) for i in range(11)] + ["wrong"]
-    assert code_verifier.verify(ECHO_DOUBLE, make_tests(inputs, outputs)) == 1.0
+    outputs = [str(2 * i) for i in range(11)] + ["wrong"]  # first 10 pass, the 12th fails
+    assert code_verifier.verify(ECHO_DOUBLE, make_tests(inputs, outputs)) == pytest.approx(0.9)
     outputs = [str(2 * i) for i in range(9)] + ["wrong"] * 3
+    assert code_verifier.verify(ECHO_DOUBLE, make_tests(inputs, outputs)) == pytest.approx(0.9)
+    outputs = ["wrong"] + [str(2 * i) for i in range(1, 12)]  # only a counted test fails
     assert code_verifier.verify(ECHO_DOUBLE, make_tests(inputs, outputs)) == pytest.approx(0.9)
 
 
