@@ -1,215 +1,319 @@
-"""Sandbox guarantees: each test would fail if the corresponding isolation layer were missing."""
+"""Sandbox guarantees, each against the attack that broke the old sandbox (issue 13's red team).
 
+Every test runs on each backend that works here (bwrap, builtin); a backend that cannot start is
+skipped with the sandbox's own message (CI runs as root with bubblewrap installed).
+"""
+
+import glob
 import os
+import pathlib
 import socket
 import subprocess
+import sys
 import tempfile
 import textwrap
 import time
 
 import pytest
 
-from prime_jax.verifiers import sandbox
+from prime_jax.verifiers import cgroups, sandbox
 
-FAST = dict(test_timeout=1.0)
-IS_ROOT = os.geteuid() == 0
-
-
-def run(code, inputs=("",), **kwargs):
-    return sandbox.run_tests(textwrap.dedent(code), list(inputs), **{**FAST, **kwargs})
+FAST = dict(test_timeout=2.0)
+SMALL = sandbox.SandboxLimits(memory_bytes=256 << 20, disk_bytes=32 << 20)
 
 
-def sandbox_uid_processes():
-    """Live (non-zombie) processes of any dedicated sandbox uid."""
-    return [pid for pid in os.listdir("/proc") if pid.isdigit() and _uid(pid) is not None
-            and _uid(pid) >= sandbox.SANDBOX_UID_BASE]
-
-
-def _uid(pid):
+def _availability(name):
     try:
-        with open(f"/proc/{pid}/status") as status:
-            fields = dict(line.split(":", 1) for line in status if ":" in line)
-        if fields["State"].split()[0] in ("Z", "X"):
-            return None
-        return int(fields["Uid"].split()[0])
-    except (OSError, KeyError, ValueError):
-        return None
+        sandbox.resolve(name)
+        return ""
+    except sandbox.SandboxUnavailable as error:
+        return str(error)
 
 
-def test_runs_stdio_and_reports_isolation():
-    report = run("print(input()[::-1])", ["abc", "xy"])
-    assert [t["stdout"] for t in report.tests] == ["cba\n", "yx\n"]
-    if IS_ROOT:
-        assert report.isolation["dropped"] and report.isolation["uid"] != 0
-        assert report.isolation["no_new_privs"]
+@pytest.fixture(params=sandbox.BACKENDS, scope="module")
+def backend(request):
+    if reason := _availability(request.param):
+        pytest.skip(reason)
+    return request.param
 
 
-def test_infinite_loop_times_out_and_later_tests_still_run():
-    start = time.monotonic()
-    report = run("n = int(input())\nwhile n == 1: pass\nprint(n)", ["1", "2"])
-    assert report.tests[0]["status"] == "timeout"
-    assert report.tests[1]["stdout"] == "2\n"
-    assert time.monotonic() - start < 5
+def run(backend, code, inputs=("",), **kwargs):
+    return sandbox.run_tests(textwrap.dedent(code), list(inputs),
+                             **{**FAST, "backend": backend, **kwargs})
 
 
-def test_sleeping_code_hits_the_parent_wall_limit():
-    start = time.monotonic()
-    report = run("import time\ntime.sleep(100)", ["", ""], total_timeout=1.5)
-    assert time.monotonic() - start < 4
-    assert all(t is None or t["status"] == "timeout" for t in report.tests)
+def out(report, index=0):
+    return report.tests[index]["stdout"].strip()
 
 
-@pytest.mark.parametrize("code", [
-    "x = bytearray(8 * 1024 ** 3)\nprint('allocated')",
-    "chunks = []\nwhile True: chunks.append(bytearray(64 * 1024 ** 2))",
-])
-def test_memory_bomb_is_stopped(code):
-    report = run(code, limits=sandbox.SandboxLimits(memory_bytes=256 << 20), test_timeout=5.0)
-    assert report.tests[0]["status"] == "error"
-    assert "MemoryError" in report.tests[0]["error"]
-
-
-def test_fork_bomb_is_contained_and_cleaned_up():
-    code = """
-    import os
-    n = 0
-    for _ in range(10_000):
+def sandbox_processes():
+    """Live host processes running as a dedicated sandbox uid."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            if os.fork() == 0:
-                import time; time.sleep(60); os._exit(0)
-            n += 1
+            with open(f"/proc/{pid}/status") as status:
+                fields = dict(line.split(":", 1) for line in status if ":" in line)
         except OSError:
-            break
-    print(n)
-    """
-    report = run(code, limits=sandbox.SandboxLimits(max_processes=16))
-    forked = int(report.tests[0]["stdout"])
-    if IS_ROOT:  # RLIMIT_NPROC is not enforced for root
-        assert forked < 16
-    assert not sandbox_uid_processes()
+            continue
+        if fields["State"].split()[0] not in "ZX" and \
+                int(fields["Uid"].split()[0]) >= sandbox.SANDBOX_UID_BASE:
+            found.append(int(pid))
+    return found
 
 
-@pytest.mark.skipif(not IS_ROOT, reason="file isolation needs root (privilege drop)")
-def test_cannot_modify_delete_or_create_files_outside_its_dir():
-    handle, victim = tempfile.mkstemp(prefix="prime_victim_", dir="/tmp")
-    os.write(handle, b"precious")
-    os.close(handle)
-    os.chmod(victim, 0o666 & ~0o022)  # world-readable, root-owned
-    created = victim + "_created"
+def in_tmp(name):
+    return pathlib.Path(tempfile.gettempdir()) / name
+
+
+def test_runs_stdio_and_reports_isolation(backend):
+    report = run(backend, "print(input()[::-1])", ["abc", "xy"])
+    assert [t["stdout"] for t in report.tests] == ["cba\n", "yx\n"]
+    assert report.isolation["backend"] == backend and not report.insecure
+    assert report.isolation["pid"] <= 2 and report.isolation["visible_processes"] <= 2
+    if os.geteuid() == 0:
+        assert report.isolation["uid"] >= sandbox.SANDBOX_UID_BASE
+
+
+def test_private_root_hides_training_data_venv_and_site_packages(backend, tmp_path):
+    planted = [tmp_path / "train.jsonl", in_tmp("prime_planted_train.jsonl")]
+    for path in planted:
+        path.write_text('{"inputs": ["3"], "outputs": ["9"]}\n')
     code = f"""
-    import os
-    for action in (lambda: open({victim!r}, 'w').write('pwned'),
-                   lambda: os.remove({victim!r}),
-                   lambda: open({created!r}, 'w').write('x'),
-                   lambda: open('/dev/shm/prime_x', 'w').write('x'),
-                   lambda: open(os.path.expanduser('~') + '/inside', 'w').write('ok')):
-        try:
-            action(); print('ok')
-        except OSError as e:
-            print('denied', e.errno)
+    import os, sys
+    for path in {[str(p) for p in planted]!r} + [{sys.prefix!r}, '/etc/passwd', '/data']:
+        print(os.path.exists(path))
+    found = [os.path.join(d, f) for root in ('/tmp', '/data', '/') for d, _, fs in os.walk(root)
+             for f in fs if f.endswith(('.jsonl', '.parquet'))]
+    print(found)
+    try:
+        import pytest
+        print('imported')
+    except ImportError:
+        print('no site-packages')
     """
     try:
-        report = run(code)
-        lines = report.tests[0]["stdout"].split()
-        assert open(victim).read() == "precious"
-        assert lines[-1] == "ok"  # its own directory is writable
-        if report.isolation["mountns"]:
-            assert not os.path.exists(created)
-            assert not os.path.exists("/dev/shm/prime_x")
+        lines = out(run(backend, code)).splitlines()
     finally:
-        for path in (victim, created, "/dev/shm/prime_x"):
-            if os.path.exists(path):
-                os.remove(path)
+        for path in planted:
+            path.unlink()
+    assert lines == ["False"] * 5 + ["[]", "no site-packages"]
 
 
-@pytest.mark.skipif(not IS_ROOT, reason="signal isolation needs root (privilege drop)")
-def test_cannot_kill_the_caller_or_its_processes():
+def test_cannot_kill_the_caller_or_see_its_processes(backend):
     victim = subprocess.Popen(["sleep", "60"])
+    code = f"""
+    import os, signal
+    for target in ({victim.pid}, {os.getpid()}, {os.getppid()}):
+        try:
+            os.kill(target, signal.SIGKILL); print('killed')
+        except OSError as e:
+            print('denied')
+    """
     try:
-        code = f"""
-        import os, signal
-        for target in ({victim.pid}, {os.getpid()}):
-            try:
-                os.kill(target, signal.SIGKILL); print('killed')
-            except OSError:
-                print('denied')
-        """
-        report = run(code)
-        assert report.tests[0]["stdout"].split() == ["denied", "denied"]
+        assert out(run(backend, code)).split() == ["denied"] * 3
         assert victim.poll() is None
     finally:
         victim.kill()
         victim.wait()
 
 
-def test_cannot_reach_a_local_tcp_server():
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(5)
+def test_killing_the_harness_then_forking_in_a_loop_leaves_nothing(backend):
+    code = """
+    import os, signal
+    os.kill(os.getppid() if os.getppid() > 1 else 1, signal.SIGKILL)
+    while True:
+        try:
+            if os.fork():
+                os._exit(0)
+        except OSError:
+            pass
+    """
+    start = time.monotonic()
+    for _ in range(3):
+        report = run(backend, code, ["", ""], test_timeout=1.0)
+        assert report.tests[1] is None or report.tests[1]["status"] != "ok"
+    assert time.monotonic() - start < 20
+    time.sleep(0.2)
+    assert not sandbox_processes()
+
+
+def test_fork_bomb_is_capped_per_answer_and_cleaned_up(backend):
+    code = """
+    import os, time
+    n = 0
+    for _ in range(10_000):
+        try:
+            if os.fork() == 0:
+                time.sleep(60); os._exit(0)
+            n += 1
+        except OSError:
+            break
+    print(n)
+    """
+    report = run(backend, code, limits=sandbox.SandboxLimits(max_processes=16))
+    assert int(out(report)) < 16
+    assert not sandbox_processes()
+
+
+def test_no_network_not_even_a_local_listener(backend):
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        code = f"""
+        import socket
+        try:
+            socket.create_connection(('127.0.0.1', {server.getsockname()[1]}), timeout=1)
+            print('connected')
+        except OSError as e:
+            print('blocked')
+        """
+        assert out(run(backend, code)) == "blocked"
+        server.setblocking(False)
+        with pytest.raises(BlockingIOError):  # nothing completed a handshake
+            server.accept()
+
+
+def test_host_unix_sockets_are_unreachable(backend, tmp_path):
+    paths = [str(tmp_path / "host.sock"), str(in_tmp(f"prime_host_{os.getpid()}.sock"))]
+    servers = []
+    for path in paths:
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(path)
+        server.listen(1)
+        servers.append(server)
+    abstract = socket.socket(socket.AF_UNIX)
+    abstract.bind(f"\0prime_host_{os.getpid()}")
+    abstract.listen(1)
     code = f"""
     import socket
-    try:
-        socket.create_connection(('127.0.0.1', {server.getsockname()[1]}), timeout=0.5)
-        print('connected')
-    except OSError as e:
-        print('blocked', e)
+    for path in {paths!r} + ['\\0prime_host_{os.getpid()}']:
+        try:
+            socket.socket(socket.AF_UNIX).connect(path); print('connected')
+        except OSError:
+            print('blocked')
     """
     try:
-        report = run(code)
-        if not report.isolation.get("netns"):
-            pytest.skip(f"no network namespace on this platform: {report.isolation}")
-        assert report.tests[0]["stdout"].startswith("blocked")
-        server.setblocking(False)
-        with pytest.raises(BlockingIOError):  # nothing completed a handshake in the backlog
-            server.accept()
+        assert out(run(backend, code)).split() == ["blocked"] * 3
     finally:
-        server.close()
+        for server in [*servers, abstract]:
+            server.close()
+        os.unlink(paths[1])
 
 
-def _alive(pid):
-    return os.path.exists(f"/proc/{pid}") and _uid(pid) != 0
-
-
-@pytest.mark.parametrize("kill_harness", [False, True])
-def test_background_processes_are_gone_afterwards(kill_harness):
+def test_writes_do_not_persist_and_host_dirs_are_unwritable(backend):
+    marker = f"prime_persist_{os.getpid()}"
     code = f"""
-    import os, signal, subprocess, time
-    daemon = subprocess.Popen(['sleep', '100'], start_new_session=True)
-    if os.fork() == 0:
-        os.setsid()
-        if os.fork() == 0:
-            time.sleep(100)
-        os._exit(0)
-    print(daemon.pid, flush=True)
-    if {kill_harness}:
-        os.kill(os.getppid(), signal.SIGKILL)  # the harness: same uid, allowed
+    import os
+    print(os.path.exists('/tmp/{marker}'))
+    open('/tmp/{marker}', 'w').write('x')
+    for path in ('/dev/shm/{marker}', '/{marker}', '/root/{marker}', '/proc/sys/kernel/{marker}'):
+        try:
+            open(path, 'w').write('x'); print('wrote')
+        except OSError:
+            print('denied')
     """
-    report = run(code)
-    if kill_harness:
-        assert report.tests[0] is None
-        assert not sandbox_uid_processes()
-    else:
-        pid = int(report.tests[0]["stdout"])
-        assert not _alive(pid)
-        assert not sandbox_uid_processes()
+    first, second = run(backend, code), run(backend, code)
+    assert out(first).split() == ["False", "wrote", "denied", "denied", "denied"]
+    assert out(second).split()[0] == "False"
+    assert not os.path.exists(f"/tmp/{marker}") and not os.path.exists(f"/dev/shm/{marker}")
 
 
-def test_huge_output_is_capped():
-    limits = sandbox.SandboxLimits(max_output_bytes=100_000)
-    start = time.monotonic()
-    report = run("import sys\nwhile True: sys.stdout.write('x' * 10000)", limits=limits)
+def test_memory_is_capped_across_children(backend):
+    code = """
+    import os, time
+    r, w = os.pipe()
+    for _ in range(6):
+        if os.fork() == 0:
+            block = bytearray(100 << 20)
+            for i in range(0, len(block), 4096):
+                block[i] = 1
+            os.write(w, b'x')
+            time.sleep(30)
+            os._exit(0)
+    time.sleep(1.5)
+    os.set_blocking(r, False)
+    try:
+        print(len(os.read(r, 100)))
+    except BlockingIOError:
+        print(0)
+    """
+    report = run(backend, code, limits=SMALL, test_timeout=4.0)
     record = report.tests[0]
-    assert len(record["stdout"]) <= 100_000
-    assert record["truncated"]
+    assert record is None or record["status"] != "ok" or int(record["stdout"]) <= 2
+
+
+def test_memfd_and_shm_count_against_the_memory_cap(backend):
+    code = """
+    import mmap, os
+    held, fds = 0, []
+    try:
+        for _ in range(60):
+            fd = os.memfd_create('x')
+            os.write(fd, b'x' * (8 << 20))
+            fds.append(fd)
+            held += 8
+    except OSError:
+        pass
+    print(held)
+    """
+    report = run(backend, code, limits=SMALL, test_timeout=6.0)
+    record = report.tests[0]
+    assert record is None or record["status"] != "ok" or int(record["stdout"]) < 256
+
+
+def test_disk_writes_are_capped(backend):
+    code = """
+    written = 0
+    try:
+        for i in range(64):
+            with open(f'/tmp/f{i}', 'wb') as handle:
+                handle.write(b'x' * (4 << 20))
+            written += 4
+    except OSError:
+        pass
+    print(written)
+    """
+    report = run(backend, code, limits=sandbox.SandboxLimits(disk_bytes=32 << 20))
+    assert int(out(report)) <= 32
+
+
+def test_deep_directory_tree_is_no_problem(backend):
+    code = """
+    import os
+    for _ in range(3000):
+        os.mkdir('d')
+        os.chdir('d')
+    print('deep')
+    """
+    report = run(backend, code, test_timeout=10.0)
+    assert out(report) == "deep" and report.tests[0]["status"] == "ok"
+
+
+def test_infinite_loop_times_out_and_later_tests_still_run(backend):
+    report = run(backend, "n = int(input())\nwhile n == 1: pass\nprint(n)", ["1", "2"],
+                 test_timeout=0.5)
+    assert report.tests[0]["status"] == "timeout"
+    assert report.tests[1]["stdout"] == "2\n"
+
+
+def test_sleeping_code_hits_the_total_wall_limit(backend):
+    start = time.monotonic()
+    report = run(backend, "import time\ntime.sleep(100)", ["", ""], total_timeout=1.5)
     assert time.monotonic() - start < 5
+    assert all(t is None or t["status"] == "timeout" for t in report.tests)
+    assert not sandbox_processes()
 
 
-def test_file_size_limit():
-    code = "open('big', 'wb').write(b'x' * (64 << 20)); print('wrote')"
-    report = run(code, limits=sandbox.SandboxLimits(max_file_bytes=1 << 20))
-    assert "wrote" not in report.tests[0]["stdout"]
+def test_memory_bomb_is_a_memory_error(backend):
+    report = run(backend, "x = bytearray(8 * 1024 ** 3)\nprint('allocated')", limits=SMALL)
+    assert "MemoryError" in report.tests[0]["error"]
 
 
-def test_working_directory_is_removed():
-    report = run("import os; print(os.getcwd())")
-    assert not os.path.exists(report.tests[0]["stdout"].strip())
+def test_huge_output_is_capped(backend):
+    limits = sandbox.SandboxLimits(max_output_bytes=100_000)
+    report = run(backend, "import sys\nwhile True: sys.stdout.write('x' * 10000)", limits=limits)
+    assert len(report.tests[0]["stdout"]) <= 100_000 and report.tests[0]["truncated"]
+
+
+def test_cgroups_are_removed_after_each_run(backend):
+    run(backend, "print(1)")
+    parents = [os.path.join(cgroups.ROOT, cgroups.V2_PARENT), *(cgroups._v1_dirs() or {}).values()]
+    assert not [path for parent in parents for path in glob.glob(f"{parent}/answer_{os.getpid()}_*")]
