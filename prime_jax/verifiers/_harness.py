@@ -117,17 +117,36 @@ def _run_child(config, args, result_fd):
         os._exit(0)
 
 
-def kill_leftovers():
-    """Kills every process the code left (all we may signal but ourselves), then reaps."""
-    for _ in range(200):
+def _children():
+    """Our direct children (as subreaper, the code's orphans come back to us)."""
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
         try:
-            os.kill(-1, signal.SIGKILL)
-        except ProcessLookupError:
+            with open(f"/proc/{entry}/stat", "rb") as stat:
+                if int(stat.read().rsplit(b")", 1)[1].split()[1]) == os.getpid():
+                    found.append(int(entry))
+        except (OSError, IndexError, ValueError):
             pass
+    return found
+
+
+def kill_leftovers(own_pid_namespace):
+    """Kills every process the code left, then reaps. In the sandbox's own PID namespace that
+    is kill(-1) (everything we may signal but ourselves); outside one (the insecure mode)
+    only our descendants, found as children of this subreaper - never kill(-1) there."""
+    for _ in range(200):
+        targets = [-1] if own_pid_namespace else _children()
+        for pid in targets:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         try:
             while os.waitpid(-1, os.WNOHANG)[0]:
                 pass
         except ChildProcessError:
+            return
+        if not targets:
             return
         time.sleep(0.001)
 
@@ -192,7 +211,7 @@ def run_test(index, config, test):
         pid, out_r, res_r, config["limits"]["max_output_bytes"], config["test_timeout"])
     os.close(out_r)
     os.close(res_r)
-    kill_leftovers()
+    kill_leftovers(config["own_pid_namespace"] and os.getpid() <= 2)
     record = {"index": index, "stdout": stdout.decode(errors="replace"), "truncated": truncated}
     if timed_out:
         return {**record, "status": "timeout", "result": None, "error": "wall time"}

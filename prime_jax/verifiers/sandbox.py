@@ -417,6 +417,7 @@ def run_tests(code: str, inputs: list, *, mode: str = "stdio", fn_name: str | No
     config = {"code": code, "tests": [_as_test(value, mode) for value in inputs], "mode": mode,
               "fn_name": fn_name, "workdir": WORKDIR if backend.isolated else cwd,
               "test_timeout": test_timeout, "uid": backend.sandbox_uid(),
+              "own_pid_namespace": backend.isolated,
               "cpu_seconds": max(1, int(min(limits.cpu_seconds, test_timeout + 1))),
               "limits": dataclasses.asdict(limits)}
     cgroup = proc = None
