@@ -31,6 +31,7 @@ use `isclose(rel_tol=1e-4)` on everything; Math-Verify rounds to 6 decimals):
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import re
 from fractions import Fraction
@@ -46,6 +47,9 @@ _BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![a-zA-Z])")
 _MARKER_RE = re.compile(r"answer\s*(?:is\b|:)", re.IGNORECASE)
 _DELIMITER_RE = re.compile(r"\\\$|\$\$|\$|\\\(|\\\)|\\\[|\\\]")
 _CLOSER = {"$$": "$$", "$": "$", "\\(": "\\)", "\\[": "\\]"}
+_DISPLAY = ("$$", "\\[")  # only display math may span lines
+_JOIN_GAP_RE = re.compile(
+    r"^(?:[\s,;$]|\\[()\[\]]|\\q?quad|\\text\{\s*(?:and|or)\s*\}|\band\b|\bor\b)*$")
 _NUMBER_TOKEN_RE = re.compile(
     r"(?<![\w\\{}^_/.,])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?(?![\w{}^_/]|[.,]\d)")
 _COMMAND_RE = re.compile(r"\\[a-zA-Z]+")
@@ -85,10 +89,27 @@ def extract_boxed(text: str) -> str | None:
     return None
 
 
-def _math_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) of the content of every closed math span, in order; one pass over the
-    delimiters (`\\$` is an escaped dollar, not a delimiter)."""
-    spans, opener, content_start = [], None, 0
+def ground_truth_answer(truth: str) -> str:
+    """A ground truth's answer: its last boxed content, with the boxes before it that only a
+    separator (`,`, `;`, "and", "or", spacing, math delimiters) parts from it, as a comma list
+    (`\\boxed{1}, \\boxed{2}` -> `1, 2`); the whole text if nothing is boxed."""
+    pairs = _brace_pairs(truth) if "\\boxed" in truth or "\\fbox" in truth else {}
+    contents, previous_end = [], None
+    for box in _BOX_RE.finditer(truth):
+        if box.end() not in pairs:
+            continue
+        if previous_end is not None and not _JOIN_GAP_RE.match(truth[previous_end:box.start()]):
+            contents = []
+        contents.append(truth[box.end() + 1:pairs[box.end()]].strip())
+        previous_end = pairs[box.end()] + 1
+    return ", ".join(contents) if contents else truth.strip()
+
+
+def _math_spans(text: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """(spans, broken): (start, end) of the content of every closed math span, in order, and of
+    every inline span (`$`, `\\(`) that runs over a line break, which is no span (Math-Verify's
+    rule). One pass over the delimiters; `\\$` is an escaped dollar, not a delimiter."""
+    spans, broken, opener, content_start = [], [], None, 0
     for match in _DELIMITER_RE.finditer(text):
         token = match.group()
         if token == "\\$":
@@ -97,24 +118,31 @@ def _math_spans(text: str) -> list[tuple[int, int]]:
             if token in _CLOSER:
                 opener, content_start = token, match.end()
         elif token == _CLOSER[opener]:
-            spans.append((content_start, match.start()))
+            region = (content_start, match.start())
+            if opener in _DISPLAY or "\n" not in text[content_start:match.start()]:
+                spans.append(region)
+            else:
+                broken.append(region)
             opener = None
-    return spans
+    return spans, broken
 
 
 def _after_marker(text: str) -> str | None:
     """The answer stated after the last "answer is" / "answer:" marker, to the end of its
-    sentence; a math span starting there is taken whole."""
+    sentence; a math span starting there is taken whole, and from a sentence with words
+    ("The largest $n$ is 34") its last expression."""
     markers = list(_MARKER_RE.finditer(text))
     if not markers:
         return None
     tail = text[markers[-1].end():].lstrip(" \t")
-    spans = _math_spans(tail[:MAX_ANSWER_CHARS])
+    spans = _math_spans(tail[:MAX_ANSWER_CHARS])[0]
     if spans and tail.startswith(("$", "\\(", "\\[")) and spans[0][0] <= 2:
         return tail[spans[0][0]:spans[0][1]].strip() or None
     line = tail.split("\n", 1)[0]
     sentence = re.split(r"\.(?:\s|$)", line, maxsplit=1)[0].strip()
-    return sentence or None
+    if not sentence or _is_bare_expression(sentence):
+        return sentence or None
+    return _last_expression(sentence)
 
 
 def _is_bare_expression(text: str) -> bool:
@@ -124,17 +152,22 @@ def _is_bare_expression(text: str) -> bool:
 
 
 def _last_expression(text: str) -> str | None:
-    """The last closed math span or standalone number token, whichever ends later."""
-    spans = _math_spans(text)
-    numbers = list(_NUMBER_TOKEN_RE.finditer(text))
+    """The last closed math span or standalone number token, whichever ends later (a span
+    ending with the number holds it); a number inside a broken math span does not count."""
+    spans, broken = _math_spans(text)
+    broken_starts = [start for start, _ in broken]
+    number = None
+    for candidate in reversed(list(_NUMBER_TOKEN_RE.finditer(text))):
+        region = bisect.bisect_right(broken_starts, candidate.start()) - 1
+        if region < 0 or candidate.start() >= broken[region][1]:
+            number = candidate
+            break
     span_end = spans[-1][1] if spans else -1
-    number_end = numbers[-1].end() if numbers else -1
-    if span_end < 0 and number_end < 0:
+    if number is None and span_end < 0:
         return None
-    if span_end > number_end:
-        content = text[spans[-1][0]:spans[-1][1]].strip()
-        return content or None
-    return numbers[-1].group()
+    if number is None or span_end >= number.end():
+        return text[spans[-1][0]:spans[-1][1]].strip() or None
+    return number.group()
 
 
 def extract_answer(response: str) -> str | None:
@@ -166,7 +199,8 @@ _TEXT_UNIT_RE = re.compile(
 _WORD_UNIT_RE = re.compile(
     r"^(.*?[\d}.)])\s+((?:(?:" + "|".join(_UNIT_WORDS) + r")\b\s*)+)(\^\{?\d\}?)?$")
 _TEXT_RE = re.compile(_TEXT_WRAPPER + r"\{([^{}]*)\}")
-_SPACING_RE = re.compile(r"(?<!\\)\\[!,;: ]|~|\\q?quad(?![a-zA-Z])")
+_SPACING_RE = re.compile(r"(?<!\\)\\[,;: ]|~|\\q?quad(?![a-zA-Z])")
+_LATEX_THOUSANDS_RE = re.compile(r"(?<=\d),\\!\s*(?=\d{3}(?!\d))")  # 32,\! 349
 
 
 def split_unit(answer: str) -> tuple[str, str | None]:
@@ -192,6 +226,7 @@ def clean_with_unit(answer: str) -> tuple[str, str | None]:
     if len(text) > MAX_ANSWER_CHARS:
         return text, None
     text = text.replace("\n", " ")
+    text = _LATEX_THOUSANDS_RE.sub(",", text).replace("\\!", "")
     text = _SPACING_RE.sub(" ", text)
     for command in ("\\left", "\\right", "\\displaystyle"):
         text = re.sub(re.escape(command) + r"(?![a-zA-Z])", "", text)
@@ -203,13 +238,17 @@ def clean_with_unit(answer: str) -> tuple[str, str | None]:
     text = _TEXT_RE.sub(r"\1", text).strip()
     text = re.sub(r"\\frac(\d)(\d)", r"\\frac{\1}{\2}", text)  # \frac12 -> \frac{1}{2}
     text = re.sub(r"\\sqrt(\d+)", r"\\sqrt{\1}", text)
-    return text.rstrip(".\\ ").strip(), unit
+    text = text.rstrip(".\\ ").strip()
+    if text.startswith("{") and _brace_pairs(text).get(0) == len(text) - 1:
+        text = text[1:-1].strip()  # a group around the whole answer: {1, 2}
+    return text, unit
 
 
 def clean(answer: str) -> str:
     """Removes presentation only: `$`, spacing commands, `\\left`/`\\right`, `\\displaystyle`,
-    degree signs, a trailing unit, `\\text{}` wrappers, a trailing period or lone backslash;
-    `\\dfrac`/`\\tfrac`/`\\cfrac` -> `\\frac`. Keeps spaces (LaTeX needs some)."""
+    degree signs, a trailing unit, `\\text{}` wrappers, a trailing period or lone backslash, a
+    `{}` group around everything; `\\dfrac`/`\\tfrac`/`\\cfrac` -> `\\frac`; `32,\\!349` ->
+    `32,349`. Keeps spaces (LaTeX needs some)."""
     return clean_with_unit(answer)[0]
 
 
@@ -301,8 +340,7 @@ def numbers_equal(pred: Number, truth: Number) -> bool:
 _OPENERS, _CLOSERS = "([{", ")]}"
 _MATRIX_RE = re.compile(
     r"^\\begin\{([pbvBV]?matrix|array)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}$", re.DOTALL)
-_VARIABLE_RE = re.compile(
-    r"^(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?\w+\}?)?'*(?:\([a-zA-Z]\))?$")
+_SUBSCRIPT_RE = re.compile(r"_(?:\{[^{}]*\}|\w)")
 _RELATION_RE = re.compile(r"(?<![<>!\\])=(?!=)")
 
 
@@ -362,18 +400,26 @@ def split_structure(text: str) -> tuple[str, list[str]] | None:
     return ("list", items) if items else None
 
 
+def is_name(text: str) -> bool:
+    """Whether `text` names a quantity rather than states a value: it has a letter and no digit
+    outside subscripts (`x`, `f(x)`, `a_{37}`, `(p,q)`, `|AB|`, `V_1:V_2`), at most 40 chars."""
+    bare = _SUBSCRIPT_RE.sub("", text)
+    return (0 < len(text) <= 40 and any(c.isalpha() for c in bare)
+            and not any(c.isdigit() for c in bare))
+
+
 def equation_side(text: str) -> tuple[str, bool]:
     """(the value an answer states, whether it is still an equation).
 
-    `x = 3`, `f(x) = 3`, `\\theta = 3` state `3`; `a \\approx b` states `a` (or `b` after a
-    variable); any other equation (`3 = 4`, `x = 1 = 2`) stays whole and is flagged, so it can
-    never match a plain value by one of its sides."""
+    `x = 3`, `f(x) = 3`, `(p,q) = (3,2)` state their right side (`is_name` left sides);
+    `a \\approx b` states `a` (or `b` after a name); any other equation (`3 = 4`, `x = 1 = 2`)
+    stays whole and is flagged, so it can never match a plain value by one of its sides."""
     if "\\approx" in text:
         before, after = text.split("\\approx", 1)
-        text = after if _VARIABLE_RE.match(before.strip()) else before
+        text = after if is_name(before.strip()) else before
     sides = _RELATION_RE.split(text)
     if len(sides) == 1:
         return text.strip(), False
-    if len(sides) == 2 and _VARIABLE_RE.match(sides[0].strip()):
+    if len(sides) == 2 and is_name(sides[0].strip()):
         return sides[1].strip(), False
     return text.strip(), True

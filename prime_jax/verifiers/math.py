@@ -38,6 +38,7 @@ from prime_jax.verifiers.stats import FAILURE_STATUSES, Verdict, VerifierStats
 from prime_jax.verifiers.symbolic import SymbolicWorker
 
 DEFAULT_TIMEOUT = 5.0
+_KIND_ALIAS = {"list": "()"}
 _MAX_DEPTH = 8  # structure nesting compared element-wise; deeper goes to the symbolic worker
 STATS = VerifierStats()
 _LOG = logging.getLogger(__name__)
@@ -70,8 +71,11 @@ def _symbolic(pred: str, truth: str, deadline: float, tolerance=None) -> Verdict
 
 
 def _compare_structures(pred: tuple, truth: tuple, deadline: float, depth: int) -> Verdict:
-    """Element by element with the scalar rules; a set matches in any order."""
+    """Element by element with the scalar rules; a set matches in any order, a bare list as a
+    parenthesised tuple (as PRIME's grader strips the parentheses)."""
     (pred_kind, pred_items), (truth_kind, truth_items) = pred, truth
+    pred_kind = _KIND_ALIAS.get(pred_kind, pred_kind)
+    truth_kind = _KIND_ALIAS.get(truth_kind, truth_kind)
     if pred_kind != truth_kind or len(pred_items) != len(truth_items):
         return Verdict(0.0, "mismatch", f"{pred_kind} vs {truth_kind}")
     if pred_kind != "set":
@@ -94,6 +98,18 @@ def _compare_structures(pred: tuple, truth: tuple, deadline: float, depth: int) 
     return Verdict(1.0, "match_structure")
 
 
+def _stated_values(pred: str, truth: str) -> tuple[str, str, bool, bool]:
+    """Both sides through `answer.equation_side`; an assignment (`y = 2x + 1`) stays whole
+    when the other side is an equation, so math-verify compares the two equations."""
+    pred_value, pred_is_equation = answer_lib.equation_side(pred)
+    truth_value, truth_is_equation = answer_lib.equation_side(truth)
+    if truth_is_equation and not pred_is_equation and pred_value != pred:
+        pred_value, pred_is_equation = pred, True
+    if pred_is_equation and not truth_is_equation and truth_value != truth:
+        truth_value, truth_is_equation = truth, True
+    return pred_value, truth_value, pred_is_equation, truth_is_equation
+
+
 def _compare(pred: str, truth: str, deadline: float, depth: int = 0) -> Verdict:
     """The rules of the module docstring, in order; structures recurse into their elements."""
     if len(pred) > answer_lib.MAX_ANSWER_CHARS or len(truth) > answer_lib.MAX_ANSWER_CHARS:
@@ -102,8 +118,14 @@ def _compare(pred: str, truth: str, deadline: float, depth: int = 0) -> Verdict:
     truth, truth_unit = answer_lib.clean_with_unit(truth)
     if pred_unit and truth_unit and pred_unit != truth_unit:
         return Verdict(0.0, "mismatch", f"unit {pred_unit} vs {truth_unit}")
-    pred, pred_is_equation = answer_lib.equation_side(pred)
-    truth, truth_is_equation = answer_lib.equation_side(truth)
+    if depth < _MAX_DEPTH:
+        pred_structure = answer_lib.split_structure(pred)
+        truth_structure = answer_lib.split_structure(truth)
+        if pred_structure and truth_structure:
+            return _compare_structures(pred_structure, truth_structure, deadline, depth)
+        if (pred_structure or truth_structure or ("",))[0] == "list":
+            return Verdict(0.0, "mismatch", "a list against a single value")
+    pred, truth, pred_is_equation, truth_is_equation = _stated_values(pred, truth)
     pred_normal = answer_lib.normalize_answer(pred)
     truth_normal = answer_lib.normalize_answer(truth)
     if answer_lib.is_nan(pred_normal) or answer_lib.is_nan(truth_normal):
@@ -112,13 +134,6 @@ def _compare(pred: str, truth: str, deadline: float, depth: int = 0) -> Verdict:
         return Verdict(1.0, "match_string")
     if pred_is_equation != truth_is_equation:
         return Verdict(0.0, "mismatch", "an equation against a value")
-    if depth < _MAX_DEPTH:
-        pred_structure = answer_lib.split_structure(pred)
-        truth_structure = answer_lib.split_structure(truth)
-        if pred_structure and truth_structure:
-            return _compare_structures(pred_structure, truth_structure, deadline, depth)
-        if (pred_structure or truth_structure or ("",))[0] == "list":
-            return Verdict(0.0, "mismatch", "a list against a single value")
     pred_number = answer_lib.parse_number(pred_normal)
     truth_number = answer_lib.parse_number(truth_normal)
     if pred_number is not None and truth_number is not None:
@@ -139,8 +154,8 @@ def verify_detailed(response: str, ground_truth: str, *,
         if pred is None:
             verdict = Verdict(0.0, "no_answer")
         else:
-            truth = answer_lib.extract_boxed(ground_truth) or ground_truth
-            verdict = _compare(pred, truth.strip(), time.monotonic() + timeout)
+            truth = answer_lib.ground_truth_answer(ground_truth)
+            verdict = _compare(pred, truth, time.monotonic() + timeout)
     except Exception as error:  # noqa: BLE001 - a verifier bug must not crash training
         verdict = Verdict(0.0, "error", repr(error)[:200])
     STATS.record("math", verdict.status)
