@@ -3,7 +3,8 @@ sequential scoring measured in the same run (the baseline for the ratio).
 
     python benchmarks/verifiers.py [--workers 2] [--math-rows 240] [--code-rows 48]
 
-Prints a table and appends it to benchmarks/RESULTS.md (command, machine, date).
+Prints a table and appends it to benchmarks/RESULTS.md (command, machine, date, and the code
+sandbox backend: every code row runs in its own sandbox, see prime_jax/verifiers/sandbox.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import platform
 import sys
 import time
 
-from prime_jax.verifiers import VerifierPool, score_row
+from prime_jax.verifiers import VerifierPool, sandbox, score_row
 
 from machine import load_average
 
@@ -99,7 +100,8 @@ def main() -> None:
     print("pool stats:", json.dumps(stats))
     machine = f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus, " \
               f"Python {platform.python_version()}, {args.workers} workers, " \
-              f"load average {load_average()} (machine shared with other jobs)"
+              f"load average {load_average()} (machine shared with other jobs), " \
+              f"code sandbox {sandbox.resolve().name}"
     entry = (f"\n## verifiers ({datetime.datetime.now().isoformat(timespec='seconds')})\n"
              f"Command: `python {' '.join(sys.argv)}`  \nMachine: {machine}\n\n{table}\n")
     if not RESULTS.exists():

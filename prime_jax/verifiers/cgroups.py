@@ -105,16 +105,6 @@ class AnswerCgroup:
         except OSError:
             return []
 
-    def peak_memory(self) -> int:
-        """The most memory the answer held at once (bytes), or -1 when not reported."""
-        for name in ("memory.peak", "memory.max_usage_in_bytes"):
-            try:
-                with open(f"{self.dirs[0]}/{name}") as handle:
-                    return int(handle.read())
-            except (OSError, ValueError):
-                continue
-        return -1
-
     def destroy(self, attempts: int = 500) -> int:
         """Kills every member until none is left, then removes the cgroup; returns how many
         processes were still there on the first sweep."""

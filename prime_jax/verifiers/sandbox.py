@@ -25,7 +25,12 @@ Guarantees of both, per answer (one `run_tests` call):
   and wall limit and an output cap. oom_score_adj 1000 makes the sandbox the OOM killer's first
   choice.
 - a dedicated unprivileged uid per run when the caller is root (no capabilities,
-  PR_SET_NO_NEW_PRIVS).
+  PR_SET_NO_NEW_PRIVS; not ptrace-able by the code). A non-root caller can use bwrap only (the
+  code then keeps the caller's uid inside a user namespace) and needs a cgroup it may write.
+
+Not covered: there is no seccomp filter, so the kernel's whole system-call surface is reachable
+(bubblewrap's default too); CPU time is limited per test, not shared fairly between answers; an
+empty cgroup directory can stay behind if the verifying process itself is killed mid-run.
 
 Fail closed: `resolve(name)` checks every layer (tool present, privileges, cgroups) and then runs
 a self-test in the sandbox (uid, PID namespace, network, root filesystem) before any answer runs.
@@ -65,7 +70,7 @@ INSECURE = "insecure-no-isolation"
 BACKENDS = ("bwrap", "builtin")
 HARNESS_SOURCE = pathlib.Path(__file__).with_name("_harness.py").read_text()
 MINROOT_SOURCE = pathlib.Path(__file__).with_name("_minroot.py").read_text()
-SANDBOX_UID_BASE = 1_000_000  # uid = base + (pid * 64 + counter) % 2**30: unique among runs
+SANDBOX_UID_BASE = 1_000_000  # uid = base + (pid * 64 + counter % 64) % 2**30: unique among runs
 WORKDIR = "/tmp"
 CAP_SETGID, CAP_SETUID, CAP_SYS_ADMIN = 6, 7, 21
 SETUP_FAILED = 70  # _minroot's exit status when a layer could not be set up
@@ -183,7 +188,7 @@ class Backend:
         if os.geteuid() != 0:
             return None
         with _counter_lock:
-            return SANDBOX_UID_BASE + (os.getpid() * 64 + next(_counter)) % (1 << 30)
+            return SANDBOX_UID_BASE + (os.getpid() * 64 + next(_counter) % 64) % (1 << 30)
 
 
 class Bwrap(Backend):
@@ -310,7 +315,7 @@ def self_test(backend: Backend) -> list[str]:
     if facts["visible_processes"] > 3 or facts["pid"] > 3:
         problems.append(f"PID namespace: the code sees {facts['visible_processes']} processes")
     if not record["stdout"].startswith("refused"):
-        problems.append(f"network namespace: the code reached a listener on 127.0.0.1")
+        problems.append("network namespace: the code reached a listener on 127.0.0.1")
     expected_roots = {"dev", "proc", WORKDIR.strip("/")} | {
         path.split("/")[1] for path in layout().readonly}
     if extra := set(facts["root_entries"]) - expected_roots:
