@@ -301,12 +301,15 @@ except OSError as error:
 def self_test(backend: Backend) -> list[str]:
     """Runs a probe in `backend`'s sandbox; the layers it shows missing (empty if none).
     The probe tries to reach a TCP listener opened here on 127.0.0.1."""
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        port = listener.getsockname()[1]
-        report = run_tests(SELF_TEST, [str(port)], test_timeout=10.0, backend=backend)
-    facts, record = report.isolation, report.tests[0]
+    try:
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            port = listener.getsockname()[1]
+            report = run_tests(SELF_TEST, [str(port)], test_timeout=10.0, backend=backend)
+        facts, record, error = report.isolation, report.tests[0], report.error
+    except SandboxUnavailable as failure:
+        facts, record, error = {}, None, str(failure)
     if not facts or record is None:
-        return [f"{backend.name} sandbox start: it failed ({report.error.strip()[-500:]}); "
+        return [f"{backend.name} sandbox start: it failed ({error.strip()[-500:]}); "
                 "fix: the message above names the refused operation (usually CAP_SYS_ADMIN "
                 "or user namespaces are not allowed in this container)"]
     problems = []

@@ -1,10 +1,18 @@
 """Code verifier: extraction, scoring rule, call-based tests, malformed tests."""
 
 import json
+import pathlib
+import sys
 
 import pytest
 
 from prime_jax.verifiers import code as code_verifier
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+import pool_helpers  # noqa: E402
+
+requires_sandbox = pytest.mark.skipif(bool(pool_helpers.sandbox_missing()),
+                                      reason=pool_helpers.sandbox_missing())
 
 ECHO_DOUBLE = "```python\nprint(2 * int(input()))\n```"
 
@@ -16,15 +24,18 @@ def make_tests(inputs, outputs, fn_name=None):
     return json.dumps(tests)
 
 
+@requires_sandbox
 def test_correct_stdio_solution_scores_one():
     assert code_verifier.verify(ECHO_DOUBLE, make_tests(["1\n", "5\n"], ["2\n", "10\n"])) == 1.0
 
 
+@requires_sandbox
 def test_partial_solution_scores_fraction():
     tests = make_tests(["1", "2", "3", "4"], ["2", "4", "7", "9"])
     assert code_verifier.verify(ECHO_DOUBLE, tests) == 0.5
 
 
+@requires_sandbox
 def test_fraction_is_over_the_first_ten_tests_and_a_failure_never_scores_one():
     inputs = [str(i) for i in range(12)]
     outputs = [str(2 * i) for i in range(11)] + ["wrong"]  # first 10 pass, the 12th fails
@@ -35,6 +46,7 @@ def test_fraction_is_over_the_first_ten_tests_and_a_failure_never_scores_one():
     assert code_verifier.verify(ECHO_DOUBLE, make_tests(inputs, outputs)) == pytest.approx(0.9)
 
 
+@requires_sandbox
 def test_output_comparison_tolerates_trailing_whitespace_and_list_outputs():
     response = "```python\nprint('a  ')\nprint('b')\nprint()\n```"
     assert code_verifier.verify(response, make_tests([""], ["a\nb"])) == 1.0
@@ -43,12 +55,14 @@ def test_output_comparison_tolerates_trailing_whitespace_and_list_outputs():
     assert code_verifier.verify(response, make_tests([""], ["b\na"])) == 0.0
 
 
+@requires_sandbox
 def test_reads_stdin_like_competitive_programs():
     response = "```python\nimport sys\ndata = sys.stdin.buffer.read().split()\n" \
                "print(sum(map(int, data)))\nprint(len(open(0).read()))\n```"
     assert code_verifier.verify(response, make_tests(["1 2\n3\n"], ["6\n0"])) == 1.0
 
 
+@requires_sandbox
 def test_call_based_solution_class_and_function():
     method = "```python\nclass Solution:\n    def twoSum(self, nums, target):\n" \
              "        seen = {}\n        for i, x in enumerate(nums):\n" \
@@ -67,6 +81,7 @@ def test_last_python_block_wins_and_bare_fence_fallback():
     assert code_verifier.extract_code("no code") is None
 
 
+@requires_sandbox
 def test_runtime_error_and_timeout_score_zero():
     crash = "```python\nraise ValueError('boom')\n```"
     assert code_verifier.verify_detailed(crash, make_tests([""], [""])).status == "fail"

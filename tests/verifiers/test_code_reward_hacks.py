@@ -2,12 +2,17 @@
 
 import json
 import math
+import pathlib
+import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from prime_jax.verifiers import VerifierPool, code, sandbox
+from prime_jax.verifiers import VerifierPool, code
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+import pool_helpers  # noqa: E402
 
 
 def make_tests(inputs, outputs, fn_name=None):
@@ -19,14 +24,11 @@ def program(source):
     return f"```python\n{source}\n```"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def need_a_sandbox():
-    try:
-        sandbox.resolve()
-    except sandbox.SandboxUnavailable as error:
-        pytest.skip(str(error))
+sandbox_tests = pytest.mark.skipif(bool(pool_helpers.sandbox_missing()),
+                                   reason=pool_helpers.sandbox_missing())
 
 
+@sandbox_tests
 def test_nan_and_inf_match_no_number():
     for printed in ("nan", "NaN", "inf", "-inf", "1e999"):
         response = program(f"print({printed!r})")
@@ -34,12 +36,14 @@ def test_nan_and_inf_match_no_number():
     assert code.verify(program("print('nan')"), make_tests(["3"], ["nan"])) == 1.0
 
 
+@sandbox_tests
 def test_nan_through_the_pool():
     with VerifierPool(num_workers=1, abilities=("code",)) as pool:
         assert pool.score([(program("print('nan')"), make_tests(["3"], ["9"]), "code"),
                            (program("print(9)"), make_tests(["3"], ["9"]), "code")]) == [0.0, 1.0]
 
 
+@sandbox_tests
 def test_integers_compare_exactly_decimals_with_tolerance():
     assert code.verify(program("print(999999000)"), make_tests([""], ["999999999"])) == 0.0
     assert code.verify(program("print(999999000.0)"), make_tests([""], ["999999999"])) == 0.0
@@ -48,6 +52,7 @@ def test_integers_compare_exactly_decimals_with_tolerance():
     assert code.verify(program("print(3)"), make_tests([""], ["3.0"])) == 1.0
 
 
+@sandbox_tests
 def test_more_than_ten_tests_a_failure_never_scores_one():
     double = program("print(2 * int(input()))")
     inputs = [str(i) for i in range(15)]
@@ -56,6 +61,7 @@ def test_more_than_ten_tests_a_failure_never_scores_one():
     assert code.verify(double, make_tests(inputs, [str(2 * i) for i in range(15)])) == 1.0
 
 
+@sandbox_tests
 def test_reading_planted_training_data_does_not_pay(tmp_path):
     """The issue's hack: find the ground truth on disk, print the stored output."""
     truth = make_tests(["31337"], ["42"])
@@ -75,6 +81,7 @@ print('not found')""")
     assert code.verify(cheat, truth) == 0.0
 
 
+@sandbox_tests
 def test_leetcode_style_answers_need_no_imports():
     response = program("class Solution:\n    def top(self, nums: List[int], k: int) -> List[int]:"
                        "\n        return [x for x, _ in Counter(nums).most_common(k)]")
@@ -84,11 +91,13 @@ def test_leetcode_style_answers_need_no_imports():
     assert code.verify(deep, make_tests(["20000"], ["20000"])) == 1.0
 
 
+@sandbox_tests
 def test_null_stdin_is_empty():
     response = program("import sys\nprint(len(sys.stdin.read()))")
     assert code.verify(response, make_tests([None], ["0"])) == 1.0
 
 
+@sandbox_tests
 def test_livecodebench_call_format():
     response = program("class Solution:\n    def add(self, xs: List[int], k: int) -> List[int]:"
                        "\n        return [x + k for x in xs]")
@@ -122,6 +131,7 @@ def test_a_token_matches_only_an_equal_value(want, got):
                 assert abs(x - y) <= 1e-6 * max(1.0, abs(y))
 
 
+@sandbox_tests
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(outputs=st.lists(TOKENS, min_size=1, max_size=14), data=st.data())
 def test_a_program_that_fails_any_test_never_scores_one(outputs, data):

@@ -12,6 +12,8 @@ from prime_jax.verifiers import VerifierPool
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import pool_helpers  # noqa: E402  (spawned workers import it by name via the inherited sys.path)
 
+requires_sandbox = pytest.mark.skipif(bool(pool_helpers.sandbox_missing()),
+                                      reason=pool_helpers.sandbox_missing())
 CODE_TESTS = json.dumps({"inputs": ["1", "2"], "outputs": ["2", "4"]})
 GOOD_CODE = "```python\nprint(2 * int(input()))\n```"
 HALF_CODE = "```python\nn = int(input())\nprint(2 if n == 1 else 0)\n```"
@@ -29,6 +31,7 @@ def test_batch_order_preserved(pool):
     assert pool.score(rows) == expected
 
 
+@requires_sandbox
 def test_mixed_abilities_and_row_formats(pool):
     rows = [
         ("so \\boxed{\\frac{1}{2}}", "0.5", "math"),
@@ -45,6 +48,7 @@ def test_mixed_abilities_and_row_formats(pool):
     assert counts["poetry"]["unknown"] == 1
 
 
+@requires_sandbox
 def test_future_overlaps_with_caller_work(pool):
     slow = "```python\nimport time\ntime.sleep(0.5)\nprint(2 * int(input()))\n```"
     start = time.monotonic()

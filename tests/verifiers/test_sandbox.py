@@ -101,6 +101,10 @@ def test_private_root_hides_training_data_venv_and_site_packages(backend, tmp_pa
     assert lines == ["False"] * 5 + ["[]", "no site-packages"]
 
 
+def test_the_oom_killer_picks_the_sandbox_first(backend):
+    assert out(run(backend, "print(open('/proc/self/oom_score_adj').read())")) == "1000"
+
+
 def test_cannot_kill_the_caller_or_see_its_processes(backend):
     victim = subprocess.Popen(["sleep", "60"])
     code = f"""
