@@ -53,7 +53,7 @@ _JOIN_GAP_RE = re.compile(
 _NUMBER_TOKEN_RE = re.compile(
     r"(?<![\w\\{}^_/.,])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?(?![\w{}^_/]|[.,]\d)")
 _COMMAND_RE = re.compile(r"\\[a-zA-Z]+")
-_WORD_RE = re.compile(r"[a-zA-Z]{3,}")
+_WORD_RE = re.compile(r"[a-zA-Z]{3,}|(?<!\S)[a-zA-Z]{2,}(?!\S)")
 
 
 def _brace_pairs(text: str) -> dict[int, int]:
@@ -146,7 +146,8 @@ def _after_marker(text: str) -> str | None:
 
 
 def _is_bare_expression(text: str) -> bool:
-    """One short line with no word of three or more letters outside LaTeX commands."""
+    """One short line with no word outside LaTeX commands (three or more letters, or two
+    standing alone: "so $x$ is 5" is a sentence)."""
     return (len(text) <= 200 and "\n" not in text
             and not _WORD_RE.search(_COMMAND_RE.sub("", text)))
 
