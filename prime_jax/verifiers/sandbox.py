@@ -73,7 +73,6 @@ MINROOT_SOURCE = pathlib.Path(__file__).with_name("_minroot.py").read_text()
 SANDBOX_UID_BASE = 1_000_000  # uid = base + (pid * 64 + counter % 64) % 2**30: unique among runs
 WORKDIR = "/tmp"
 CAP_SETGID, CAP_SETUID, CAP_SYS_ADMIN = 6, 7, 21
-SETUP_FAILED = 70  # _minroot's exit status when a layer could not be set up
 _LOG = logging.getLogger(__name__)
 _counter = itertools.count()
 _counter_lock = threading.Lock()
