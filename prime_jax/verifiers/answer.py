@@ -239,7 +239,7 @@ def clean_with_unit(answer: str) -> tuple[str, str | None]:
     text = _TEXT_RE.sub(r"\1", text).strip()
     text = re.sub(r"\\frac(\d)(\d)", r"\\frac{\1}{\2}", text)  # \frac12 -> \frac{1}{2}
     text = re.sub(r"\\sqrt(\d+)", r"\\sqrt{\1}", text)
-    text = text.rstrip(".\\ ").strip()
+    text = re.sub(r"\\?%$", "", text.rstrip(".\\ ")).strip()  # % is a unit mark
     if text.startswith("{") and _brace_pairs(text).get(0) == len(text) - 1:
         text = text[1:-1].strip()  # a group around the whole answer: {1, 2}
     return text, unit
@@ -247,8 +247,8 @@ def clean_with_unit(answer: str) -> tuple[str, str | None]:
 
 def clean(answer: str) -> str:
     """Removes presentation only: `$`, spacing commands, `\\left`/`\\right`, `\\displaystyle`,
-    degree signs, a trailing unit, `\\text{}` wrappers, a trailing period or lone backslash, a
-    `{}` group around everything; `\\dfrac`/`\\tfrac`/`\\cfrac` -> `\\frac`; `32,\\!349` ->
+    degree signs, a trailing unit or `%`, `\\text{}` wrappers, a trailing period or lone
+    backslash, a `{}` group around everything; `\\dfrac`/`\\tfrac`/`\\cfrac` -> `\\frac`; `32,\\!349` ->
     `32,349`. Keeps spaces (LaTeX needs some)."""
     return clean_with_unit(answer)[0]
 
@@ -301,8 +301,7 @@ def _fraction(text: str) -> Number | None:
 
 def parse_number(text: str) -> Number | None:
     """Parses a `normalize_answer`-ed plain number: integer, decimal, `a/b`, `\\frac{a}{b}`,
-    mixed number, with an optional trailing `%` (a unit mark, ignored). None otherwise."""
-    text = text.removesuffix("\\%").removesuffix("%")
+    mixed number (`2\\frac{1}{2}` is 5/2). None otherwise."""
     if not text or len(text) > 100:
         return None
     try:
@@ -313,7 +312,7 @@ def parse_number(text: str) -> Number | None:
 
 def is_nan(text: str) -> bool:
     """A normalised answer that spells not-a-number (it must never match anything)."""
-    return text.lstrip("+-").lower() in ("nan", "\\mathrm{nan}", "\\text{nan}")
+    return text.lstrip("+-").lower() == "nan"
 
 
 def decimal_tolerance(truth: Number) -> Fraction | None:
@@ -342,7 +341,6 @@ _OPENERS, _CLOSERS = "([{", ")]}"
 _MATRIX_RE = re.compile(
     r"^\\begin\{([pbvBV]?matrix|array)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}$", re.DOTALL)
 _SUBSCRIPT_RE = re.compile(r"_(?:\{[^{}]*\}|\w)")
-_RELATION_RE = re.compile(r"(?<![<>!\\])=(?!=)")
 
 
 def _top_level_split(text: str, separator: str) -> list[str] | None:
@@ -409,6 +407,31 @@ def is_name(text: str) -> bool:
             and not any(c.isdigit() for c in bare))
 
 
+def _relation_sides(text: str) -> list[str]:
+    """`text` split at each `=` outside brackets and braces (`\\sum_{k=0}` is no relation) that
+    is not part of `<=`, `>=`, `!=` or `==`."""
+    sides, depth, start = [], 0, 0
+    for index, char in enumerate(text):
+        if char in _OPENERS:
+            depth += 1
+        elif char in _CLOSERS:
+            depth = max(depth - 1, 0)
+        elif (char == "=" and depth == 0 and text[index - 1:index] not in ("<", ">", "!", "=")
+              and text[index + 1:index + 2] != "="):
+            sides.append(text[start:index])
+            start = index + 1
+    return sides + [text[start:]]
+
+
+def is_hedged_equation(text: str) -> bool:
+    """An equation chain (`x = 4 = 3`) or an equation between numbers (`3 = 4`): it states
+    more than one value, so it never matches a different answer (Math-Verify would accept a
+    chain by its last side)."""
+    sides = _relation_sides(text)
+    letters = any(c.isalpha() for c in _COMMAND_RE.sub("", text))
+    return len(sides) > 2 or (len(sides) == 2 and not letters)
+
+
 def equation_side(text: str) -> tuple[str, bool]:
     """(the value an answer states, whether it is still an equation).
 
@@ -418,7 +441,7 @@ def equation_side(text: str) -> tuple[str, bool]:
     if "\\approx" in text:
         before, after = text.split("\\approx", 1)
         text = after if is_name(before.strip()) else before
-    sides = _RELATION_RE.split(text)
+    sides = _relation_sides(text)
     if len(sides) == 1:
         return text.strip(), False
     if len(sides) == 2 and is_name(sides[0].strip()):

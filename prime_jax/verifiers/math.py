@@ -60,10 +60,13 @@ def shutdown() -> None:
         _worker = None
 
 
-def _symbolic(pred: str, truth: str, deadline: float, tolerance=None) -> Verdict:
+def _symbolic(pred: str, truth: str, deadline: float,
+              tolerance: str | None = None) -> Verdict:
     """The killable worker's verdict; `tolerance` (a decimal truth's) switches it to a numeric
-    closeness check of `pred` against the decimal `truth`."""
-    timeout = max(deadline - time.monotonic(), 0.01)
+    closeness check of `pred` against the decimal `truth`. Past the deadline: "timeout"."""
+    timeout = deadline - time.monotonic()
+    if timeout <= 0:
+        return Verdict(0.0, "timeout", "deadline passed before the symbolic check")
     equal, status = _symbolic_worker().equivalent(pred, truth, timeout, tolerance)
     if status != "ok":
         return Verdict(0.0, status, f"symbolic check {status} after {timeout:.1f}s")
@@ -123,7 +126,8 @@ def _compare(pred: str, truth: str, deadline: float, depth: int = 0) -> Verdict:
         truth_structure = answer_lib.split_structure(truth)
         if pred_structure and truth_structure:
             return _compare_structures(pred_structure, truth_structure, deadline, depth)
-        if (pred_structure or truth_structure or ("",))[0] == "list":
+        single = pred_structure or truth_structure
+        if single and single[0] == "list":
             return Verdict(0.0, "mismatch", "a list against a single value")
     pred, truth, pred_is_equation, truth_is_equation = _stated_values(pred, truth)
     pred_normal = answer_lib.normalize_answer(pred)
@@ -132,6 +136,8 @@ def _compare(pred: str, truth: str, deadline: float, depth: int = 0) -> Verdict:
         return Verdict(0.0, "mismatch", "NaN")
     if pred_normal == truth_normal:
         return Verdict(1.0, "match_string")
+    if answer_lib.is_hedged_equation(pred):
+        return Verdict(0.0, "mismatch", "an equation stating several values")
     if pred_is_equation != truth_is_equation:
         return Verdict(0.0, "mismatch", "an equation against a value")
     pred_number = answer_lib.parse_number(pred_normal)
