@@ -248,8 +248,8 @@ def clean_with_unit(answer: str) -> tuple[str, str | None]:
 def clean(answer: str) -> str:
     """Removes presentation only: `$`, spacing commands, `\\left`/`\\right`, `\\displaystyle`,
     degree signs, a trailing unit or `%`, `\\text{}` wrappers, a trailing period or lone
-    backslash, a `{}` group around everything; `\\dfrac`/`\\tfrac`/`\\cfrac` -> `\\frac`; `32,\\!349` ->
-    `32,349`. Keeps spaces (LaTeX needs some)."""
+    backslash, a `{}` group around everything; `\\dfrac`/`\\tfrac`/`\\cfrac` -> `\\frac`;
+    `32,\\!349` -> `32,349`. Keeps spaces (LaTeX needs some)."""
     return clean_with_unit(answer)[0]
 
 
@@ -340,6 +340,7 @@ def numbers_equal(pred: Number, truth: Number) -> bool:
 _OPENERS, _CLOSERS = "([{", ")]}"
 _MATRIX_RE = re.compile(
     r"^\\begin\{([pbvBV]?matrix|array)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}$", re.DOTALL)
+_RELATION_TOKEN_RE = re.compile(r"[()\[\]{}]|\\equiv(?![a-zA-Z])|(?<![<>!=])=(?!=)")
 _SUBSCRIPT_RE = re.compile(r"_(?:\{[^{}]*\}|\w)")
 
 
@@ -408,18 +409,18 @@ def is_name(text: str) -> bool:
 
 
 def _relation_sides(text: str) -> list[str]:
-    """`text` split at each `=` outside brackets and braces (`\\sum_{k=0}` is no relation) that
-    is not part of `<=`, `>=`, `!=` or `==`."""
+    """`text` split at each `=` or `\\equiv` outside brackets and braces (`\\sum_{k=0}` is no
+    relation); `<=`, `>=`, `!=` and `==` are not `=`."""
     sides, depth, start = [], 0, 0
-    for index, char in enumerate(text):
-        if char in _OPENERS:
+    for match in _RELATION_TOKEN_RE.finditer(text):
+        token = match.group()
+        if token in _OPENERS:
             depth += 1
-        elif char in _CLOSERS:
+        elif token in _CLOSERS:
             depth = max(depth - 1, 0)
-        elif (char == "=" and depth == 0 and text[index - 1:index] not in ("<", ">", "!", "=")
-              and text[index + 1:index + 2] != "="):
-            sides.append(text[start:index])
-            start = index + 1
+        elif depth == 0:
+            sides.append(text[start:match.start()])
+            start = match.end()
     return sides + [text[start:]]
 
 

@@ -3,29 +3,36 @@
 Order of checks (SPEC section 3), each deciding when it applies:
 1. extract the final answer (`answer.extract_answer`: last closed `\\boxed{}`, else an "answer
    is" sentence, else a bare expression, else the last math span or standalone number); a ground
-   truth is its own boxed content if it has one.
-2. `clean` both sides (presentation, `$`, degrees, `\\text{}`); both carry a unit and the units
-   differ (`3 meters` vs `3 seconds`) -> 0. A unit on one side only is dropped, as the reference
-   graders drop it (`3 meters` matches `3`).
-3. `x = 3` / `f(x) = 3` state `3`; any other equation (`3 = 4`, `x = 1 = 2`) is an equation and
-   never matches a plain value (Math-Verify would take its last side: a hedge).
-4. equal normal forms -> 1 (string match; `NaN` never matches).
-5. structures (`answer.split_structure`): tuples, intervals, bare comma lists (ordered, as in
+   truth is its boxed content (boxes parted only by separators form a list), else itself.
+2. `clean` both sides (presentation, `$`, degrees, `%`, `\\text{}`); both carry a unit and the
+   units differ (`3 meters` vs `3 seconds`) -> 0. A unit on one side only is dropped, as the
+   reference graders drop it (`3 meters` matches `3`).
+3. structures (`answer.split_structure`): tuples, intervals, bare comma lists (ordered, as in
    PRIME), sets (any order) and matrices compare element by element with these same rules, so
    `(0.6, 2.6667]` is judged exactly as `0.6` and `2.6667` are; different kinds or lengths -> 0.
    A comma list never matches a single value (`32, 349` is not `32349`; `3, 4` is not `4`).
+4. `x = 3` / `f(x) = 3` / `(p,q) = (3,2)` state their right side (a name on the left: no digit
+   outside subscripts); any other equation never matches a plain value; a chain (`x = 1 = 2`) or
+   an equation between numbers (`3 = 4`, `3 \\equiv 4`) never matches anything else
+   (Math-Verify would take its last side). An assignment stays whole against an equation truth
+   (`y = 2x + 1` vs `2x + 4y - 3 = 0` goes to math-verify).
+5. equal normal forms -> 1 (string match; `NaN` never matches).
 6. plain numbers on both sides: exact, except a decimal truth's tolerance (`answer` docstring).
 7. symbolic equivalence in the killable worker: math-verify with floats rounded to
    `symbolic.FLOAT_ROUNDING` (10) places instead of its 6, so `0.3333333` is not `\\frac13`
    there either; against a decimal truth, the value of the prediction within the truth's tolerance.
+   A match counts only if the parser read every part of the prediction
+   (`symbolic.reads_every_part`): math-verify reads `3 \\lor 4`, `3 \\to 4`, `3 \\\\ 4` as 4.
 Steps 1-6 run in-process in linear time on inputs capped at `answer.MAX_ANSWER_CHARS`; the
 symbolic step runs in a `SymbolicWorker` child process that is killed at the deadline (one
 deadline for all elements of a structure). Timeouts and crashes score 0, are counted in `STATS`
 (ability "math") and logged; nothing here raises.
 
 Deliberate differences from the reference graders (besides those of `answer`): no hedges (steps
-2, 3, 5), no 6-decimal rounding in the symbolic step, comma lists ordered (Math-Verify compares
-them as sets), equation chains not accepted.
+2, 3, 4, 7), no 6-decimal rounding in the symbolic step, comma lists ordered (Math-Verify compares
+them as sets; a bare list equals a parenthesised tuple, as in PRIME), equation chains not
+accepted, a single value never matches one element of a list truth (Math-Verify accepts it).
+`tests/verifiers/data/math_agreement.jsonl` lists each remaining disagreement with its reason.
 """
 
 from __future__ import annotations

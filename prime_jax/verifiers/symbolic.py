@@ -13,6 +13,7 @@ import atexit
 import json
 import os
 import pathlib
+import re
 import select
 import signal
 import subprocess
@@ -129,6 +130,9 @@ def _limit_self(memory_bytes: int) -> None:
 # Decimal places math-verify rounds floats to; 10 makes a decimal equal only to (virtually) its
 # own value, as the in-process number rules do (math-verify's default is 6).
 FLOAT_ROUNDING = 10
+# Numbers and one-letter names of an answer, each varied once by `reads_every_part`.
+_PART_RE = re.compile(r"\d+|(?<![\\a-zA-Z])[a-zA-Z](?![a-zA-Z])")
+MAX_PARTS = 24
 
 
 def _parse(answer: str) -> list:
@@ -137,9 +141,35 @@ def _parse(answer: str) -> list:
     return math_verify.parse("\\boxed{" + answer + "}", parsing_timeout=None)
 
 
+def _first(parsed: list):
+    return parsed[0] if parsed else None
+
+
+def reads_every_part(answer: str, parse=None) -> bool:
+    """Whether changing any one number (its last digit) or one-letter name of `answer` changes
+    what `parse` (math-verify's by default) reads. A parser that keeps only a fragment reads
+    `3 \\lor 4`, `3 \\to 4` or `3 \\\\ 4` as 4, so the 3 could be any hedge; such a partial
+    read is refused, as is an answer with more than `MAX_PARTS` parts to try."""
+    parse = parse or (lambda text: _first(_parse(text)))
+    parts = list(_PART_RE.finditer(answer))
+    unused = next((c for c in "qzQZwW" if c not in answer), None)
+    if len(parts) > MAX_PARTS or unused is None:
+        return False
+    original = parse(answer)
+    for part in parts:
+        token = part.group()
+        changed = token[:-1] + str((int(token[-1]) + 1) % 10) if token.isdigit() else unused
+        try:
+            if parse(answer[:part.start()] + changed + answer[part.end():]) == original:
+                return False
+        except Exception:  # noqa: BLE001 - a variant that does not parse is a changed read
+            continue
+    return True
+
+
 def numerically_close(pred: str, truth: str, tolerance: str) -> bool:
     """Whether `pred` (LaTeX, no free symbols) evaluates to within `tolerance` of the exact
-    number `truth`. Unbounded: call only inside the worker."""
+    number `truth`, reading every part of `pred`. Unbounded: call only inside the worker."""
     import sympy
 
     parsed = _parse(pred)
@@ -148,24 +178,27 @@ def numerically_close(pred: str, truth: str, tolerance: str) -> bool:
     value = sympy.N(parsed[0], 30)
     if not value.is_real:
         return False
-    return bool(abs(value - sympy.Rational(truth)) <= sympy.Rational(tolerance))
+    close = abs(value - sympy.Rational(truth)) <= sympy.Rational(tolerance)
+    return bool(close) and reads_every_part(pred)
 
 
 def sympy_equivalent(pred: str, truth: str) -> bool:
     """math-verify first (intervals, sets, matrices, equations, units); plain latex2sympy +
-    `simplify(a - b) == 0` when math-verify could not parse one side. Unbounded: call only
-    inside the worker."""
+    `simplify(a - b) == 0` when math-verify could not parse one side; either way only when the
+    parser read every part of `pred` (`reads_every_part`). Unbounded: call only inside the
+    worker."""
     import math_verify
 
     gold, target = _parse(truth), _parse(pred)
     if gold and target:
-        return bool(math_verify.verify(gold, target, float_rounding=FLOAT_ROUNDING,
-                                       timeout_seconds=None))
+        equal = math_verify.verify(gold, target, float_rounding=FLOAT_ROUNDING,
+                                   timeout_seconds=None)
+        return bool(equal) and reads_every_part(pred)
     import sympy
     from latex2sympy2_extended import latex2sympy
 
     difference = sympy.simplify(latex2sympy(pred) - latex2sympy(truth))
-    return bool(difference == 0)
+    return bool(difference == 0) and reads_every_part(pred, latex2sympy)
 
 
 def worker_main(memory_bytes: int) -> None:

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from prime_jax.verifiers import answer as answer_lib
 from prime_jax.verifiers import math as math_verifier
+from prime_jax.verifiers import symbolic
 
 # (response, ground truth, expected reward): each row is one reported reproduction.
 REPRODUCTIONS = [
@@ -143,3 +144,17 @@ def test_nan_never_equals_anything(truth):
     assert math_verifier.verify("\\boxed{nan}", truth) == 0.0
     assert math_verifier.verify(f"\\boxed{{{truth}}}", "nan") == 0.0
     assert not math.isnan(math_verifier.verify("\\boxed{nan}", truth))
+
+
+@pytest.mark.parametrize("junk", ["\\lor", "\\vee", "\\to", "\\Rightarrow", "\\\\", "&", "\\mid",
+                                  "\\cup", "\\equiv", "\\therefore", "\\dots", "\\hspace{1cm}"])
+def test_a_partly_read_answer_never_matches(junk):
+    # math-verify reads `3 <junk> 4` as 4; the 3 would be free for any hedge.
+    assert math_verifier.verify(f"\\boxed{{3 {junk} 4}}", "4", timeout=20.0) == 0.0
+
+
+def test_reads_every_part():
+    assert not symbolic.reads_every_part("3 \\lor 4")
+    assert symbolic.reads_every_part("x^2 + 2x + 1")
+    assert symbolic.reads_every_part("\\frac{\\sqrt{3}}{2}")
+    assert not symbolic.reads_every_part("+".join("x" * 30))  # too many parts to try
