@@ -22,6 +22,7 @@ import jax
 import numpy as np
 
 from prime_jax import advantages as adv_lib
+from prime_jax.scans import DEFAULT_SCAN_METHOD, SCAN_METHODS
 
 from machine import cpu_line
 
@@ -102,11 +103,10 @@ def main(argv=None):
         kw = dict(n=n, gamma_p=gamma, gamma_o=gamma)
         t_np = timed(lambda: numpy_reference(logp_prm, logp_ref, mask, acc, **kw), args.repeats)
         want = numpy_reference(logp_prm, logp_ref, mask, acc, **kw)
-        for method in adv_lib.SCAN_METHODS:
+        for method in SCAN_METHODS:
             def run(method=method):
-                return jax.block_until_ready(adv_lib.prime_advantages(
-                    *dev, num_samples=n, process_gamma=gamma, outcome_gamma=gamma,
-                    scan_method=method))
+                config = adv_lib.AdvantageConfig(process_gamma=gamma, outcome_gamma=gamma, scan_method=method)
+                return jax.block_until_ready(adv_lib.prime_advantages(*dev, num_samples=n, advantage=config))
             t_jax = timed(run, args.repeats)
             got = run()
             err = max(float(np.abs(np.where(mask, np.asarray(g) - w, 0)).max())
@@ -117,7 +117,7 @@ def main(argv=None):
             "max abs diff |")
     lines = [head, "|---|---|---|---|---|---|---|"]
     for g, m, tn, tj, sp, gbs, err in rows:
-        default = " (default)" if m == adv_lib.DEFAULT_SCAN_METHOD else ""
+        default = " (default)" if m == DEFAULT_SCAN_METHOD else ""
         lines.append(f"| {g} | {m}{default} | {tn * 1e3:.1f} | {tj * 1e3:.2f} | {sp:.1f}x | "
                      f"{gbs:.2f} | {err:.1e} |")
     cmd = "python benchmarks/advantages.py" + (" --small" if args.small else "")

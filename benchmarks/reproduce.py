@@ -32,12 +32,12 @@ import sys
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-OFFLINE = "prime_jax.trainer.train.prm_init = '{}'"
+OFFLINE = "prime_jax.rl.trainer.train.prm_init = '{}'"
 METHODS = {  # workdir prefix -> (name, bindings); {} in a binding is the offline PRM's model directory
     "prime": ("PRIME", []),
-    "rloo": ("RLOO (outcome only)", ["prime_jax.prime_config.PrimeConfig.process_coef = 0.0"]),
-    "prime_dpo": ("PRIME, DPO PRM loss", ['prime_jax.train_step.PrmLossConfig.loss = "dpo"']),
-    "prime_frozen_offline": ("PRIME, frozen offline PRM", [OFFLINE, 'prime_jax.prime_config.PrimeConfig.prm_mode = "none"']),
+    "rloo": ("RLOO (outcome only)", ["prime_jax.advantages.AdvantageConfig.process_coef = 0.0"]),
+    "prime_dpo": ("PRIME, DPO PRM loss", ['prime_jax.reward_models.updates.PrmLossConfig.loss = "dpo"']),
+    "prime_frozen_offline": ("PRIME, frozen offline PRM", [OFFLINE, 'prime_jax.rl.config.PrimeConfig.prm_mode = "none"']),
     "prime_offline_init": ("PRIME, offline-PRM init", [OFFLINE]),
 }
 
@@ -49,8 +49,8 @@ def run(prefix: str, seed: int, args) -> list[dict]:
     if not (workdir / "metrics.jsonl").exists() or args.fresh:
         shutil.rmtree(workdir, ignore_errors=True)
         shutil.copytree(args.sft, workdir / "sft_model")
-        bindings = [args.config, f"prime_jax.trainer.train.seed = {seed}",
-                    f"prime_jax.trainer.train.eval_every = {args.steps}", *method_bindings, *args.gin]
+        bindings = [args.config, f"prime_jax.rl.trainer.train.seed = {seed}",
+                    f"prime_jax.rl.trainer.train.eval_every = {args.steps}", *method_bindings, *args.gin]
         cmd = [sys.executable, "-m", "prime_jax.train", *[a for b in bindings for a in ("--gin", b)],
                "--workdir", str(workdir), "--steps", str(args.steps)]
         subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)

@@ -16,7 +16,6 @@ the outcome source ``x = acc`` on the last valid token only (``t = len_i - 1``).
     grpo                1/(std_g(m) + 1e-6), mean_{j in group} m_j  (std with Bessel, like torch)
     reinforce           1,                  0
     reinforce_mean      1,                  mean over the whole batch of m
-    remax               1,                  the greedy rollout's m_i (passed in)
 
 For the outcome the reference rloo form is exactly ``acc_i - mean_{j != i} acc_j``; the paper and
 reference forms differ only for the process source at t > 0 (by a zero-sum-per-row term).
@@ -24,6 +23,7 @@ reference forms differ only for the process source at t > 0 (by a zero-sum-per-r
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import NamedTuple
 
@@ -31,17 +31,44 @@ import jax
 import jax.numpy as jnp
 
 from prime_jax import rewards as rewards_lib
-from prime_jax.rewards import (  # noqa: F401  (the scan kernels live with the rewards)
-    DEFAULT_SCAN_METHOD,
-    SCAN_METHODS,
-    discounted_reverse_cumsum,
-    discounted_reverse_cumsum_associative,
-    discounted_reverse_cumsum_chunked,
-    discounted_reverse_cumsum_scan,
-)
+from prime_jax.rewards import ImplicitRewardConfig, check_choice
+from prime_jax.scans import DEFAULT_SCAN_METHOD, SCAN_METHODS, discounted_reverse_cumsum
 
-ESTIMATORS = ("rloo", "grpo", "reinforce", "reinforce_mean", "remax")
+ESTIMATORS = ("rloo", "grpo", "reinforce", "reinforce_mean")
 PROCESS_BASELINES = ("reference", "paper")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AdvantageConfig:
+    """How rewards become advantages (SPEC 1.6): per-source coefficients, discounts, baseline.
+
+    ``returns = process_coef * G_process + outcome_coef * G_outcome`` with each source centred by
+    ``estimator`` (module docstring), discounted by its gamma, then whitened when ``whiten``.
+    ``process_coef = 0`` is RLOO with the outcome verifier only (no PRM). Hashable: the fused
+    kernel takes it as one static argument.
+    """
+
+    process_coef: float = 1.0
+    outcome_coef: float = 1.0
+    process_gamma: float = 1.0
+    outcome_gamma: float = 1.0
+    estimator: str = "rloo"
+    process_baseline: str = "reference"
+    whiten: bool = True
+    scan_method: str = DEFAULT_SCAN_METHOD
+
+    def __post_init__(self):
+        check_choice("AdvantageConfig", "estimator", self.estimator, ESTIMATORS)
+        check_choice("AdvantageConfig", "process_baseline", self.process_baseline, PROCESS_BASELINES)
+        check_choice("AdvantageConfig", "scan_method", self.scan_method, SCAN_METHODS)
+        for name in ("process_gamma", "outcome_gamma"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"AdvantageConfig.{name}={getattr(self, name)!r}: must be in [0, 1]")
+
+    @property
+    def uses_prm(self) -> bool:
+        """Whether the process source (and so an implicit PRM) takes part."""
+        return self.process_coef != 0
 
 
 def masked_whiten(x, mask):
@@ -66,7 +93,7 @@ def masked_whiten(x, mask):
 
 
 def source_baseline(m_b, *, num_samples: int, estimator: str = "rloo",
-                    process_baseline: str = "reference", greedy_b=None):
+                    process_baseline: str = "reference"):
     """Per-row ``(scale_b, base_b)`` with ``x' = scale * (x - base)`` (module docstring table)."""
     n = num_samples
     m_gn = m_b.reshape(-1, n)
@@ -87,10 +114,6 @@ def source_baseline(m_b, *, num_samples: int, estimator: str = "rloo",
         return one_b, jnp.zeros_like(m_b)
     if estimator == "reinforce_mean":
         return one_b, jnp.broadcast_to(jnp.mean(m_b), m_b.shape)
-    if estimator == "remax":
-        if greedy_b is None:
-            raise ValueError("remax needs the greedy rollout's reward (greedy_process/outcome)")
-        return one_b, jnp.asarray(greedy_b, m_b.dtype)
     raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
 
 
@@ -110,10 +133,17 @@ def discount_from_last(len_b, l, gamma, dtype):
     return jnp.where(k_bt >= 0, jnp.power(g, jnp.maximum(k_bt, 0).astype(dtype)), zero)
 
 
+def outcome_term(outcome, len_b, *, num_samples: int, outcome_coef, estimator: str, dtype):
+    """``x'_i = outcome_coef * scale_i * (acc_i - base_i)``, the outcome source's centred reward
+    on each row's last valid token (0 for an empty row)."""
+    acc_b = jnp.asarray(outcome, dtype)
+    scale_b, base_b = source_baseline(acc_b, num_samples=num_samples, estimator=estimator)
+    return jnp.where(len_b > 0, outcome_coef * (scale_b * (acc_b - base_b)), jnp.zeros((), dtype))
+
+
 def estimator_returns(process_rewards, outcome, mask, *, num_samples: int,
                       process_gamma=1.0, outcome_gamma=1.0, process_coef=1.0, outcome_coef=1.0,
                       estimator: str = "rloo", process_baseline: str = "reference",
-                      greedy_process=None, greedy_outcome=None,
                       scan_method: str = DEFAULT_SCAN_METHOD):
     """``returns = pc * G_process + oc * G_outcome`` (B, L) for any estimator (module docstring).
 
@@ -128,23 +158,20 @@ def estimator_returns(process_rewards, outcome, mask, *, num_samples: int,
     parts = [jnp.asarray(a) for a in (process_rewards, outcome) if a is not None]
     dtype = jnp.result_type(jnp.float32, *parts)
     len_b = jnp.sum(valid_bt, axis=-1, dtype=jnp.int32)
-    last_bt = rewards_lib.last_token_onehot(valid_bt)
     zero = jnp.zeros((), dtype)
     xp_bt = None
     if use_p:
         x_bt = jnp.where(valid_bt, jnp.asarray(process_rewards, dtype), zero)
         m_b = jnp.sum(x_bt, axis=-1) / jnp.maximum(len_b, 1).astype(dtype)
         scale_b, base_b = source_baseline(m_b, num_samples=num_samples, estimator=estimator,
-                                          process_baseline=process_baseline,
-                                          greedy_b=greedy_process)
+                                          process_baseline=process_baseline)
         xp_bt = jnp.where(valid_bt, scale_b[:, None] * (x_bt - base_b[:, None]), zero)
         xp_bt = process_coef * xp_bt
     if use_o:
-        acc_b = jnp.asarray(outcome, dtype)
-        scale_b, base_b = source_baseline(acc_b, num_samples=num_samples, estimator=estimator,
-                                          greedy_b=greedy_outcome)
-        xo_b = jnp.where(len_b > 0, outcome_coef * (scale_b * (acc_b - base_b)), zero)
+        xo_b = outcome_term(outcome, len_b, num_samples=num_samples, outcome_coef=outcome_coef,
+                            estimator=estimator, dtype=dtype)
         if use_p and _is_static(process_gamma) and process_gamma == outcome_gamma:
+            last_bt = rewards_lib.last_token_onehot(valid_bt)
             xp_bt = xp_bt + jnp.where(last_bt, xo_b[:, None], zero)
             use_o = False
     g_bt = jnp.zeros(valid_bt.shape, dtype)
@@ -178,25 +205,19 @@ class PrimeAdvantages(NamedTuple):
     process_rewards: jax.Array
 
 
-@functools.partial(jax.jit, static_argnames=(
-    "num_samples", "granularity", "norm", "num_chunks", "beta", "process_coef", "outcome_coef",
-    "process_gamma", "outcome_gamma", "estimator", "process_baseline", "whiten", "scan_method"))
+@functools.partial(jax.jit, static_argnames=("num_samples", "reward", "advantage"))
 def prime_advantages(logp_prm, logp_ref, mask, outcome, *, num_samples: int,
-                     granularity: str = "token", norm: str = "batch_norm", num_chunks: int = 1,
-                     beta: float = 0.05, process_coef: float = 1.0, outcome_coef: float = 1.0,
-                     process_gamma: float = 1.0, outcome_gamma: float = 1.0,
-                     estimator: str = "rloo", process_baseline: str = "reference",
-                     step_ends=None, greedy_process=None, greedy_outcome=None,
-                     whiten: bool = True,
-                     scan_method: str = DEFAULT_SCAN_METHOD) -> PrimeAdvantages:
+                     reward: ImplicitRewardConfig = ImplicitRewardConfig(),
+                     advantage: AdvantageConfig = AdvantageConfig(),
+                     step_ends=None) -> PrimeAdvantages:
     """One jitted pass from token log-probs to advantages (SPEC 1.4 + 1.6).
 
         q[i,t]  = logp_prm[i,t] - logp_ref[i,t]                  (valid tokens)
-        r       = implicit_process_rewards(q; granularity, norm)  (float32, rewards.py)
-        G_p     = discounted RLOO-centred r (gamma = process_gamma)
-        G_o     = discounted RLOO-centred acc on the last token (gamma = outcome_gamma)
+        r       = implicit_process_rewards(q; reward)             (float32, rewards.py)
+        G_p     = discounted baseline-centred r (gamma = advantage.process_gamma)
+        G_o     = discounted baseline-centred acc on the last token (gamma = advantage.outcome_gamma)
         returns = process_coef * G_p + outcome_coef * G_o
-        adv     = masked_whiten(returns, mask)   (skipped if whiten=False)
+        adv     = masked_whiten(returns, mask)   (skipped if advantage.whiten is False)
 
     At process_gamma = 1 (the paper's setting) the returns come by linearity from the suffix
     sum that batch_norm computes anyway (:func:`_returns_from_suffix`), so the whole kernel makes
@@ -204,34 +225,34 @@ def prime_advantages(logp_prm, logp_ref, mask, outcome, *, num_samples: int,
     it is :func:`estimator_returns` on r (one more suffix-sum pass, both sources folded into it
     when the gammas are equal).
 
-    ``process_coef == 0`` is "RLOO with outcome verifier only": the process path is not traced
-    (``logp_prm``/``logp_ref`` may be None) and ``process_rewards`` is all zeros. ``estimator``,
-    ``process_baseline`` and ``greedy_*`` select the baseline (module docstring).
+    ``advantage.process_coef == 0`` is "RLOO with outcome verifier only": the process path is not
+    traced (``logp_prm``/``logp_ref`` may be None) and ``process_rewards`` is all zeros.
+    ``step_ends`` (B, L) marks step ends for ``reward.granularity == "step"``.
     """
     valid_bt = jnp.asarray(mask).astype(bool)
-    kw = dict(num_samples=num_samples, estimator=estimator, process_baseline=process_baseline,
-              outcome_gamma=outcome_gamma, outcome_coef=outcome_coef,
-              greedy_process=greedy_process, greedy_outcome=greedy_outcome)
-    rkw = dict(granularity=granularity, norm=norm, num_chunks=num_chunks, beta=beta,
-               step_ends=step_ends)
-    if process_coef == 0:
+    a = advantage
+    kw = dict(num_samples=num_samples, estimator=a.estimator, outcome_gamma=a.outcome_gamma,
+              outcome_coef=a.outcome_coef)
+    rkw = dict(reward.kernel_kwargs(), step_ends=step_ends)
+    if not a.uses_prm:
         r_bt = jnp.zeros(valid_bt.shape, jnp.float32)
         g_bt = estimator_returns(None, outcome, valid_bt, **kw)
-    elif process_gamma == 1:
+    elif a.process_gamma == 1:
         r_bt, suffix_bt = rewards_lib.rewards_and_suffix(
-            logp_prm, logp_ref, valid_bt, need_suffix=True, method=scan_method, **rkw)
-        g_bt = _returns_from_suffix(r_bt, suffix_bt, outcome, valid_bt, process_coef, **kw)
+            logp_prm, logp_ref, valid_bt, need_suffix=True, method=a.scan_method, **rkw)
+        g_bt = _returns_from_suffix(r_bt, suffix_bt, outcome, valid_bt, a.process_coef,
+                                    process_baseline=a.process_baseline, **kw)
     else:
         r_bt = rewards_lib.implicit_process_rewards(logp_prm, logp_ref, valid_bt, **rkw)
-        g_bt = estimator_returns(r_bt, outcome, valid_bt, process_gamma=process_gamma,
-                                 process_coef=process_coef, scan_method=scan_method, **kw)
-    adv_bt = masked_whiten(g_bt, valid_bt) if whiten else g_bt
+        g_bt = estimator_returns(r_bt, outcome, valid_bt, process_gamma=a.process_gamma,
+                                 process_coef=a.process_coef, process_baseline=a.process_baseline,
+                                 scan_method=a.scan_method, **kw)
+    adv_bt = masked_whiten(g_bt, valid_bt) if a.whiten else g_bt
     return PrimeAdvantages(advantages=adv_bt, returns=g_bt, process_rewards=r_bt)
 
 
 def _returns_from_suffix(r_bt, suffix_bt, outcome, valid_bt, process_coef, *, num_samples,
-                         estimator, process_baseline, outcome_gamma, outcome_coef,
-                         greedy_process, greedy_outcome):
+                         estimator, process_baseline, outcome_gamma, outcome_coef):
     """Process gamma = 1 returns by linearity, reusing ``S[i,t] = sum_{s>=t} r[i,s]``:
 
         m_i = S[i,0] / len_i,   G_p[i,t] = pc * scale_i * (S[i,t] - base_i * (len_i - t))
@@ -243,13 +264,11 @@ def _returns_from_suffix(r_bt, suffix_bt, outcome, valid_bt, process_coef, *, nu
     len_b = jnp.sum(valid_bt, axis=-1, dtype=jnp.int32)
     m_b = (suffix_bt[:, 0] / jnp.maximum(len_b, 1)).astype(dtype)
     scale_b, base_b = source_baseline(m_b, num_samples=num_samples, estimator=estimator,
-                                      process_baseline=process_baseline, greedy_b=greedy_process)
+                                      process_baseline=process_baseline)
     ones_bt = jnp.maximum(len_b[:, None] - jnp.arange(l, dtype=jnp.int32)[None, :], 0)
     g_bt = (process_coef * scale_b)[:, None] * (suffix_bt - base_b[:, None] * ones_bt)
     if outcome is not None and not (_is_static(outcome_coef) and outcome_coef == 0):
-        acc_b = jnp.asarray(outcome, dtype)
-        scale_b, base_b = source_baseline(acc_b, num_samples=num_samples, estimator=estimator,
-                                          greedy_b=greedy_outcome)
-        xo_b = jnp.where(len_b > 0, outcome_coef * (scale_b * (acc_b - base_b)), 0)
+        xo_b = outcome_term(outcome, len_b, num_samples=num_samples, outcome_coef=outcome_coef,
+                            estimator=estimator, dtype=dtype)
         g_bt = g_bt + xo_b[:, None] * discount_from_last(len_b, l, outcome_gamma, dtype)
     return g_bt

@@ -3,7 +3,8 @@
 Layout: ``<workdir>/checkpoints/<step>/{state,meta}``. Orbax writes each step
 into a temporary folder and renames it when complete, so an interrupted save
 never replaces the previous checkpoint. Every save also records a fingerprint
-of each array, ``(sum x, sum x^2)`` in float64 over the whole array; a restore
+of each array, ``(sum x, sum x^2)`` of its values cast to float32 (compared with relative
+tolerance 1e-5, so a sharded restore that sums in another order still matches); a restore
 whose arrays do not reproduce it (a damaged file) is refused with
 ``CheckpointError`` naming the step and the leaf, never used silently.
 """
@@ -24,7 +25,7 @@ class CheckpointError(RuntimeError):
 
 
 def _fingerprint(tree: Any) -> dict[str, list[float]]:
-    """``{leaf path: [sum x, sum x^2]}`` for every array leaf (float64 on host)."""
+    """``{leaf path: [sum x, sum x^2]}`` for every array leaf, summed in float32 on its devices."""
     out = {}
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
         if leaf is None or not hasattr(leaf, "shape"):

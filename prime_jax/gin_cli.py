@@ -39,7 +39,7 @@ def add_gin_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--gin", action="append", default=[], metavar="FILE_OR_BINDING",
         help="a .gin config file (found as given, in configs/, or in the installed configs) or a "
-             "binding such as 'trainer.train.seed = 1'; repeatable; files are parsed first, then "
+             "binding such as 'prime_jax.rl.trainer.train.seed = 1'; repeatable; files are parsed first, then "
              "bindings. '--gin.NAME=VALUE' is a binding too.")
 
 

@@ -1,4 +1,4 @@
-"""Losses (SPEC 1.5, 1.7): PPO clip for the policy, CE / DPO for the implicit PRM, entropy, KL.
+"""Losses (SPEC 1.5, 1.7): PPO clip for the policy, CE / DPO for the implicit PRM, KL.
 
 All functions are pure, jit-safe and shape-static; masks are (B, L) with 1 on valid response
 tokens (EOS included). Metrics are masked token means over the whole given batch (as the
@@ -61,15 +61,6 @@ def ppo_policy_loss(logp, old_logp, advantages, mask, *, clip_eps: float = 0.2,
         "ratio_mean": masked_mean(ratio_bt, mask),
     }
     return loss, metrics
-
-
-def entropy_from_logits(logits_btv):
-    """Entropy of softmax(logits) per position: ``logsumexp(z) - sum_v softmax(z)_v z_v`` (B, L)."""
-    z_btv = jnp.asarray(logits_btv)
-    z_btv = z_btv.astype(jnp.result_type(jnp.float32, z_btv))
-    lse_bt = jax.nn.logsumexp(z_btv, axis=-1)
-    p_btv = jax.nn.softmax(z_btv, axis=-1)
-    return lse_bt - jnp.sum(p_btv * z_btv, axis=-1)
 
 
 def kl_penalty(logp, ref_logp, kind: str = "k1"):

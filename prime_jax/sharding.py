@@ -190,6 +190,31 @@ def global_to_host(x: jax.Array, mesh: Mesh, logical_axes: Sequence[str | None])
     return np.asarray(multihost_utils.global_array_to_host_local_array(x, mesh, spec))
 
 
+def local_rows(global_rows: int) -> int:
+    """This process's share of a global count of rows."""
+    return global_rows // jax.process_count()
+
+
+def place(tree, mesh: Mesh, *, micro: int | None = None):
+    """This process's host rows -> global arrays, rows over (data, fsdp): the one host -> mesh
+    boundary for batches. With ``micro``, rows are first split into a leading micro-batch axis
+    (B, ...) -> (micro, B / micro, ...)."""
+    def put(x):
+        x = np.asarray(x)
+        if micro is None:
+            return host_to_global(x, mesh, ("batch",) + (None,) * (x.ndim - 1))
+        if x.shape[0] % micro:
+            raise ValueError(f"a batch of {x.shape[0]} rows does not split into {micro} micro-batches")
+        x = x.reshape((micro, x.shape[0] // micro) + x.shape[1:])
+        return host_to_global(x, mesh, (None, "batch") + (None,) * (x.ndim - 2))
+    return jax.tree.map(put, tree)
+
+
+def fetch(tree, mesh: Mesh):
+    """Global row arrays -> this process's rows on the host (the inverse of ``place``)."""
+    return jax.tree.map(lambda x: global_to_host(x, mesh, ("batch",) + (None,) * (x.ndim - 1)), tree)
+
+
 def all_processes(values: np.ndarray) -> np.ndarray:
     """``values`` of every process stacked on a new leading axis (identity with one process)."""
     values = np.asarray(values)

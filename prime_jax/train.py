@@ -1,6 +1,6 @@
 """CLI: ``python -m prime_jax.train --gin configs/quickstart.gin [--gin BINDING ...] [--workdir DIR] [--steps N]``.
 
-Everything is configured through gin bindings of ``prime_jax.trainer.train``
+Everything is configured through gin bindings of ``prime_jax.rl.trainer.train``
 and the ``*Config`` dataclasses it takes; ``--workdir`` and ``--steps``
 override the bound values. Re-running with a larger ``--steps`` continues
 the run from its latest checkpoint.
@@ -24,18 +24,18 @@ def parse_args(argv):
                     "Example: python -m prime_jax.train --gin configs/quickstart.gin --workdir runs/qs")
     gin_cli.add_gin_arguments(parser)
     parser.add_argument("--workdir", help="run directory: config, checkpoints, metrics.jsonl, "
-                                          "TensorBoard events, curves.png (overrides trainer.train.workdir)")
-    parser.add_argument("--steps", type=int, help="total RL steps (overrides trainer.train.steps); "
+                                          "TensorBoard events, curves.png (overrides rl.trainer.train.workdir)")
+    parser.add_argument("--steps", type=int, help="total RL steps (overrides rl.trainer.train.steps); "
                                                   "a larger value continues a finished run")
     return parser.parse_args(gin_cli.split_gin_args(argv))
 
 
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    from prime_jax import trainer  # gin files bind prime_jax.trainer.train
+    from prime_jax.rl import trainer  # gin files bind prime_jax.rl.trainer.train
 
     try:
-        workdir = gin_cli.configure(args.gin, workdir=args.workdir, workdir_binding="prime_jax.trainer.train.workdir",
+        workdir = gin_cli.configure(args.gin, workdir=args.workdir, workdir_binding="prime_jax.rl.trainer.train.workdir",
                                     example="configs/quickstart.gin")
     except gin_cli.GinError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -1,8 +1,8 @@
 """CLI: ``python -m prime_jax.train_reward --gin configs/reward_arithmetic.gin [--gin BINDING ...] [--workdir DIR]``.
 
-Trains an offline implicit PRM or outcome reward model (``reward_trainer.train_reward.kind``)
+Trains an offline implicit PRM or outcome reward model (``reward_models.offline.train_reward.kind``)
 on outcome labels of the base policy's own samples; everything is configured through gin
-bindings of ``prime_jax.reward_trainer.train_reward``; ``--workdir`` overrides the bound value.
+bindings of ``prime_jax.reward_models.offline.train_reward``; ``--workdir`` overrides the bound value.
 """
 
 from __future__ import annotations
@@ -21,20 +21,20 @@ def main(argv=None) -> int:
         description="Train an offline reward model (implicit PRM or ORM) from outcome labels. Example: "
                     "python -m prime_jax.train_reward --gin configs/reward_arithmetic.gin --workdir runs/orm")
     gin_cli.add_gin_arguments(parser)
-    parser.add_argument("--workdir", help="output directory (overrides reward_trainer.train_reward.workdir)")
+    parser.add_argument("--workdir", help="output directory (overrides reward_models.offline.train_reward.workdir)")
     args = parser.parse_args(gin_cli.split_gin_args(sys.argv[1:] if argv is None else argv))
-    from prime_jax import reward_trainer  # gin files bind prime_jax.reward_trainer.train_reward
+    from prime_jax.reward_models import offline  # gin files bind prime_jax.reward_models.offline.train_reward
 
     try:
         workdir = gin_cli.configure(args.gin, workdir=args.workdir,
-                                    workdir_binding="prime_jax.reward_trainer.train_reward.workdir",
+                                    workdir_binding="prime_jax.reward_models.offline.train_reward.workdir",
                                     example="configs/reward_arithmetic.gin")
     except gin_cli.GinError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     gin_cli.write_config(workdir / "config.gin")
     try:
-        gin.get_configurable(reward_trainer.train_reward)(workdir=str(workdir))
+        gin.get_configurable(offline.train_reward)(workdir=str(workdir))
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -15,6 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from prime_jax import advantages as adv_lib
+from prime_jax import scans
+from prime_jax.advantages import AdvantageConfig
+from prime_jax.rewards import ImplicitRewardConfig
 
 SETTINGS = settings(max_examples=12, deadline=None, derandomize=True)
 SHAPES = [(2, 3, 9), (4, 2, 16)]  # (n, groups, L)
@@ -83,16 +86,16 @@ def test_gamma_zero_returns_are_centred_rewards(batch):
 def test_scan_methods_agree(batch, gamma):
     seed, (n, g, l) = batch
     x = np.random.default_rng(seed).normal(size=(n * g, l)).astype(np.float32)
-    outs = [np.asarray(jax.jit(adv_lib.discounted_reverse_cumsum, static_argnames="method")(
-        x, gamma, method=m)) for m in adv_lib.SCAN_METHODS]
+    outs = [np.asarray(jax.jit(scans.discounted_reverse_cumsum, static_argnames="method")(
+        x, gamma, method=m)) for m in scans.SCAN_METHODS]
     for out in outs[1:]:
         np.testing.assert_allclose(out, outs[0], atol=1e-5, rtol=1e-5)
 
 
 def test_chunked_scan_handles_ragged_lengths():
     x = np.random.default_rng(0).normal(size=(3, 150)).astype(np.float32)
-    ref = adv_lib.discounted_reverse_cumsum_scan(x, 0.97)
-    got = adv_lib.discounted_reverse_cumsum_chunked(x, 0.97, chunk=64)
+    ref = scans.discounted_reverse_cumsum_scan(x, 0.97)
+    got = scans.discounted_reverse_cumsum_chunked(x, 0.97, chunk=64)
     np.testing.assert_allclose(got, ref, atol=1e-5, rtol=1e-5)
 
 
@@ -106,7 +109,16 @@ def test_paper_and_reference_forms_agree_at_first_token(batch):
     np.testing.assert_allclose(paper[:, 0], ref[:, 0], atol=1e-4)
 
 
-fused = functools.partial(adv_lib.prime_advantages, process_gamma=0.99, outcome_gamma=0.97)
+REWARD_FIELDS = ("granularity", "norm", "num_chunks", "beta")
+
+
+def fused(logp_prm, logp_ref, mask, acc, *, num_samples, step_ends=None, **settings):
+    """The kernel with its two configs built from keyword settings (gammas 0.99 / 0.97 unless given)."""
+    reward = ImplicitRewardConfig(**{k: v for k, v in settings.items() if k in REWARD_FIELDS})
+    advantage = AdvantageConfig(**{"process_gamma": 0.99, "outcome_gamma": 0.97,
+                                   **{k: v for k, v in settings.items() if k not in REWARD_FIELDS}})
+    return adv_lib.prime_advantages(logp_prm, logp_ref, mask, acc, num_samples=num_samples, reward=reward,
+                                    advantage=advantage, step_ends=step_ends)
 
 
 @SETTINGS
@@ -193,10 +205,6 @@ def test_estimators_baselines():
     np.testing.assert_allclose(scale * (m_b - base), m_b)
     scale, base = sb(estimator="reinforce_mean")
     np.testing.assert_allclose(scale * (m_b - base), m_b - 0.5)
-    scale, base = sb(estimator="remax", greedy_b=jnp.full(8, 0.25))
-    np.testing.assert_allclose(scale * (m_b - base), m_b - 0.25)
-    with pytest.raises(ValueError):
-        sb(estimator="remax")
     with pytest.raises(ValueError):
         sb(estimator="ppo")
 
@@ -206,12 +214,22 @@ def test_fused_estimators_run_under_jit():
     for est in ("grpo", "reinforce", "reinforce_mean"):
         out = fused(d["lp"], d["lr"], d["mask"], d["acc"], num_samples=4, estimator=est)
         assert np.isfinite(np.asarray(out.advantages)).all()
-    out = fused(d["lp"], d["lr"], d["mask"], d["acc"], num_samples=4, estimator="remax",
-                greedy_process=jnp.zeros(8), greedy_outcome=jnp.full(8, 0.5), whiten=False)
-    # ReMax with a zero process baseline and 0.5 outcome baseline == REINFORCE on (r, acc - 0.5)
-    want = returns_fn(out.process_rewards, d["acc"] - 0.5, d["mask"], n=4, gp=0.99, go=0.97,
-                      est="reinforce")
+    out = fused(d["lp"], d["lr"], d["mask"], d["acc"], num_samples=4, estimator="reinforce", whiten=False)
+    want = returns_fn(out.process_rewards, d["acc"], d["mask"], n=4, gp=0.99, go=0.97, est="reinforce")
     np.testing.assert_allclose(out.returns, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("config, settings, message", [
+    (AdvantageConfig, {"estimator": "remax"}, r"AdvantageConfig.estimator='remax': expected one of"),
+    (AdvantageConfig, {"process_baseline": "mean"}, r"AdvantageConfig.process_baseline='mean'"),
+    (AdvantageConfig, {"outcome_gamma": 1.5}, r"AdvantageConfig.outcome_gamma=1.5: must be in \[0, 1\]"),
+    (ImplicitRewardConfig, {"granularity": "Token"}, r"ImplicitRewardConfig.granularity='Token'"),
+    (ImplicitRewardConfig, {"norm": "layer_norm"}, r"ImplicitRewardConfig.norm='layer_norm'"),
+    (ImplicitRewardConfig, {"beta": 0.0}, r"ImplicitRewardConfig.beta=0.0: must be > 0"),
+])
+def test_configs_name_the_bad_field_and_value(config, settings, message):
+    with pytest.raises(ValueError, match=message):
+        config(**settings)
 
 
 def test_masked_whiten_bessel_in_float32():
@@ -230,7 +248,7 @@ def test_masked_whiten_bessel_in_float32():
 def test_kernel_modules_import_only_jax_numpy():
     root = pathlib.Path(adv_lib.__file__).parent
     allowed = {"jax", "numpy", "prime_jax", "__future__", "dataclasses", "functools", "typing"}
-    for name in ("rewards.py", "advantages.py", "losses.py"):
+    for name in ("scans.py", "rewards.py", "advantages.py", "losses.py"):
         for node in ast.walk(ast.parse((root / name).read_text())):
             if isinstance(node, ast.Import):
                 mods = [a.name for a in node.names]

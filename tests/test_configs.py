@@ -6,8 +6,9 @@ import gin
 import pytest
 
 from prime_jax import gin_cli
-from prime_jax import reward_trainer, trainer  # noqa: F401  (registers the names the configs bind)
-from prime_jax.prime_config import PrimeConfig
+from prime_jax.reward_models import offline as reward_trainer
+from prime_jax.rl import trainer  # noqa: F401  (registers the names the configs bind)
+from prime_jax.rl.config import PrimeConfig
 from prime_jax.rollout import SamplingConfig
 
 ALL_CONFIGS = sorted((pathlib.Path(__file__).resolve().parents[1] / "configs").glob("*.gin"))
@@ -22,8 +23,8 @@ def test_reward_config_parses_and_builds(path):
         gin_cli.parse([str(path)])
         data = gin.get_configurable(reward_trainer.RewardDataConfig)()
         assert data.num_prompts > 0 and 0 < data.val_fraction < 1
-        assert gin.query_parameter("prime_jax.reward_trainer.train_reward.kind") in reward_trainer.KINDS
-        assert gin.query_parameter("prime_jax.reward_trainer.train_reward.mini_batch") % data.num_samples == 0
+        assert gin.query_parameter("prime_jax.reward_models.offline.train_reward.kind") in reward_trainer.KINDS
+        assert gin.query_parameter("prime_jax.reward_models.offline.train_reward.mini_batch") % data.num_samples == 0
         assert gin.get_configurable(SamplingConfig)().max_new_tokens > 0
     finally:
         gin.clear_config()
@@ -36,9 +37,9 @@ def test_config_parses_and_builds(path):
         gin_cli.parse([str(path)])
         prime = gin.get_configurable(PrimeConfig)()
         sampling = gin.get_configurable(SamplingConfig)()
-        assert prime.batch_prompts * prime.num_samples % prime.policy_mini_batch == 0
+        assert prime.collect.batch_prompts * prime.num_samples % prime.policy_mini_batch == 0
         assert sampling.max_new_tokens > 0
-        assert gin.query_parameter("prime_jax.trainer.train.steps") > 0
+        assert gin.query_parameter("prime_jax.rl.trainer.train.steps") > 0
     finally:
         gin.clear_config()
 
@@ -47,6 +48,6 @@ def test_rloo_baseline_differs_only_in_the_process_reward():
     gin.clear_config()
     try:
         gin_cli.parse(["quickstart_rloo.gin"])
-        assert gin.get_configurable(PrimeConfig)().process_coef == 0.0
+        assert not gin.get_configurable(PrimeConfig)().uses_prm
     finally:
         gin.clear_config()

@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from prime_jax import best_of_n, eval_metrics
+from prime_jax.eval import metrics as eval_metrics
+from prime_jax.reward_models import scoring as best_of_n
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 6])

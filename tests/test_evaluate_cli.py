@@ -8,9 +8,12 @@ import pytest
 from flax import nnx
 
 from prime_jax import evaluate
+from prime_jax.eval.benchmark import load_benchmark
 from prime_jax.checkpoint import Checkpointer
 from prime_jax.data import load_tokenizer
 from prime_jax.models import ModelConfig, Transformer, save_pretrained
+from prime_jax.rewards import ImplicitRewardConfig
+from prime_jax.run_dir import RunInfo
 
 BENCHMARKS = pathlib.Path(evaluate.__file__).parent / "assets" / "benchmarks"
 FAST = ["--num", "4", "--k", "2", "--max-new-tokens", "6", "--batch-prompts", "4"]
@@ -34,8 +37,8 @@ def prm_run(tiny_hf, tmp_path_factory):
     """A run directory whose PRM is the base model plus noise (so log-ratios are non-zero)."""
     path, model = tiny_hf
     workdir = tmp_path_factory.mktemp("prm_run")
-    (workdir / "run.json").write_text(json.dumps({"base_model": str(path), "tokenizer": "char",
-                                                  "uses_prm": True}))
+    RunInfo(base_model=str(path), tokenizer="char", uses_prm=True, prm_init=None,
+            reward=ImplicitRewardConfig(beta=0.1)).write(workdir)
     params = nnx.state(model, nnx.Param).to_pure_dict()
     noisy = jax.tree.map(lambda x: x + 0.05 * jax.random.normal(jax.random.key(1), x.shape), params)
     checkpointer = Checkpointer(workdir / "checkpoints")
@@ -55,11 +58,11 @@ def test_help_explains_the_flags(capsys):
 
 def test_benchmark_formats_parse_and_malformed_rows_are_counted():
     for name, count in (("math500", 5), ("gsm8k", 4), ("aime", 3), ("amc", 3)):
-        records, skipped = evaluate.load_benchmark(BENCHMARKS / f"{name}_sample.jsonl")
+        records, skipped = load_benchmark(BENCHMARKS / f"{name}_sample.jsonl")
         assert len(records) == count and not skipped
-    gsm, _ = evaluate.load_benchmark(BENCHMARKS / "gsm8k_sample.jsonl")
+    gsm, _ = load_benchmark(BENCHMARKS / "gsm8k_sample.jsonl")
     assert [r.ground_truth for r in gsm] == ["24", "13", "15", "125"]
-    records, skipped = evaluate.load_benchmark(BENCHMARKS / "malformed_sample.jsonl")
+    records, skipped = load_benchmark(BENCHMARKS / "malformed_sample.jsonl")
     assert [r.ground_truth for r in records] == ["4", "9"]
     assert sum(skipped.values()) == 4 and skipped["invalid json"] == 1
 
@@ -75,6 +78,7 @@ def test_arithmetic_with_best_of_n(tiny_hf, prm_run, tmp_path):
     curves = results["best_of_n"]["curves"]
     assert {"prm_min", "prm_sum", "prm_last", "prm_prod", "implicit_orm", "majority", "prm_weighted_majority"} == set(curves)
     assert all(len(c["mean"]) == len(results["best_of_n"]["ns"]) for c in curves.values())
+    assert results["best_of_n"]["beta"] == 0.1  # the beta recorded in the PRM run's run.json
     assert (out / "best_of_n.png").stat().st_size > 0 and (out / "results.md").exists()
 
 
@@ -92,3 +96,14 @@ def test_jsonl_benchmark_counts_malformed_rows(tiny_hf, tmp_path):
 def test_refuses_two_model_sources(tiny_hf, tmp_path, capsys):
     assert evaluate.main(["--hf", str(tiny_hf[0]), "--workdir", str(tmp_path), "--task", "arithmetic"]) == 2
     assert "exactly one" in capsys.readouterr().err
+
+
+def test_refuses_a_prm_run_without_a_recorded_reward_config(tiny_hf, prm_run, tmp_path, capsys):
+    old = tmp_path / "old_run"
+    old.mkdir()
+    info = json.loads((prm_run / "run.json").read_text())
+    del info["reward"]
+    (old / "run.json").write_text(json.dumps(info))
+    assert evaluate.main(["--hf", str(tiny_hf[0]), "--task", "arithmetic", *FAST, "--out", str(tmp_path / "o"),
+                          "--prm-workdir", str(old)]) == 2
+    assert "no 'reward' field" in capsys.readouterr().err

@@ -45,12 +45,7 @@ def test_ppo_on_policy_gradient_is_minus_advantage():
     np.testing.assert_allclose(grad, -adv * mask / mask.sum(), rtol=1e-5, atol=1e-7)
 
 
-def test_entropy_and_kl():
-    logits = np.zeros((2, 3, 5), np.float32)
-    np.testing.assert_allclose(losses.entropy_from_logits(logits), np.log(5) * np.ones((2, 3)),
-                               rtol=1e-6)
-    peaked = np.array([[[50.0, 0, 0]]], np.float32)
-    assert abs(float(losses.entropy_from_logits(peaked)[0, 0])) < 1e-6
+def test_kl_penalties():
     logp, ref, _, _ = batch(2)
     d = logp - ref
     np.testing.assert_allclose(losses.kl_penalty(logp, ref, "k1"), d)

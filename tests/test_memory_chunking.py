@@ -15,15 +15,17 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from prime_jax import sharding, train_step
-from prime_jax.model_source import ModelSource, build_model
+from prime_jax import sharding
+from prime_jax.experience.collect import CollectConfig
+from prime_jax.training.forward import SequenceBatch, make_logprob_fn
+from prime_jax.models.source import ModelSource, build_model
 from prime_jax.models import (
     ModelConfig,
     Transformer,
     save_pretrained,
     token_logprobs_and_entropy,
 )
-from prime_jax.prime_config import PrimeConfig
+from prime_jax.rl.config import PrimeConfig
 
 CONFIG = ModelConfig(architecture="qwen2", vocab_size=96, hidden_size=32, intermediate_size=64, num_layers=2,
                      num_heads=4, num_kv_heads=2, head_dim=8, max_position_embeddings=64)
@@ -115,7 +117,7 @@ def sharded_policy():
     rng = np.random.RandomState(2)
     tokens = rng.randint(3, CONFIG.vocab_size, (32, T)).astype(np.int32)
     mask = (np.arange(T)[None] >= rng.randint(0, 5, (32, 1))).astype(np.int32)
-    batch = train_step.SequenceBatch(tokens_bs=tokens * mask, attention_mask_bs=mask,
+    batch = SequenceBatch(tokens_bs=tokens * mask, attention_mask_bs=mask,
                                      response_mask_bl=np.ones((32, 6), np.int32))
     batch = jax.device_put(batch, sharding.named_sharding(mesh, ("batch", None)))
     return mesh, graphdef, params, batch
@@ -124,11 +126,11 @@ def sharded_policy():
 def test_micro_batched_logprobs_equal_one_pass(sharded_policy):
     mesh, graphdef, params, batch = sharded_policy
     with jax.set_mesh(mesh):
-        one_pass = train_step.make_logprob_fn(graphdef)
+        one_pass = make_logprob_fn(graphdef)
         expected = np.asarray(one_pass(params, batch))
         baseline = _collectives(one_pass.lower(params, batch).compile())
         for rows_per_pass in (8, 16, 32, 64):
-            fn = train_step.make_logprob_fn(graphdef, rows_per_pass)
+            fn = make_logprob_fn(graphdef, rows_per_pass)
             logp = fn(params, batch)
             assert logp.shape == (32, 6) and logp.sharding.spec == jax.sharding.PartitionSpec(("data", "fsdp"))
             np.testing.assert_allclose(np.asarray(logp), expected, atol=1e-5)
@@ -140,17 +142,17 @@ def test_micro_batch_sizes_are_checked(sharded_policy):
     mesh, graphdef, params, batch = sharded_policy
     with jax.set_mesh(mesh):
         with pytest.raises(ValueError, match="32 rows.*rows_per_pass=24"):
-            train_step.make_logprob_fn(graphdef, 24)(params, batch)
+            make_logprob_fn(graphdef, 24)(params, batch)
         with pytest.raises(ValueError, match="rows_per_pass=4 .*8 batch shards"):
-            train_step.make_logprob_fn(graphdef, 4)(params, batch)
-    PrimeConfig(num_samples=4, batch_prompts=8, prm_mini_batch=8, policy_mini_batch=8, oversample=2.0,
-                logprob_rows_per_pass=16, prm_mode="none")
+            make_logprob_fn(graphdef, 4)(params, batch)
+    PrimeConfig(collect=CollectConfig(num_samples=4, batch_prompts=8, oversample=2.0), prm_mini_batch=8,
+                policy_mini_batch=8, logprob_rows_per_pass=16, prm_mode="none")
     with pytest.raises(ValueError, match="logprob_rows_per_pass=24 .*64 rows of a rollout round"):
-        PrimeConfig(num_samples=4, batch_prompts=8, prm_mini_batch=8, policy_mini_batch=8, oversample=2.0,
-                    logprob_rows_per_pass=24)
+        PrimeConfig(collect=CollectConfig(num_samples=4, batch_prompts=8, oversample=2.0), prm_mini_batch=8,
+                    policy_mini_batch=8, logprob_rows_per_pass=24)
     with pytest.raises(ValueError, match="logprob_rows_per_pass=12 .*32 rows of the batch"):
-        PrimeConfig(num_samples=4, batch_prompts=8, prm_mini_batch=8, policy_mini_batch=8,
-                    rollout_prompts=3, logprob_rows_per_pass=12, prm_mode="before")
+        PrimeConfig(collect=CollectConfig(num_samples=4, batch_prompts=8, rollout_prompts=3), prm_mini_batch=8,
+                    policy_mini_batch=8, logprob_rows_per_pass=12, prm_mode="before")
 
 
 def test_logits_chunk_is_a_compute_setting_not_an_hf_field(tmp_path):

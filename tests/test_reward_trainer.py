@@ -11,24 +11,27 @@ import optax
 import pytest
 from flax import nnx
 
-from prime_jax import evaluate, train, train_reward, train_step
+from prime_jax import evaluate, train, train_reward
+from prime_jax.reward_models.updates import LabelledMiniBatch, make_orm_update
+from prime_jax.training.forward import SequenceBatch
+from prime_jax.training.updates import split_micro
 from prime_jax.data import load_tokenizer
-from prime_jax.export import load_role
+from prime_jax.run_dir import load_role
 from prime_jax.models import (ModelConfig, OutcomeRewardModel, Transformer, from_pretrained, load_orm,
                               save_pretrained)
-from prime_jax.train_state import Role
+from prime_jax.training.state import Role
 
 from tiny_run import TINY
 
 TINY_REWARD = [
     "configs/reward_arithmetic.gin",
-    "prime_jax.task_config.TaskConfig.num_train = 64",
-    "prime_jax.reward_trainer.RewardDataConfig.num_prompts = 24",
-    "prime_jax.reward_trainer.RewardDataConfig.rollout_prompts = 8",
-    "prime_jax.reward_trainer.RewardDataConfig.val_fraction = 0.25",
-    "prime_jax.reward_trainer.train_reward.mini_batch = 8",
-    "prime_jax.reward_trainer.train_reward.epochs = 1",
-    "prime_jax.reward_trainer.train_reward.verifier_workers = 1",
+    "prime_jax.data.task_config.TaskConfig.num_train = 64",
+    "prime_jax.reward_models.offline.RewardDataConfig.num_prompts = 24",
+    "prime_jax.reward_models.offline.RewardDataConfig.rollout_prompts = 8",
+    "prime_jax.reward_models.offline.RewardDataConfig.val_fraction = 0.25",
+    "prime_jax.reward_models.offline.train_reward.mini_batch = 8",
+    "prime_jax.reward_models.offline.train_reward.epochs = 1",
+    "prime_jax.reward_models.offline.train_reward.verifier_workers = 1",
     "prime_jax.rollout.SamplingConfig.max_new_tokens = 12",
 ]
 
@@ -62,8 +65,8 @@ def offline(base_model, tmp_path_factory):
     out = {}
     for kind in ("implicit_prm", "orm"):
         gin.clear_config()
-        bindings = TINY_REWARD + [f'prime_jax.model_source.ModelSource.hf_path = "{base_model}"',
-                                  f'prime_jax.reward_trainer.train_reward.kind = "{kind}"']
+        bindings = TINY_REWARD + [f'prime_jax.models.source.ModelSource.hf_path = "{base_model}"',
+                                  f'prime_jax.reward_models.offline.train_reward.kind = "{kind}"']
         assert train_reward.main([a for b in bindings for a in ("--gin", b)] + ["--workdir", str(root / kind)]) == 0
         out[kind] = root / kind
     gin.clear_config()
@@ -76,7 +79,7 @@ def test_orm_update_learns_a_label_of_the_last_token():
     orm = OutcomeRewardModel(tiny_config(tokenizer), rngs=nnx.Rngs(0))
     role = Role.of(orm)
     tx = optax.adam(3e-3)
-    update = train_step.make_orm_update(role.graphdef, tx, num_samples=4)
+    update = make_orm_update(role.graphdef, tx, num_samples=4)
     rng = np.random.default_rng(0)
 
     def batch(rows):
@@ -86,14 +89,15 @@ def test_orm_update_learns_a_label_of_the_last_token():
         last = rng.random(rows) < 0.5
         tokens[np.arange(rows), length - 1] = np.where(last, 5, tokens[np.arange(rows), length - 1])
         tokens = np.where(mask == 1, tokens, 0)
-        seq = train_step.SequenceBatch(tokens_bs=jnp.asarray(tokens), attention_mask_bs=jnp.asarray(mask),
+        seq = SequenceBatch(tokens_bs=jnp.asarray(tokens), attention_mask_bs=jnp.asarray(mask),
                                        response_mask_bl=jnp.asarray(mask))
         return seq, jnp.asarray(last, jnp.float32)
 
     params, opt = role.params, tx.init(role.params)
     for _ in range(150):
         seq, acc = batch(32)
-        params, opt, _ = update(params, opt, train_step.split_micro((seq, acc), 1))
+        mb = LabelledMiniBatch(sequences=seq, ref_logp_bl=jnp.zeros(seq.tokens_bs.shape), acc_b=acc)
+        params, opt, _ = update(params, opt, split_micro(mb, 1))
     seq, acc = batch(256)
     score = role.module(params)(seq.tokens_bs, seq.attention_mask_bs)
     assert float(jnp.mean((score > 0) == (acc > 0.5))) > 0.95
@@ -103,6 +107,9 @@ def test_cli_writes_loadable_reward_models(offline, base_model):
     for kind, workdir in offline.items():
         info = json.loads((workdir / "reward.json").read_text())
         assert info["kind"] == kind and info["reference"] == str(base_model.absolute())
+        assert info["reward"] == (None if kind == "orm" else {"beta": 0.05, "granularity": "token",
+                                                              "norm": "batch_norm", "num_chunks": 1,
+                                                              "step_delimiter": "\n"})
         samples = [json.loads(line) for line in (workdir / "samples.jsonl").read_text().splitlines()]
         assert len(samples) == 24 * 4 and info["num_samples"] == 96
         train_prompts = {s["prompt_index"] for s in samples if s["split"] == "train"}
@@ -118,8 +125,8 @@ def test_cli_writes_loadable_reward_models(offline, base_model):
 
 
 def test_bad_kind_is_named(base_model, tmp_path, capsys):
-    bindings = TINY_REWARD + [f'prime_jax.model_source.ModelSource.hf_path = "{base_model}"',
-                              'prime_jax.reward_trainer.train_reward.kind = "value"']
+    bindings = TINY_REWARD + [f'prime_jax.models.source.ModelSource.hf_path = "{base_model}"',
+                              'prime_jax.reward_models.offline.train_reward.kind = "value"']
     assert train_reward.main([a for b in bindings for a in ("--gin", b)] + ["--workdir", str(tmp_path)]) == 2
     assert "kind='value'" in capsys.readouterr().err
 
@@ -130,6 +137,7 @@ def test_evaluate_ranks_with_offline_prm_and_orm(offline, base_model, tmp_path):
                           "--max-new-tokens", "6", "--batch-prompts", "4", "--resamples", "4", "--out", str(out),
                           "--prm-workdir", str(offline["implicit_prm"]), "--orm", str(offline["orm"])]) == 0
     best_of_n = json.loads((out / "results.json").read_text())["best_of_n"]
+    assert best_of_n["beta"] == 0.05  # read back from the PRM's reward.json
     assert {"prm_min", "implicit_orm", "orm", "majority", "prm_weighted_majority"} <= set(best_of_n["curves"])
     assert set(best_of_n["diagnostics"]) == {"prm_min", "prm_sum", "prm_last", "prm_prod", "implicit_orm", "orm"}
     assert "r with length" in (out / "results.md").read_text()
@@ -147,9 +155,9 @@ def test_prime_run_with_a_frozen_offline_prm(offline, tmp_path):
     prm_dir = offline["implicit_prm"] / "model"
     reference_dir = json.loads((offline["implicit_prm"] / "reward.json").read_text())["reference"]
     workdir = tmp_path / "run"
-    bindings = TINY + ["prime_jax.sft.SFTConfig.steps = 0", f'prime_jax.model_source.ModelSource.hf_path = "{reference_dir}"',
-                       f'prime_jax.trainer.train.prm_init = "{prm_dir}"',
-                       'prime_jax.prime_config.PrimeConfig.prm_mode = "none"']
+    bindings = TINY + ["prime_jax.rl.sft.SFTConfig.steps = 0", f'prime_jax.models.source.ModelSource.hf_path = "{reference_dir}"',
+                       f'prime_jax.rl.trainer.train.prm_init = "{prm_dir}"',
+                       'prime_jax.rl.config.PrimeConfig.prm_mode = "none"']
     assert train.main([a for b in bindings for a in ("--gin", b)] + ["--workdir", str(workdir), "--steps", "1"]) == 0
     assert json.loads((workdir / "run.json").read_text())["prm_init"] == str(prm_dir)
     prm, _ = load_role(workdir, "prm")
@@ -166,7 +174,7 @@ def test_prm_init_of_another_architecture_is_refused(offline, tmp_path, capsys):
     other = tmp_path / "other"
     tokenizer = load_tokenizer("char")
     save_pretrained(Transformer(tiny_config(tokenizer).replace(num_layers=2), rngs=nnx.Rngs(0)), other)
-    bindings = TINY + ["prime_jax.sft.SFTConfig.steps = 0", f'prime_jax.model_source.ModelSource.hf_path = "{reference_dir}"',
-                       f'prime_jax.trainer.train.prm_init = "{other}"']
+    bindings = TINY + ["prime_jax.rl.sft.SFTConfig.steps = 0", f'prime_jax.models.source.ModelSource.hf_path = "{reference_dir}"',
+                       f'prime_jax.rl.trainer.train.prm_init = "{other}"']
     with pytest.raises(ValueError, match="differs from the policy"):
         train.main([a for b in bindings for a in ("--gin", b)] + ["--workdir", str(tmp_path / "run"), "--steps", "1"])

@@ -8,13 +8,19 @@ import numpy as np
 import optax
 import pytest
 
-from prime_jax import rl_update, rollout, sharding, train_step
+from prime_jax import rollout, sharding
+from prime_jax.experience.collect import CollectConfig
+from prime_jax.experience.generate import decode_responses
+from prime_jax.reward_models.updates import PrmLossConfig
+from prime_jax.rl import update as rl_update
+from prime_jax.rl.policy_update import PolicyLossConfig
+from prime_jax.training.forward import make_logprob_fn
 from prime_jax.data import PromptPipeline, load_tokenizer, make_synthetic_rl_prompts
-from prime_jax.model_source import ModelSource, build_model
+from prime_jax.models.source import ModelSource, build_model
 from prime_jax.models import ModelConfig
-from prime_jax.prime_config import PrimeConfig
-from prime_jax.rl_batch import GroupBuffer, decode_responses, score_rows
-from prime_jax.train_state import Role, make_train_state
+from prime_jax.rl.config import PrimeConfig
+from prime_jax.experience.batch import GroupBuffer, score_rows
+from prime_jax.training.state import Role, make_train_state
 
 CONFIG = ModelConfig(architecture="qwen2", vocab_size=64, hidden_size=32, intermediate_size=64, num_layers=1,
                      num_heads=4, num_kv_heads=2, head_dim=8, max_position_embeddings=64,
@@ -35,12 +41,12 @@ def setting():
                              config=rollout.SamplingConfig(max_new_tokens=10, eos_id=2))
     tokens, mask = np.asarray(out.tokens), np.asarray(out.mask)
     acc = np.array([1, 0, 0, 1, 0, 1, 1, 1, 0, 0, 1, 0, 1, 0, 0, 0], np.float32)  # every group mixed
-    logp_fn = train_step.make_logprob_fn(role.graphdef)
+    logp_fn = make_logprob_fn(role.graphdef)
     zeros = np.zeros(tokens.shape, np.float32)
     rows = score_rows(prompts, tokens, mask, np.asarray(out.truncated), zeros, zeros,
                       decode_responses(tokenizer, tokens, mask), acc)
     with jax.set_mesh(mesh):
-        logp = np.asarray(logp_fn(role.params, rl_update.place(rl_update.sequence_batch(rows), mesh)))
+        logp = np.asarray(logp_fn(role.params, sharding.place(rows.sequences(), mesh)))
     batch = dataclasses.replace(rows, old_logp_bl=logp, ref_logp_bl=logp)
     return mesh, role, batch, logp_fn
 
@@ -53,14 +59,14 @@ def _state(role, policy_tx, prm_tx):
 @pytest.mark.parametrize("mode", ["after", "before", "none"])
 def test_prm_modes(setting, mode):
     mesh, role, batch, logp_fn = setting
-    config = PrimeConfig(num_samples=N, batch_prompts=4, prm_mini_batch=8, policy_mini_batch=8, prm_mode=mode)
+    config = PrimeConfig(collect=CollectConfig(num_samples=N, batch_prompts=4), prm_mini_batch=8, policy_mini_batch=8, prm_mode=mode)
     tx = optax.adam(1e-2)
     updaters = rl_update.make_updaters(role.graphdef, role.graphdef, tx, tx, config,
-                                       train_step.PolicyLossConfig(), train_step.PrmLossConfig())
+                                       PolicyLossConfig(), PrmLossConfig())
     state = _state(role, tx, tx)
     with jax.set_mesh(mesh):
         new_state, logp_prm, metrics = rl_update.prm_phase(state, batch, updaters, config, mesh)
-        after_update = np.asarray(logp_fn(new_state.prm_params, rl_update.place(rl_update.sequence_batch(batch), mesh)))
+        after_update = np.asarray(logp_fn(new_state.prm_params, sharding.place(batch.sequences(), mesh)))
     changed = any(not np.array_equal(a, b) for a, b in
                   zip(jax.tree.leaves(state.prm_params), jax.tree.leaves(new_state.prm_params)))
     if mode == "none":
@@ -77,16 +83,16 @@ def test_prm_modes(setting, mode):
 
 def test_one_step_raises_positive_advantage_responses(setting):
     mesh, role, batch, logp_fn = setting
-    config = PrimeConfig(num_samples=N, batch_prompts=4, prm_mini_batch=16, policy_mini_batch=16)
+    config = PrimeConfig(collect=CollectConfig(num_samples=N, batch_prompts=4), prm_mini_batch=16, policy_mini_batch=16)
     tx = optax.sgd(0.5)
     updaters = rl_update.make_updaters(role.graphdef, role.graphdef, tx, optax.adam(1e-3), config,
-                                       train_step.PolicyLossConfig(max_grad_norm=1e9), train_step.PrmLossConfig())
+                                       PolicyLossConfig(max_grad_norm=1e9), PrmLossConfig())
     state = _state(role, tx, optax.adam(1e-3))
     with jax.set_mesh(mesh):
         state, logp_prm, _ = rl_update.prm_phase(state, batch, updaters, config, mesh)
         adv = np.asarray(rl_update.advantage_phase(batch, logp_prm, config, (8,), mesh).advantages)
         state, metrics = rl_update.policy_phase(state, batch, adv, updaters, config, mesh, np.random.default_rng(0))
-        new_logp = np.asarray(logp_fn(state.policy_params, rl_update.place(rl_update.sequence_batch(batch), mesh)))
+        new_logp = np.asarray(logp_fn(state.policy_params, sharding.place(batch.sequences(), mesh)))
     mask = batch.response_mask_bl
     gain_b = ((new_logp - batch.old_logp_bl) * mask).sum(1)
     mean_adv_b = (adv * mask).sum(1) / mask.sum(1)

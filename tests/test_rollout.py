@@ -14,7 +14,7 @@ from prime_jax import sharding
 from prime_jax.models import from_pretrained, token_logprobs
 from prime_jax.rollout import (Rollouts, SamplingConfig, decode_segments,
                                join_prompt_and_response, repeat_prompts, sample)
-from prime_jax.sampling import choose_tokens
+from prime_jax.rollout.sampling import choose_tokens
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent / "models"))
 from _model_helpers import VOCAB, make_hf_model  # noqa: E402

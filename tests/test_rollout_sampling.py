@@ -1,11 +1,11 @@
-"""prime_jax.sampling: the token chooser's filters, greedy and argmax, on hand-made logits."""
+"""prime_jax.rollout.sampling: the token chooser's filters, greedy and argmax, on hand-made logits."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from scipy.stats import chisquare
 
-from prime_jax.sampling import NEG_INF, argmax_last, choose_tokens, top_k_filter, top_p_filter
+from prime_jax.rollout.sampling import NEG_INF, argmax_last, choose_tokens, top_k_filter, top_p_filter
 
 
 def test_argmax_last_matches_argmax_and_picks_first_tie():

@@ -29,14 +29,14 @@ def run_cli(workdir, steps, *extra):
 def test_split_gin_args_and_precedence(tmp_path):
     assert gin_cli.split_gin_args(["--gin.a.b=1", "--steps", "2"]) == ["--gin", "a.b=1", "--steps", "2"]
     config = tmp_path / "x.gin"
-    config.write_text("from __gin__ import dynamic_registration\nimport prime_jax.prime_config\nprime_jax.prime_config.PrimeConfig.beta = 0.1\n")
-    gin_cli.parse([str(config), "prime_jax.prime_config.PrimeConfig.beta = 0.2"])
-    assert gin.query_parameter("prime_jax.prime_config.PrimeConfig.beta") == 0.2
+    config.write_text("from __gin__ import dynamic_registration\nimport prime_jax.rewards\nprime_jax.rewards.ImplicitRewardConfig.beta = 0.1\n")
+    gin_cli.parse([str(config), "prime_jax.rewards.ImplicitRewardConfig.beta = 0.2"])
+    assert gin.query_parameter("prime_jax.rewards.ImplicitRewardConfig.beta") == 0.2
 
 
 @pytest.mark.parametrize("value, message", [
     ("missing.gin", "not found"),
-    ("prime_jax.prime_config.PrimeConfig.no_such_field = 1", "no_such_field"),
+    ("prime_jax.rl.config.PrimeConfig.no_such_field = 1", "no_such_field"),
 ])
 def test_gin_errors_name_the_file_or_binding(value, message, capsys):
     assert train.main(["--gin", "configs/quickstart.gin", "--gin", value, "--workdir", "/tmp/x"]) == 2
@@ -75,7 +75,26 @@ def test_run_writes_config_metrics_curves_and_checkpoints(finished_run):
                 "approx_kl", "entropy", "response_length", "seconds_rollout", "rollout_tokens_per_s"):
         assert np.isfinite(rows[1][key]), key
     assert "eval_accuracy" in rows[2]
-    assert "PrimeConfig.batch_prompts = 4" in (workdir / "operative_config.gin").read_text()
+    assert "CollectConfig.batch_prompts = 4" in (workdir / "operative_config.gin").read_text()
+
+
+def test_run_json_records_the_implicit_reward_config(finished_run):
+    from prime_jax.rewards import ImplicitRewardConfig
+    from prime_jax.run_dir import RunInfo
+
+    info = RunInfo.read(finished_run / "straight")
+    assert info.reward == ImplicitRewardConfig(beta=0.05) and info.uses_prm
+    assert pathlib.Path(info.base_model).name == "sft_model"
+
+
+def test_console_shows_one_line_per_step_and_a_summary(tmp_path, capsys):
+    assert run_cli(tmp_path, 2) == 0
+    out = capsys.readouterr().out
+    step_lines = [line for line in out.splitlines() if line.startswith("step ")]
+    assert [line.split(" | ")[0] for line in step_lines] == ["step 0", "step 1", "step 2"]
+    assert all(" | acc " in line and " | s " in line for line in step_lines[1:])
+    assert "prm_pair" in step_lines[1] and "training accuracy" in out
+    assert f"python -m prime_jax.export --workdir {tmp_path.absolute()}" in out
 
 
 def test_resume_repeats_the_uninterrupted_run(finished_run):
@@ -129,11 +148,11 @@ def test_export_refuses_a_missing_run(tmp_path, capsys):
 
 
 def test_non_finite_losses_stop_with_a_usable_checkpoint(tmp_path):
-    from prime_jax.trainer import NonFiniteError
+    from prime_jax.rl.trainer import NonFiniteError
 
     with pytest.raises(NonFiniteError, match="usable checkpoint"):
-        run_cli(tmp_path, 5, "prime_jax.train_step.PolicyLossConfig.entropy_coef = 1e400",  # inf: a non-finite loss
-                "prime_jax.prime_config.PrimeConfig.max_nonfinite_steps = 2")
+        run_cli(tmp_path, 5, "prime_jax.rl.policy_update.PolicyLossConfig.entropy_coef = 1e400",  # inf: a non-finite loss
+                "prime_jax.rl.config.PrimeConfig.max_nonfinite_steps = 2")
     rows = read_metrics(tmp_path / "metrics.jsonl")
     assert [r["policy_skipped"] for r in rows[1:]] == [1.0, 1.0]
     meta = json.loads((pathlib.Path(tmp_path) / "run.json").read_text())

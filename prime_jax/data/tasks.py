@@ -29,14 +29,15 @@ import functools
 import json
 from typing import Callable, Sequence
 
-import seqio
-
-from prime_jax.data import eurus, synthetic
-from prime_jax.data.records import DataStats, PromptRecord, SFTExample
 from prime_jax.data.tf_runtime import import_tf
-from prime_jax.data.vocabulary import HFVocabulary
 
-tf = import_tf()
+tf = import_tf()  # before seqio, which imports TensorFlow itself
+
+import seqio  # noqa: E402
+
+from prime_jax.data import eurus, synthetic  # noqa: E402
+from prime_jax.data.records import DataStats, PromptRecord, SFTExample  # noqa: E402
+from prime_jax.data.vocabulary import HFVocabulary  # noqa: E402
 
 _LOADERS: dict[str, Callable[[str, DataStats], list]] = {}
 _STATS: dict[str, DataStats] = {}

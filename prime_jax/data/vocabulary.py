@@ -8,12 +8,13 @@ built (and a Task registered) without reading files until data is actually produ
 from __future__ import annotations
 
 import numpy as np
-import seqio
 
 from prime_jax.data.char_tokenizer import load_tokenizer
 from prime_jax.data.tf_runtime import import_tf
 
-tf = import_tf()
+tf = import_tf()  # before seqio, which imports TensorFlow itself
+
+import seqio  # noqa: E402
 
 
 class HFVocabulary(seqio.Vocabulary):

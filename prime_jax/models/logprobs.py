@@ -27,7 +27,7 @@ def _shift_right(x_bt: jax.Array) -> jax.Array:
     return jnp.pad(x_bt[:, :-1], ((0, 0), (1, 0)))
 
 
-def _next_token_stats(logits_btv: jax.Array, next_bt: jax.Array,
+def next_token_stats(logits_btv: jax.Array, next_bt: jax.Array,
                       temperature: float) -> tuple[jax.Array, jax.Array]:
     """``log softmax(logits / temperature)[next]`` and the entropy, float32 (B, T), per position."""
     logp_btv = jax.nn.log_softmax(logits_btv.astype(jnp.float32) / temperature, axis=-1)
@@ -38,7 +38,7 @@ def _next_token_stats(logits_btv: jax.Array, next_bt: jax.Array,
 
 def _chunked_stats(model: Transformer, h_btd: jax.Array, next_bt: jax.Array, chunk: int,
                    temperature: float) -> tuple[jax.Array, jax.Array]:
-    """``_next_token_stats(model.logits(h), next)`` over chunks of ``chunk`` positions.
+    """``next_token_stats(model.logits(h), next)`` over chunks of ``chunk`` positions.
 
     T is padded up to a multiple of C (padded positions are computed and dropped). The chunk
     axis is moved in front and mapped over sequentially; each chunk's logits are rematerialised
@@ -53,7 +53,7 @@ def _chunked_stats(model: Transformer, h_btd: jax.Array, next_bt: jax.Array, chu
 
     @jax.checkpoint
     def one_chunk(h_bcd, next_bc):
-        return _next_token_stats(model.logits(h_bcd), next_bc, temperature)
+        return next_token_stats(model.logits(h_bcd), next_bc, temperature)
 
     picked_nbc, entropy_nbc = jax.lax.map(lambda xs: one_chunk(*xs), (h_nbcd, next_nbc))
     unchunk = lambda x_nbc: x_nbc.transpose(1, 0, 2).reshape(b, n * c)[:, :t]
@@ -82,7 +82,7 @@ def token_logprobs_and_entropy(model: Transformer, tokens_bt: jax.Array,
     if chunk:
         picked, entropy = _chunked_stats(model, h_sel, next_sel, chunk, temperature)
     else:
-        picked, entropy = _next_token_stats(model.logits(h_sel), next_sel, temperature)
+        picked, entropy = next_token_stats(model.logits(h_sel), next_sel, temperature)
     if first == 0:  # token 0 has no prediction
         picked, entropy = (jnp.pad(x, ((0, 0), (1, 0))) for x in (picked, entropy))
     if attention_mask_bt is not None:

@@ -17,11 +17,7 @@ Call contract (logits are always float32, shape (B, T, V)):
   ``i = cache_index`` if given else ``cache.index``, marks those slots with
   ``attention_mask_bt``, lets token t read the marked slots ``s <= i + t``, and returns the cache
   with ``index = i + T``. Attention spans all ``max_len`` slots unless ``cache_index`` is a
-  Python int: then only slots ``[0, i + T)`` are read (and overflow raises). ``attend_slots=N``
-  (a static int) bounds attention to slots ``[0, N)`` whatever the index, traced included: the
-  caller promises ``i + T <= N`` (a later slot would be written but not read), e.g. a decode
-  loop whose steps stay below N reads N slots per step instead of ``max_len`` (XLA:CPU copies
-  that slice of each layer's cache per call: a cache of exactly N slots is faster there). A
+  Python int: then only slots ``[0, i + T)`` are read (and overflow raises). A
   traced index past ``max_len - T`` is clamped by ``dynamic_update_slice``: size ``max_len``
   for prompt plus new tokens. Default positions continue each row's count of real tokens,
   ``positions = cache.num_valid_bs()[:, None] + max(cumsum(mask) - 1, 0)``, so prefill + steps
@@ -74,17 +70,6 @@ def default_positions(attention_mask_bt: jax.Array) -> jax.Array:
     return jnp.maximum(jnp.cumsum(attention_mask_bt.astype(jnp.int32), axis=-1) - 1, 0)
 
 
-def _span(attend_slots: int | None, static_end: int | None, max_len: int) -> int:
-    """Cache slots attention reads: ``attend_slots``, else a static ``i + T``, else ``max_len``."""
-    if attend_slots is None:
-        return max_len if static_end is None else static_end
-    if not 0 < attend_slots <= max_len:
-        raise ValueError(f"attend_slots={attend_slots} must be in [1, max_len={max_len}]")
-    if static_end is not None and static_end > attend_slots:
-        raise ValueError(f"attend_slots={attend_slots} < cache_index + new tokens = {static_end}")
-    return attend_slots
-
-
 class Transformer(nnx.Module):
     """Qwen2 / Llama / Qwen3 decoder-only language model (see the module docstring)."""
 
@@ -115,13 +100,12 @@ class Transformer(nnx.Module):
                             dtype=dtype or c.compute_dtype)
 
     def hidden_states(self, input_ids_bt, *, positions_bt=None, attention_mask_bt=None,
-                      cache: KVCache | None = None, cache_index=None,
-                      attend_slots: int | None = None):
+                      cache: KVCache | None = None, cache_index=None):
         """Final-norm hidden states (B, T, D) in compute dtype, and the updated cache (or None).
 
         With a cache, query t reads slot s iff ``s <= i + t`` and ``cache.mask_bs[b, s]``, over
-        the first ``span`` slots: ``attend_slots`` if given, else ``i + T`` for a static index,
-        else ``max_len`` (see the module docstring).
+        the first ``span`` slots: ``i + T`` for a static index, else ``max_len`` (see the module
+        docstring).
         """
         b, t = input_ids_bt.shape
         mask_bt = (jnp.ones((b, t), bool) if attention_mask_bt is None
@@ -147,7 +131,7 @@ class Transformer(nnx.Module):
             else:
                 index = cache.index if cache_index is None else jnp.asarray(cache_index, jnp.int32)
             kv_mask_bs = jax.lax.dynamic_update_slice(cache.mask_bs, mask_bt, (0, index))
-            span = _span(attend_slots, index + t if static else None, cache.max_len)
+            span = index + t if static else cache.max_len
             causal_ts = jnp.arange(span)[None, :] <= index + jnp.arange(t)[:, None]
             mask_bts = causal_ts[None] & kv_mask_bs[:, None, :span]
 
@@ -180,11 +164,10 @@ class Transformer(nnx.Module):
         return sharding.constrain(logits_btv, ("batch", "length", "vocab"))
 
     def __call__(self, input_ids_bt, *, positions_bt=None, attention_mask_bt=None,
-                 cache: KVCache | None = None, cache_index=None,
-                 attend_slots: int | None = None):
+                 cache: KVCache | None = None, cache_index=None):
         """Logits (B, T, V) float32; with ``cache``, ``(logits, updated_cache)``."""
         h_btd, new_cache = self.hidden_states(
             input_ids_bt, positions_bt=positions_bt, attention_mask_bt=attention_mask_bt,
-            cache=cache, cache_index=cache_index, attend_slots=attend_slots)
+            cache=cache, cache_index=cache_index)
         logits_btv = self.logits(h_btd)
         return logits_btv if cache is None else (logits_btv, new_cache)

@@ -3,9 +3,8 @@
 import subprocess
 import sys
 
-import pytest
-
 from prime_jax.data import make_synthetic_sft_examples
+from prime_jax.verifiers import math as math_verifier
 
 
 def test_importing_data_does_not_load_tensorflow_or_seqio():
@@ -15,7 +14,6 @@ def test_importing_data_does_not_load_tensorflow_or_seqio():
 
 
 def test_math_verifier_scores_arithmetic_traces_like_the_labels():
-    math_verifier = pytest.importorskip("prime_jax.verifiers.math")
     for example in make_synthetic_sft_examples("arithmetic", 11, 40):
         expected = 1.0 if example.step_labels[-1] else 0.0
         assert math_verifier.verify(example.response, example.ground_truth) == expected

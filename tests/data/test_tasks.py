@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-seqio = pytest.importorskip("seqio")
+import seqio  # noqa: E402  (a hard dependency: a missing install fails here)
 
 from prime_jax.data import (  # noqa: E402
     MATH_SUFFIX, PromptPipeline, load_tokenizer, make_synthetic_rl_prompts, tasks)

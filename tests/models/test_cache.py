@@ -90,31 +90,6 @@ def test_explicit_cache_index_and_positions(hf_checkpoints):
 
 
 
-def test_attend_slots_bounds_attention_with_a_traced_index(hf_checkpoints):
-    """A 16-slot cache read through its first PROMPT + STEPS slots reproduces the full forward."""
-    model = from_pretrained(hf_checkpoints[("qwen2", True)][1])
-    prompt, prompt_mask, continuation, tokens, mask = _batch(model.config.vocab_size, seed=4)
-    full = np.asarray(model(tokens, attention_mask_bt=mask))
-    slots = PROMPT + STEPS
-
-    @jax.jit
-    def decode(state, cache, token_b1, index):
-        return nnx.merge(graphdef, state)(token_b1, cache=cache, cache_index=index,
-                                          attend_slots=slots)
-
-    graphdef, state = nnx.split(model)
-    cache = model.init_cache(3, 16)
-    _, cache = model(prompt, attention_mask_bt=prompt_mask, cache=cache, cache_index=0,
-                     attend_slots=slots)
-    for i in range(STEPS):
-        step, cache = decode(state, cache, continuation[:, i:i + 1], jnp.int32(PROMPT + i))
-        np.testing.assert_allclose(np.asarray(step[:, 0]), full[:, PROMPT + i], atol=1e-5)
-    assert int(cache.index) == slots
-    with pytest.raises(ValueError, match=r"attend_slots=17 must be in \[1, max_len=16\]"):
-        model(continuation[:, :1], cache=cache, attend_slots=17)
-    with pytest.raises(ValueError, match=r"attend_slots=4 < cache_index \+ new tokens = 7"):
-        model(continuation[:, :1], cache=cache, cache_index=PROMPT, attend_slots=4)
-
 def test_bfloat16_cache(hf_checkpoints):
     model = from_pretrained(hf_checkpoints[("llama", False)][1])
     prompt, prompt_mask, continuation, tokens, mask = _batch(model.config.vocab_size, seed=3)

@@ -7,12 +7,10 @@
 1. prefill: one forward over the prompts with a static cache index (attention over the P
    prompt slots only), logits of the last column only;
 2. decode: ``lax.while_loop``s that feed the previous token, choose the next one with
-   ``prime_jax.sampling.choose_tokens`` and stop early once every row has emitted an EOS. The
+   ``prime_jax.rollout.sampling.choose_tokens`` and stop early once every row has emitted an EOS. The
    steps are cut into ``config.decode_segments`` loops whose caches grow in between, so a step
    attends over the slots its segment can have filled rather than all of them (the model reads
-   every cache slot when the cache index is traced). The model's ``attend_slots=N`` bounds
-   attention without growing, but XLA:CPU then copies the ``[:N]`` slice of every layer's
-   cache each step: measured ~1.5x slower than growing here (one pad per segment).
+   every cache slot when the cache index is traced).
 
 Whole thing is one compiled function per (graphdef, config, shapes, mesh); ``jax.jit`` caches it.
 Randomness: step i uses ``fold_in(key, i)``; rows draw independently from that step key, so a key
@@ -34,6 +32,7 @@ Memory (S = P + L - 1 cache slots; the last sampled token is never fed back):
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -43,7 +42,7 @@ from flax import nnx
 from prime_jax import sharding
 from prime_jax.models.cache import KVCache
 from prime_jax.models.transformer import Transformer
-from prime_jax.sampling import choose_tokens
+from prime_jax.rollout.sampling import choose_tokens
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -172,6 +171,19 @@ def _grow(cache: KVCache, max_len: int) -> KVCache:
                          mask_bs=pad(cache.mask_bs, 1))
 
 
+class DecodeCarry(NamedTuple):
+    """The while-loop state of decoding: next step ``i``, the cache, the last token of each row,
+    the tokens and log-probs so far, which rows are done (EOS seen) and their lengths."""
+
+    i: jax.Array
+    cache: KVCache
+    prev_b: jax.Array
+    tokens_bl: jax.Array
+    logp_bl: jax.Array
+    done_b: jax.Array
+    length_b: jax.Array
+
+
 def _sample_impl(graphdef, state, prompt_ids_bp, prompt_mask_bp, key, *, config: SamplingConfig):
     """Traced body of ``sample``: prefill, then while_loops over the remaining positions."""
     policy: Transformer = nnx.merge(graphdef, state)
@@ -198,26 +210,27 @@ def _sample_impl(graphdef, state, prompt_ids_bp, prompt_mask_bp, key, *, config:
     tokens_bl = sharding.constrain(tokens_bl, bl_axes)
     logp_bl = sharding.constrain(logp_bl, bl_axes)
 
-    def body(carry):
-        i, cache, prev_b, tokens_bl, logp_bl, done_b, length_b = carry
-        positions_b1 = (prompt_len_b + i - 1)[:, None]
-        logits_b1v, cache = policy(prev_b[:, None], positions_bt=positions_b1, cache=cache)
-        token_b, logp_b = _pick(logits_b1v[:, 0], jax.random.fold_in(key, i), config)
-        live_b = ~done_b
+    def body(carry: DecodeCarry) -> DecodeCarry:
+        positions_b1 = (prompt_len_b + carry.i - 1)[:, None]
+        logits_b1v, cache = policy(carry.prev_b[:, None], positions_bt=positions_b1, cache=carry.cache)
+        token_b, logp_b = _pick(logits_b1v[:, 0], jax.random.fold_in(key, carry.i), config)
+        live_b = ~carry.done_b
         token_b = jnp.where(live_b, token_b, config.pad_id)
         logp_b = jnp.where(live_b, logp_b, 0.0)
-        tokens_bl = jax.lax.dynamic_update_slice_in_dim(tokens_bl, token_b[:, None], i, axis=1)
-        logp_bl = jax.lax.dynamic_update_slice_in_dim(logp_bl, logp_b[:, None], i, axis=1)
-        length_b = length_b + live_b.astype(jnp.int32)
-        done_b = done_b | (live_b & _is_eos(token_b, eos_ids))
-        return i + 1, cache, token_b, tokens_bl, logp_bl, done_b, length_b
+        return DecodeCarry(
+            i=carry.i + 1, cache=cache, prev_b=token_b,
+            tokens_bl=jax.lax.dynamic_update_slice_in_dim(carry.tokens_bl, token_b[:, None], carry.i, axis=1),
+            logp_bl=jax.lax.dynamic_update_slice_in_dim(carry.logp_bl, logp_b[:, None], carry.i, axis=1),
+            done_b=carry.done_b | (live_b & _is_eos(token_b, eos_ids)),
+            length_b=carry.length_b + live_b.astype(jnp.int32))
 
-    carry = (jnp.int32(1), cache, token_b, tokens_bl, logp_bl, done_b, length_b)
+    carry = DecodeCarry(i=jnp.int32(1), cache=cache, prev_b=token_b, tokens_bl=tokens_bl, logp_bl=logp_bl,
+                        done_b=done_b, length_b=length_b)
     for _, stop in segments:  # each loop attends over its own (static) cache length only
-        carry = (carry[0], _grow(carry[1], p + stop - 1)) + carry[2:]
+        carry = carry._replace(cache=_grow(carry.cache, p + stop - 1))
         carry = jax.lax.while_loop(
-            lambda c, stop=stop: (c[0] < stop) & ~jnp.all(c[5]), body, carry)
-    _, _, _, tokens_bl, logp_bl, done_b, length_b = carry
+            lambda c, stop=stop: (c.i < stop) & ~jnp.all(c.done_b), body, carry)
+    tokens_bl, logp_bl, done_b, length_b = carry.tokens_bl, carry.logp_bl, carry.done_b, carry.length_b
     mask_bl = (jnp.arange(steps)[None, :] < length_b[:, None]).astype(jnp.int32)
     return Rollouts(tokens=tokens_bl, logprobs=logp_bl, mask=mask_bl, truncated=~done_b,
                     lengths=length_b)

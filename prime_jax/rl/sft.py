@@ -15,13 +15,17 @@ import pathlib
 import time
 
 import jax
+import jax.numpy as jnp
 import optax
+from flax import nnx
 from tqdm import tqdm
 
-from prime_jax import sharding, train_step
+from prime_jax import sharding
 from prime_jax.data import SFTBatcher
-from prime_jax.model_source import save_model
-from prime_jax.train_state import Role
+from prime_jax.models import token_logprobs
+from prime_jax.models.source import save_model
+from prime_jax.training.state import Role
+from prime_jax.training.updates import accumulate, clip_and_apply, jit_update, shardings_of, split_micro
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -38,6 +42,36 @@ class SFTConfig:
     micro_batches: int = 1
     log_every: int = 100
     seed: int = 0
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SftMiniBatch:
+    """Token rows with the loss mask ``m`` (1 on response tokens); leading micro-batch axis K."""
+
+    tokens_bt: jax.Array
+    attention_mask_bt: jax.Array
+    loss_mask_bt: jax.Array
+
+
+def make_sft_update(graphdef, tx: optax.GradientTransformation, max_grad_norm: float = 1.0,
+                    state_shardings=None):
+    """Jitted SFT step ``(params, opt, SftMiniBatch) -> (params, opt, metrics)`` with
+    ``loss = -sum(logp * m) / sum(m)``; micro-batches weigh by their share of response tokens."""
+
+    def loss_fn(params, mb: SftMiniBatch):
+        logp_bt = token_logprobs(nnx.merge(graphdef, params), mb.tokens_bt, mb.attention_mask_bt)
+        m = mb.loss_mask_bt.astype(jnp.float32)
+        loss = -jnp.sum(logp_bt * m) / jnp.maximum(m.sum(), 1.0)
+        return loss, ({"sft_loss": loss}, None)
+
+    def step(params, opt_state, mb: SftMiniBatch):
+        tokens_k = mb.loss_mask_bt.sum(axis=(1, 2)).astype(jnp.float32)
+        grads, metrics, _ = accumulate(loss_fn, params, mb, tokens_k / jnp.maximum(tokens_k.sum(), 1.0))
+        params, opt_state, info = clip_and_apply(tx, params, opt_state, grads, max_grad_norm)
+        return params, opt_state, {**metrics, **info}
+
+    return jit_update(step, state_shardings, 1)
 
 
 def make_sft_optimizer(config: SFTConfig) -> optax.GradientTransformation:
@@ -58,15 +92,16 @@ def run_sft(policy: Role, examples, tokenizer, config: SFTConfig, mesh, *, workd
     tx = make_sft_optimizer(config)
     params = policy.params
     opt_state = sharding.replicate_unsharded(jax.jit(tx.init)(params), mesh)
-    update = train_step.make_sft_update(policy.graphdef, tx, config.max_grad_norm,
-                                        (train_step.shardings_of(params), train_step.shardings_of(opt_state)))
+    update = make_sft_update(policy.graphdef, tx, config.max_grad_norm,
+                             (shardings_of(params), shardings_of(opt_state)))
     history, start = [], time.time()
     with jax.set_mesh(mesh):
         for step in tqdm(range(1, config.steps + 1), desc="sft", mininterval=2.0, disable=jax.process_index() > 0):
             batch = next(batcher)
-            arrays = [sharding.host_to_global(x, mesh, ("batch", "length"))
-                      for x in (batch.tokens, batch.attention_mask, batch.loss_mask)]
-            micro = train_step.split_micro(tuple(arrays), config.micro_batches)
+            tokens, attention, loss_mask = (sharding.host_to_global(x, mesh, ("batch", "length"))
+                                            for x in (batch.tokens, batch.attention_mask, batch.loss_mask))
+            micro = split_micro(SftMiniBatch(tokens_bt=tokens, attention_mask_bt=attention, loss_mask_bt=loss_mask),
+                                config.micro_batches)
             params, opt_state, metrics = update(params, opt_state, micro)
             if step % config.log_every == 0 or step == config.steps:
                 row = {"sft_step": step, "sft_loss": float(metrics["sft_loss"]),

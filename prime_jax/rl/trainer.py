@@ -16,7 +16,6 @@ would have done.
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 import time
 from collections.abc import Callable
@@ -27,17 +26,23 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from prime_jax import rl_collect, rl_update, sharding, train_step
+from prime_jax import run_dir, sharding
 from prime_jax.checkpoint import Checkpointer
 from prime_jax.data import PromptPipeline, countdown_reward
-from prime_jax.greedy_eval import evaluate_accuracy, greedy
+from prime_jax.data.task_config import TaskConfig, load_task
+from prime_jax.experience.collect import collect
+from prime_jax.experience.greedy import evaluate_accuracy, greedy
 from prime_jax.metrics import MetricsWriter, as_row, plot_curves
-from prime_jax.model_source import ModelSource, build_model, save_model
-from prime_jax.prime_config import PrimeConfig
+from prime_jax.models.source import ModelSource, build_model, save_model
+from prime_jax.reward_models.updates import PrmLossConfig
+from prime_jax.rl import update
+from prime_jax.rl.config import PrimeConfig
+from prime_jax.rl.policy_update import PolicyLossConfig
+from prime_jax.rl.report import closing_summary, step_line
+from prime_jax.rl.sft import SFTConfig, run_sft
 from prime_jax.rollout import SamplingConfig
-from prime_jax.sft import SFTConfig, run_sft
-from prime_jax.task_config import TaskConfig, load_task
-from prime_jax.train_state import Role, TrainState, make_train_state
+from prime_jax.training.forward import make_logprob_fn
+from prime_jax.training.state import Role, TrainState, make_train_state
 from prime_jax.verifiers import VerifierPool
 
 
@@ -62,7 +67,7 @@ def _gather_lists(values: list[int]) -> list[list[int]]:
 def initial_policy(workdir: pathlib.Path, model: ModelSource, sft: SFTConfig | None, task_data,
                    mesh, seed: int, log) -> Role:
     """The SFT model: reloaded from ``workdir/sft_model`` if a warm-up already ran."""
-    sft_dir = workdir / "sft_model"
+    sft_dir = run_dir.sft_model_dir(workdir)
     if (sft_dir / "config.json").exists():
         log(f"loading the SFT model from {sft_dir}")
         source = dataclasses.replace(model, hf_path=str(sft_dir))
@@ -90,15 +95,15 @@ def initial_prm(path: str, model: ModelSource, policy: Role, mesh, seed: int):
 
 def base_model_dir(workdir: pathlib.Path, model: ModelSource) -> pathlib.Path:
     """Where the run's initial weights (= the reference) live as a Hugging Face directory."""
-    return workdir / "sft_model" if (workdir / "sft_model" / "config.json").exists() or not model.hf_path \
-        else pathlib.Path(model.hf_path)
+    sft_dir = run_dir.sft_model_dir(workdir)
+    return sft_dir if (sft_dir / "config.json").exists() or not model.hf_path else pathlib.Path(model.hf_path)
 
 
 def train(*, workdir: str, steps: int, task: TaskConfig = TaskConfig(), model: ModelSource = ModelSource(),
           sft: SFTConfig | None = None, prime: PrimeConfig = PrimeConfig(),
           sampling: SamplingConfig = SamplingConfig(max_new_tokens=3072),
-          policy_loss: train_step.PolicyLossConfig = train_step.PolicyLossConfig(),
-          prm_loss: train_step.PrmLossConfig = train_step.PrmLossConfig(),
+          policy_loss: PolicyLossConfig = PolicyLossConfig(),
+          prm_loss: PrmLossConfig = PrmLossConfig(),
           policy_optimizer: optax.GradientTransformation | None = None,
           prm_optimizer: optax.GradientTransformation | None = None,
           mesh: sharding.MeshConfig = sharding.MeshConfig(), seed: int = 0,
@@ -121,9 +126,8 @@ def train(*, workdir: str, steps: int, task: TaskConfig = TaskConfig(), model: M
 
     policy = initial_policy(workdir_path, model, sft, task_data, device_mesh, seed, log)
     if lead:
-        (workdir_path / "run.json").write_text(json.dumps({
-            "base_model": str(base_model_dir(workdir_path, model).absolute()), "tokenizer": task.tokenizer,
-            "uses_prm": prime.uses_prm, "prm_init": prm_init}, indent=1))
+        run_dir.RunInfo(base_model=str(base_model_dir(workdir_path, model).absolute()), tokenizer=task.tokenizer,
+                        uses_prm=prime.uses_prm, prm_init=prm_init, reward=prime.reward).write(workdir_path)
     # Three independent weight copies (updates donate their inputs); the SFT role hands its own
     # buffers to the trainable policy and is not used afterwards.
     reference_params = _copy(policy.params) if (prime.uses_prm or policy_loss.kl_coef) else None
@@ -137,7 +141,7 @@ def train(*, workdir: str, steps: int, task: TaskConfig = TaskConfig(), model: M
     pipeline = PromptPipeline(task_data.train_prompts, tokenizer, num_samples=prime.num_samples,
                               max_prompt_length=task.max_prompt_length, seed=seed,
                               process_index=jax.process_index(), process_count=jax.process_count())
-    checkpointer = Checkpointer(workdir_path / "checkpoints")
+    checkpointer = Checkpointer(run_dir.checkpoint_dir(workdir_path))
     writer = MetricsWriter(workdir_path) if lead else None
     surplus: list[int] = []
     nonfinite_run = 0
@@ -149,10 +153,10 @@ def train(*, workdir: str, steps: int, task: TaskConfig = TaskConfig(), model: M
     if writer:
         writer.truncate_after(int(state.step) if int(state.step) else -1)  # rows of steps to be redone
 
-    updaters = rl_update.make_updaters(policy.graphdef, policy.graphdef, policy_optimizer, prm_optimizer,
-                                       prime, policy_loss, prm_loss, state)
-    logprob_fn = train_step.make_logprob_fn(policy.graphdef, prime.logprob_rows_per_pass)
-    delimiter = tuple(tokenizer.encode(prime.step_delimiter, add_special_tokens=False))
+    updaters = update.make_updaters(policy.graphdef, policy.graphdef, policy_optimizer, prm_optimizer,
+                                    prime, policy_loss, prm_loss, state)
+    logprob_fn = make_logprob_fn(policy.graphdef, prime.logprob_rows_per_pass)
+    delimiter = tuple(tokenizer.encode(prime.reward.step_delimiter, add_special_tokens=False))
     scorers = {"countdown": countdown_reward}
     rows: list[dict] = []
 
@@ -162,7 +166,7 @@ def train(*, workdir: str, steps: int, task: TaskConfig = TaskConfig(), model: M
 
     def record(step: int, metrics: dict) -> dict:
         row = writer.write(step, metrics) if writer else as_row(step, metrics)
-        log(json.dumps(row))
+        log(step_line(row))
         return row
 
     def evaluate(step_state: TrainState) -> dict:
@@ -178,19 +182,19 @@ def train(*, workdir: str, steps: int, task: TaskConfig = TaskConfig(), model: M
             t_step = time.time()
             key = jax.random.fold_in(jax.random.wrap_key_data(np.asarray(state.rng)), step)
             # 1-3. rollout, verification (overlapped with old/ref log-probs), accuracy filter.
-            batch, surplus, metrics = rl_collect.collect(
+            batch, surplus, metrics = collect(
                 policy=policy, policy_params=state.policy_params, reference_params=reference_params,
                 logprob_fn=logprob_fn, pipeline=pipeline, surplus=surplus, pool=pool, tokenizer=tokenizer,
-                sampling=sampling, config=prime, mesh=device_mesh, key=key)
+                sampling=sampling, config=prime.collect, mesh=device_mesh, key=key)
             # 4-5. implicit PRM update and its token log-probs.
             t0 = time.time()
-            state, logp_prm, prm_metrics = rl_update.prm_phase(state, batch, updaters, prime, device_mesh)
+            state, logp_prm, prm_metrics = update.prm_phase(state, batch, updaters, prime, device_mesh)
             metrics["seconds_prm"] = time.time() - t0
             # 6. process rewards, RLOO returns and whitened advantages in one jitted call.
-            out = rl_update.advantage_phase(batch, logp_prm, prime, delimiter, device_mesh)
+            out = update.advantage_phase(batch, logp_prm, prime, delimiter, device_mesh)
             # 7. PPO, one epoch of shuffled mini-batches.
             t0 = time.time()
-            state, policy_metrics = rl_update.policy_phase(
+            state, policy_metrics = update.policy_phase(
                 state, batch, np.asarray(out.advantages), updaters, prime, device_mesh,
                 np.random.default_rng([seed, step]))
             metrics["seconds_policy"] = time.time() - t0
@@ -215,5 +219,7 @@ def train(*, workdir: str, steps: int, task: TaskConfig = TaskConfig(), model: M
     if writer:
         writer.close()
         plot_curves(writer.jsonl_path, workdir_path / "curves.png", title=f"PRIME on {task.name}")
+    log(closing_summary(rows, workdir_path.absolute(), last_checkpoint=checkpointer.latest_step(),
+                        uses_prm=prime.uses_prm))
     checkpointer.close()
     return rows

@@ -10,7 +10,7 @@ A trained outcome reward model (``models.OutcomeRewardModel``) scores the same r
 last-token score (``orm_scores``).
 
 ``implicit_step_rewards`` returns the per-step sums ``sum_{t in s} q_t`` WITHOUT beta (min, sum
-and last pick the same sample for any beta > 0; ``eval_metrics.aggregate_steps`` takes beta for
+and last pick the same sample for any beta > 0; ``eval.metrics.aggregate_steps`` takes beta for
 ``prod_sigmoid``); ``implicit_outcome_scores`` multiplies by beta.
 """
 

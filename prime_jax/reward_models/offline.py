@@ -11,10 +11,10 @@
 Both see the same groups (prompt-disjoint train / validation split) and mini-batches of whole
 groups. Each epoch logs validation loss, accuracy (score > 0 vs label) and within-group pairwise
 accuracy. ``workdir`` gets ``model/`` (a Hugging Face directory: a causal LM for the implicit PRM,
-``*ForSequenceClassification`` for the ORM), ``reward.json`` (kind, reference, beta, metrics),
+``*ForSequenceClassification`` for the ORM), ``reward.json`` (kind, reference, implicit reward config, metrics),
 ``samples.jsonl`` (the labelled data), ``metrics.jsonl`` and ``curves.png``. One process (any
 number of its devices in the mesh). The implicit PRM is
-what ``trainer.train(prm_init=...)`` and ``evaluate --prm`` take; the ORM is ``evaluate --orm``.
+what ``rl.trainer.train(prm_init=...)`` and ``evaluate --prm-workdir`` take; the ORM is ``evaluate --orm``.
 """
 
 from __future__ import annotations
@@ -31,20 +31,23 @@ import optax
 from flax import nnx
 from tqdm import tqdm
 
-from prime_jax import losses, rl_collect, sharding, train_step
+from prime_jax import losses, run_dir, sharding
 from prime_jax.data import PromptPipeline, countdown_reward
+from prime_jax.data.task_config import TaskConfig, load_task
+from prime_jax.experience.batch import ScoredRollouts, concat
+from prime_jax.experience.collect import CollectConfig, collect
 from prime_jax.metrics import MetricsWriter, plot_curves
-from prime_jax.model_source import ModelSource, build_model
 from prime_jax.models import OutcomeRewardModel, orm_from_backbone, save_orm, save_pretrained
-from prime_jax.prime_config import PrimeConfig
-from prime_jax.rl_batch import ScoredRollouts, concat
-from prime_jax.rl_update import fetch, place, sequence_batch
+from prime_jax.models.source import ModelSource, build_model
+from prime_jax.reward_models.updates import LabelledMiniBatch, PrmLossConfig, make_orm_update, make_prm_update
+from prime_jax.rewards import ImplicitRewardConfig
 from prime_jax.rollout import SamplingConfig
-from prime_jax.task_config import TaskConfig, load_task
-from prime_jax.train_state import Role
+from prime_jax.training.forward import make_logprob_fn, response_logprobs
+from prime_jax.training.state import Role
+from prime_jax.training.updates import shardings_of
 from prime_jax.verifiers import VerifierPool
 
-KINDS = ("implicit_prm", "orm")
+KINDS = run_dir.REWARD_KINDS
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -63,13 +66,12 @@ def collect_labelled(base: Role, pipeline: PromptPipeline, pool, tokenizer, samp
     """Every sampled group, verified, with ``old_logp`` = ``ref_logp`` = the base model's log-probs
     (the base model samples the data and is the implicit PRM's reference)."""
     rounds = -(-data.num_prompts // data.rollout_prompts)
-    rows = data.rollout_prompts * data.num_samples
-    config = PrimeConfig(num_samples=data.num_samples, batch_prompts=data.rollout_prompts,
-                         filter_accuracy=False, max_rollout_rounds=1, prm_mini_batch=rows, policy_mini_batch=rows)
-    logprob_fn = train_step.make_logprob_fn(base.graphdef)
+    config = CollectConfig(num_samples=data.num_samples, batch_prompts=data.rollout_prompts,
+                           filter_accuracy=False, max_rollout_rounds=1)
+    logprob_fn = make_logprob_fn(base.graphdef)
     parts = []
     for r in tqdm(range(rounds), desc="sample"):
-        batch, _, _ = rl_collect.collect(
+        batch, _, _ = collect(
             policy=base, policy_params=base.params, reference_params=None, logprob_fn=logprob_fn,
             pipeline=pipeline, surplus=[], pool=pool, tokenizer=tokenizer, sampling=sampling, config=config,
             mesh=mesh, key=jax.random.fold_in(key, r))
@@ -78,12 +80,12 @@ def collect_labelled(base: Role, pipeline: PromptPipeline, pool, tokenizer, samp
 
 
 def _score_fn(kind: str, graphdef, beta: float) -> Callable:
-    """Jitted ``(params, SequenceBatch, ref_logp_bl) -> score_b``: ``beta * sum_t q_t`` or ``r``."""
+    """Jitted ``(params, LabelledMiniBatch) -> score_b``: ``beta * sum_t q_t`` or the ORM's ``r``."""
     if kind == "orm":
-        return jax.jit(lambda params, batch, ref_logp_bl: nnx.merge(graphdef, params)(
-            batch.tokens_bs, batch.attention_mask_bs))
-    return jax.jit(lambda params, batch, ref_logp_bl: beta * losses.sequence_scores(
-        train_step.response_logprobs(graphdef, params, batch), ref_logp_bl, batch.response_mask_bl))
+        return jax.jit(lambda params, mb: nnx.merge(graphdef, params)(
+            mb.sequences.tokens_bs, mb.sequences.attention_mask_bs))
+    return jax.jit(lambda params, mb: beta * losses.sequence_scores(
+        response_logprobs(graphdef, params, mb.sequences), mb.ref_logp_bl, mb.sequences.response_mask_bl))
 
 
 def validate(score_fn: Callable, params, rows: ScoredRollouts, batch_rows: int, num_samples: int,
@@ -93,7 +95,7 @@ def validate(score_fn: Callable, params, rows: ScoredRollouts, batch_rows: int, 
     for start in range(0, rows.num_rows, batch_rows):
         index = np.minimum(np.arange(start, start + batch_rows), rows.num_rows - 1)  # pad the last batch
         part = rows.rows(index)
-        scores.append(fetch(score_fn(params, *place((sequence_batch(part), part.ref_logp_bl), mesh)), mesh))
+        scores.append(sharding.fetch(score_fn(params, sharding.place(LabelledMiniBatch.of(part), mesh)), mesh))
     score_b = np.concatenate(scores)[:rows.num_rows]
     acc_b = rows.acc_b
     return {"val_loss": float(np.mean(losses.bce_with_clamp(score_b, acc_b))),
@@ -108,13 +110,9 @@ def fit_epoch(kind: str, update_fn: Callable, params, opt_state, rows: ScoredRol
     dropped); returns the new weights, optimiser state and the mean ``train_*`` metrics."""
     parts = []
     for start in tqdm(range(0, rows.num_rows - mini_batch + 1, mini_batch), desc=desc):
-        mb_rows = rows.rows(np.arange(start, start + mini_batch))
-        if kind == "orm":
-            mb = place((sequence_batch(mb_rows), mb_rows.acc_b), mesh, micro=micro_batches)
-            params, opt_state, metrics = update_fn(params, opt_state, mb)
-        else:
-            mb = place((sequence_batch(mb_rows), mb_rows.ref_logp_bl, mb_rows.acc_b), mesh, micro=micro_batches)
-            params, opt_state, metrics, _ = update_fn(params, opt_state, mb)
+        rows_mb = rows.rows(np.arange(start, start + mini_batch))
+        mb = sharding.place(LabelledMiniBatch.of(rows_mb), mesh, micro=micro_batches)
+        params, opt_state, metrics, *_ = update_fn(params, opt_state, mb)
         parts.append({k: float(v) for k, v in metrics.items()})
     return params, opt_state, {f"train_{k}": float(np.mean([p[k] for p in parts])) for k in parts[0]} if parts else {}
 
@@ -130,7 +128,8 @@ def _write_samples(path: pathlib.Path, rows: ScoredRollouts, val_from: int) -> N
 def train_reward(*, workdir: str, kind: str = "implicit_prm", task: TaskConfig = TaskConfig(),
                  model: ModelSource = ModelSource(), data: RewardDataConfig = RewardDataConfig(),
                  sampling: SamplingConfig = SamplingConfig(max_new_tokens=3072),
-                 prm_loss: train_step.PrmLossConfig = train_step.PrmLossConfig(),
+                 reward: ImplicitRewardConfig = ImplicitRewardConfig(),
+                 prm_loss: PrmLossConfig = PrmLossConfig(),
                  optimizer: optax.GradientTransformation | None = None, epochs: int = 1,
                  mini_batch: int = 64, micro_batches: int = 1, mesh: sharding.MeshConfig = sharding.MeshConfig(),
                  seed: int = 0, verifier_workers: int = 2, log: Callable[[str], None] = print) -> dict:
@@ -165,12 +164,12 @@ def train_reward(*, workdir: str, kind: str = "implicit_prm", task: TaskConfig =
     role = Role.of(orm_from_backbone(base.module(), seed=seed)) if kind == "orm" else base
     params = role.params
     opt_state = sharding.replicate_unsharded(jax.jit(optimizer.init)(params), device_mesh)
-    shardings = (train_step.shardings_of(params), train_step.shardings_of(opt_state))
+    shardings = (shardings_of(params), shardings_of(opt_state))
     if kind == "orm":
-        update_fn = train_step.make_orm_update(role.graphdef, optimizer, data.num_samples, state_shardings=shardings)
+        update_fn = make_orm_update(role.graphdef, optimizer, data.num_samples, state_shardings=shardings)
     else:
-        update_fn = train_step.make_prm_update(role.graphdef, optimizer, prm_loss, data.num_samples, shardings)
-    score_fn = _score_fn(kind, role.graphdef, prm_loss.beta)
+        update_fn = make_prm_update(role.graphdef, optimizer, prm_loss, reward, data.num_samples, shardings)
+    score_fn = _score_fn(kind, role.graphdef, reward.beta)
     writer = MetricsWriter(workdir_path)
     rng = np.random.default_rng(seed)
     step, history = 0, []
@@ -194,10 +193,10 @@ def train_reward(*, workdir: str, kind: str = "implicit_prm", task: TaskConfig =
     out = workdir_path / "model"
     (save_orm if isinstance(trained, OutcomeRewardModel) else save_pretrained)(trained, out, tokenizer=tokenizer)
     summary = {"kind": kind, "model": str(out.absolute()), "reference": reference_dir,
-               "beta": prm_loss.beta if kind == "implicit_prm" else None, "prm_loss": prm_loss.loss,
+               "prm_loss": prm_loss.loss if kind == "implicit_prm" else None,
                "task": task.name, "num_samples": rows.num_rows, "label_mean": float(rows.acc_b.mean()),
                "steps": step, "initial": history[0], "final": history[-1]}
-    (workdir_path / "reward.json").write_text(json.dumps(summary, indent=1))
+    run_dir.write_reward_model_info(workdir_path, summary, reward if kind == "implicit_prm" else None)
     log(f"{kind}: {step} updates; saved {out}")
     return summary
 

@@ -11,12 +11,13 @@ import dataclasses
 import jax
 import numpy as np
 
-from prime_jax import rollout, sharding
+from prime_jax import sharding
 from prime_jax.data import PromptPipeline
-from prime_jax.rl_batch import decode_responses
+from prime_jax.experience.generate import generate
+from prime_jax.rollout import SamplingConfig
 
 
-def evaluate_accuracy(policy, records, tokenizer, pool, config: rollout.SamplingConfig, *,
+def evaluate_accuracy(policy, records, tokenizer, pool, config: SamplingConfig, *,
                       mesh, batch_prompts: int, max_prompt_length: int, seed: int = 0) -> dict[str, float]:
     """``{"eval_accuracy", "eval_response_length", "eval_truncated"}`` over ``records``.
 
@@ -35,18 +36,14 @@ def evaluate_accuracy(policy, records, tokenizer, pool, config: rollout.Sampling
         real = batch.num_rows
         batch = batch if real else pipeline.batch_for([0])
         fill = np.concatenate([np.arange(max(real, 1)), np.zeros(local - max(real, 1), np.int64)])
-        ids, mask = (sharding.host_to_global(x[fill], mesh, ("batch", None))
-                     for x in (batch.prompt_ids, batch.prompt_mask))
-        out = rollout.sample(policy, ids, mask, key=jax.random.fold_in(key, index), config=config)
-        tokens, mask, truncated = (sharding.global_to_host(x, mesh, ("batch",) + (None,) * (x.ndim - 1))[:real]
-                                   for x in (out.tokens, out.mask, out.truncated))
-        texts = decode_responses(tokenizer, tokens, mask)
-        scores = pool.score(list(zip(texts, batch.ground_truth, batch.ability)))
-        totals += [sum(scores), mask.sum(), truncated.sum(), real]
+        out = generate(policy, batch.prompt_ids[fill], batch.prompt_mask[fill], ground_truth=batch.ground_truth,
+                       ability=batch.ability, key=jax.random.fold_in(key, index), sampling=config,
+                       tokenizer=tokenizer, pool=pool, mesh=mesh, real_prompts=real)
+        totals += [sum(out.scores.result()), out.mask_bl.sum(), out.truncated_b.sum(), real]
     score, length, truncated, rows = sharding.all_processes(totals).sum(axis=0)
     return {"eval_accuracy": score / rows, "eval_response_length": length / rows, "eval_truncated": truncated / rows}
 
 
-def greedy(config: rollout.SamplingConfig) -> rollout.SamplingConfig:
+def greedy(config: SamplingConfig) -> SamplingConfig:
     """The same sampler settings at temperature 0."""
     return dataclasses.replace(config, temperature=0.0)

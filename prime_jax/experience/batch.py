@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from prime_jax.data import PromptBatch
+from prime_jax.training.forward import SequenceBatch
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -36,6 +37,11 @@ class ScoredRollouts:
     def num_rows(self) -> int:
         return self.tokens_bs.shape[0]
 
+    def sequences(self) -> SequenceBatch:
+        """The prompt + response rows the forward passes read."""
+        return SequenceBatch(tokens_bs=self.tokens_bs, attention_mask_bs=self.attention_mask_bs,
+                             response_mask_bl=self.response_mask_bl)
+
     def rows(self, index: np.ndarray) -> "ScoredRollouts":
         """The given rows, in order."""
         index = np.asarray(index, np.int64)
@@ -43,7 +49,8 @@ class ScoredRollouts:
         return ScoredRollouts(
             tokens_bs=self.tokens_bs[index], attention_mask_bs=self.attention_mask_bs[index],
             response_mask_bl=self.response_mask_bl[index], truncated_b=self.truncated_b[index],
-            old_logp_bl=self.old_logp_bl[index], ref_logp_bl=self.ref_logp_bl[index], acc_b=self.acc_b[index], prompt_index_b=self.prompt_index_b[index],
+            old_logp_bl=self.old_logp_bl[index], ref_logp_bl=self.ref_logp_bl[index], acc_b=self.acc_b[index],
+            prompt_index_b=self.prompt_index_b[index],
             responses=pick(self.responses), ground_truth=pick(self.ground_truth),
             ability=pick(self.ability))
 
@@ -56,20 +63,21 @@ def concat(parts: Sequence[ScoredRollouts]) -> ScoredRollouts:
         for k, v in fields.items()})
 
 
-def decode_responses(tokenizer, tokens_bl: np.ndarray, mask_bl: np.ndarray) -> list[str]:
-    """Text of each response's valid tokens (special tokens such as EOS removed)."""
-    return tokenizer.batch_decode([row[m.astype(bool)].tolist() for row, m in zip(tokens_bl, mask_bl)],
-                                  skip_special_tokens=True)
+def join_sequences(prompts: PromptBatch, tokens_bl, mask_bl) -> SequenceBatch:
+    """``[prompt | response]`` rows with their attention and response masks."""
+    mask_bl = np.asarray(mask_bl, np.int32)
+    return SequenceBatch(tokens_bs=np.concatenate([prompts.prompt_ids, np.asarray(tokens_bl, np.int32)], axis=1),
+                         attention_mask_bs=np.concatenate([prompts.prompt_mask, mask_bl], axis=1),
+                         response_mask_bl=mask_bl)
 
 
 def score_rows(prompts: PromptBatch, tokens_bl, mask_bl, truncated_b, old_logp_bl, ref_logp_bl,
                responses, acc_b) -> ScoredRollouts:
     """Join a prompt batch, its sampled responses, their log-probs and outcome scores."""
-    mask_bl = np.asarray(mask_bl, np.int32)
+    sequences = join_sequences(prompts, tokens_bl, mask_bl)
     return ScoredRollouts(
-        tokens_bs=np.concatenate([prompts.prompt_ids, np.asarray(tokens_bl, np.int32)], axis=1),
-        attention_mask_bs=np.concatenate([prompts.prompt_mask, mask_bl], axis=1),
-        response_mask_bl=mask_bl, truncated_b=np.asarray(truncated_b, bool),
+        tokens_bs=sequences.tokens_bs, attention_mask_bs=sequences.attention_mask_bs,
+        response_mask_bl=sequences.response_mask_bl, truncated_b=np.asarray(truncated_b, bool),
         old_logp_bl=np.asarray(old_logp_bl, np.float32), ref_logp_bl=np.asarray(ref_logp_bl, np.float32),
         acc_b=np.asarray(acc_b, np.float32), prompt_index_b=np.asarray(prompts.prompt_index),
         responses=list(responses), ground_truth=list(prompts.ground_truth),

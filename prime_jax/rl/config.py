@@ -1,0 +1,79 @@
+"""Settings of the PRIME loop itself (SPEC 1): what the collection, the implicit reward and the
+advantages are (one config each) plus how the updates cut the batch."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from prime_jax.advantages import AdvantageConfig
+from prime_jax.experience.collect import CollectConfig
+from prime_jax.rewards import ImplicitRewardConfig, check_choice
+
+PRM_MODES = ("after", "before", "none")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PrimeConfig:
+    """One RL step: ``collect`` a batch, update the PRM per ``prm_mode`` and turn its ``reward``
+    into ``advantage``s, then PPO.
+
+    ``advantage.process_coef = 0`` is RLOO with the outcome verifier only: no PRM at all.
+    Mini-batch sizes count responses; micro-batches split them for gradient accumulation.
+    ``logprob_rows_per_pass`` (None: no limit) caps the rows of one forward pass of the
+    gradient-free log-prob computations (the policy's ``old_logp`` and the reference's log-probs
+    of each rollout round, the PRM's log-probs of the batch in ``prm_mode`` "before"/"none"): a
+    larger batch runs as several equal passes one after the other. It must divide every batch it
+    splits - a rollout round's ``prompts_per_round * num_samples`` rows and, in "before"/"none",
+    the batch's ``batch_prompts * num_samples`` - and (checked when the pass is compiled) be a
+    multiple of the mesh's data x fsdp size, so that each pass is spread over every device.
+    ``max_nonfinite_steps`` consecutive steps with skipped (non-finite) updates stop the run.
+    """
+
+    collect: CollectConfig = CollectConfig()
+    reward: ImplicitRewardConfig = ImplicitRewardConfig()
+    advantage: AdvantageConfig = AdvantageConfig()
+    prm_mode: str = "after"
+    prm_mini_batch: int = 256
+    prm_micro_batches: int = 1
+    policy_mini_batch: int = 256
+    policy_micro_batches: int = 1
+    logprob_rows_per_pass: int | None = None
+    max_nonfinite_steps: int = 3
+
+    def __post_init__(self):
+        check_choice("PrimeConfig", "prm_mode", self.prm_mode, PRM_MODES)
+        n = self.collect.num_samples
+        rows = self.collect.batch_prompts * n
+        for name in ("prm_mini_batch", "policy_mini_batch"):
+            size = getattr(self, name)
+            if size < 1 or rows % size or size % n:
+                raise ValueError(f"PrimeConfig.{name}={size} must divide the batch of {rows} responses "
+                                 f"and hold whole groups of num_samples={n}")
+        for name in ("prm_micro_batches", "policy_micro_batches"):
+            micro, size = getattr(self, name), getattr(self, name.replace("micro_batches", "mini_batch"))
+            if micro < 1 or size % micro:
+                raise ValueError(f"PrimeConfig.{name}={micro} must divide the mini-batch of {size} responses")
+        if self.logprob_rows_per_pass is not None:
+            self._check_rows_per_pass()
+        if n < 2 and self.advantage.estimator == "rloo":
+            raise ValueError(f"CollectConfig.num_samples={n}: leave-one-out baselines need >= 2")
+
+    def _check_rows_per_pass(self) -> None:
+        size = self.logprob_rows_per_pass
+        if size < 1:
+            raise ValueError(f"PrimeConfig.logprob_rows_per_pass={size} must be None or positive")
+        passes = {"a rollout round": self.collect.prompts_per_round * self.collect.num_samples}
+        if self.uses_prm and self.prm_mode != "after":
+            passes["the batch"] = self.collect.batch_prompts * self.collect.num_samples
+        for what, rows in passes.items():
+            if size < rows and rows % size:
+                raise ValueError(f"PrimeConfig.logprob_rows_per_pass={size} does not divide the "
+                                 f"{rows} rows of {what} into equal forward passes")
+
+    @property
+    def uses_prm(self) -> bool:
+        return self.advantage.uses_prm
+
+    @property
+    def num_samples(self) -> int:
+        return self.collect.num_samples

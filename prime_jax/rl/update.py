@@ -1,0 +1,122 @@
+"""The update half of a PRIME step: PRM update, process rewards, advantages, PPO.
+
+Takes a full batch of kept groups (``ScoredRollouts``, host arrays) and the train state; returns
+the new state and the step's metrics. Arrays cross to the mesh through ``sharding.place`` with
+the batch spread over the data axes, micro-batches as a leading axis.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax.numpy as jnp
+import numpy as np
+
+from prime_jax import advantages, rewards, sharding
+from prime_jax.experience.batch import ScoredRollouts
+from prime_jax.reward_models.updates import LabelledMiniBatch, PrmLossConfig, make_prm_update
+from prime_jax.rl.config import PrimeConfig
+from prime_jax.rl.policy_update import PolicyLossConfig, PolicyMiniBatch, make_policy_update
+from prime_jax.training.forward import make_logprob_fn
+from prime_jax.training.state import TrainState
+from prime_jax.training.updates import shardings_of
+
+
+@dataclasses.dataclass(frozen=True)
+class Updaters:
+    """Jitted functions of one run (built once; shapes are static across steps)."""
+
+    policy_update: object
+    prm_update: object | None
+    prm_logprobs: object | None
+
+
+def make_updaters(policy_graphdef, prm_graphdef, policy_tx, prm_tx, config: PrimeConfig,
+                  policy_loss: PolicyLossConfig, prm_loss: PrmLossConfig,
+                  state: TrainState | None = None) -> Updaters:
+    """The run's jitted steps; given ``state``, each returns weights and optimiser state in the
+    shardings they have in it."""
+    def shardings(params, opt):
+        return (shardings_of(params), shardings_of(opt)) if state else None
+
+    policy_update = make_policy_update(
+        policy_graphdef, policy_tx, policy_loss, state and shardings(state.policy_params, state.policy_opt))
+    if not config.uses_prm:
+        return Updaters(policy_update, None, None)
+    return Updaters(
+        policy_update=policy_update,
+        prm_update=make_prm_update(prm_graphdef, prm_tx, prm_loss, config.reward, config.num_samples,
+                                   state and shardings(state.prm_params, state.prm_opt)),
+        prm_logprobs=make_logprob_fn(prm_graphdef, config.logprob_rows_per_pass))
+
+
+def _mean_metrics(parts: list[dict]) -> dict[str, float]:
+    return {k: float(np.mean([float(p[k]) for p in parts])) for k in parts[0]} if parts else {}
+
+
+def prm_phase(state: TrainState, batch: ScoredRollouts, updaters: Updaters, config: PrimeConfig,
+              mesh) -> tuple[TrainState, np.ndarray | None, dict]:
+    """Update the implicit PRM on the batch (mini-batches in order) and return its token
+    log-probs for the rewards, per ``config.prm_mode`` (SPEC 1.5):
+
+    * ``after``: each mini-batch's log-probs come from the forward that computes its gradient,
+      before that mini-batch's update;
+    * ``before``: all updates first, then one forward with the updated PRM;
+    * ``none``: the frozen PRM's forward.
+    """
+    if not config.uses_prm:
+        return state, None, {}
+    if config.prm_mode == "none":
+        logp = updaters.prm_logprobs(state.prm_params, sharding.place(batch.sequences(), mesh))
+        return state, sharding.fetch(logp, mesh), {}
+    params, opt, parts, logps = state.prm_params, state.prm_opt, [], []
+    size = sharding.local_rows(config.prm_mini_batch)
+    for start in range(0, batch.num_rows, size):
+        rows = batch.rows(np.arange(start, start + size))
+        mb = sharding.place(LabelledMiniBatch.of(rows), mesh, micro=config.prm_micro_batches)
+        params, opt, metrics, logp = updaters.prm_update(params, opt, mb)
+        parts.append(metrics)
+        logps.append(sharding.fetch(logp, mesh))
+    state = dataclasses.replace(state, prm_params=params, prm_opt=opt)
+    if config.prm_mode == "before":
+        logp_prm = sharding.fetch(updaters.prm_logprobs(params, sharding.place(batch.sequences(), mesh)), mesh)
+    else:
+        logp_prm = np.concatenate(logps)
+    return state, logp_prm, _mean_metrics(parts)
+
+
+def step_ends(batch: ScoredRollouts, delimiter_ids: tuple[int, ...]) -> np.ndarray:
+    """Bool (B, L): the last token of each reasoning step of every response."""
+    width = batch.response_mask_bl.shape[1]
+    return np.asarray(rewards.step_ends_from_tokens(
+        jnp.asarray(batch.tokens_bs[:, -width:]), jnp.asarray(batch.response_mask_bl), delimiter_ids))
+
+
+def advantage_phase(batch: ScoredRollouts, logp_prm, config: PrimeConfig, delimiter_ids: tuple[int, ...],
+                    mesh) -> advantages.PrimeAdvantages:
+    """The fused kernel over the whole (global) batch: log-probs -> process rewards -> returns ->
+    whitened advantages; returns this process's rows."""
+    uses_step_ends = config.reward.granularity == "step" and config.uses_prm
+    ends = step_ends(batch, delimiter_ids) if uses_step_ends else None
+    logps = (logp_prm, batch.ref_logp_bl) if config.uses_prm else (None, None)
+    logp_prm, logp_ref, mask, acc, ends = sharding.place((*logps, batch.response_mask_bl, batch.acc_b, ends), mesh)
+    out = advantages.prime_advantages(logp_prm, logp_ref, mask, acc, num_samples=config.num_samples,
+                                      reward=config.reward, advantage=config.advantage, step_ends=ends)
+    return advantages.PrimeAdvantages(*sharding.fetch(tuple(out), mesh))
+
+
+def policy_phase(state: TrainState, batch: ScoredRollouts, adv_bl: np.ndarray, updaters: Updaters,
+                 config: PrimeConfig, mesh, rng: np.random.Generator) -> tuple[TrainState, dict]:
+    """One epoch of PPO over shuffled mini-batches of ``policy_mini_batch`` responses."""
+    order = rng.permutation(batch.num_rows)
+    params, opt, parts = state.policy_params, state.policy_opt, []
+    size = sharding.local_rows(config.policy_mini_batch)
+    for start in range(0, batch.num_rows, size):
+        index = order[start:start + size]
+        rows = batch.rows(index)
+        mb = PolicyMiniBatch(sequences=rows.sequences(), old_logp_bl=rows.old_logp_bl,
+                             advantages_bl=adv_bl[index], ref_logp_bl=rows.ref_logp_bl)
+        params, opt, metrics = updaters.policy_update(params, opt,
+                                                      sharding.place(mb, mesh, micro=config.policy_micro_batches))
+        parts.append(metrics)
+    return dataclasses.replace(state, policy_params=params, policy_opt=opt), _mean_metrics(parts)
