@@ -104,7 +104,8 @@ def evaluate(args) -> dict:
     sampling = EvalSampling(k=args.k, temperature=args.temperature, top_p=args.top_p,
                             max_new_tokens=args.max_new_tokens, max_prompt_length=args.max_prompt_length,
                             batch_prompts=args.batch_prompts, seed=args.seed)
-    with VerifierPool(args.verifier_workers, scorers={"countdown": countdown_reward}) as pool:
+    abilities = {r.ability for r in records}
+    with VerifierPool(args.verifier_workers, scorers={"countdown": countdown_reward}, abilities=abilities) as pool:
         out, dropped = collect_samples(policy, tokenizer, records, pool, sampling, prm_pair=prm_pair, orm=orm,
                                        step_delimiter=reward.step_delimiter if reward else "\n")
     out_dir = pathlib.Path(args.out)

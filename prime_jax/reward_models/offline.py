@@ -151,7 +151,9 @@ def train_reward(*, workdir: str, kind: str = "implicit_prm", task: TaskConfig =
     pipeline = PromptPipeline(task_data.train_prompts[:data.num_prompts], tokenizer, num_samples=data.num_samples,
                               max_prompt_length=task.max_prompt_length, seed=seed)
     t0 = time.time()
-    with VerifierPool(verifier_workers, scorers={"countdown": countdown_reward}) as pool, jax.set_mesh(device_mesh):
+    abilities = {r.ability for r in pipeline.records}
+    with VerifierPool(verifier_workers, scorers={"countdown": countdown_reward}, abilities=abilities) as pool, \
+            jax.set_mesh(device_mesh):
         rows = collect_labelled(base, pipeline, pool, tokenizer, sampling, data, device_mesh, jax.random.key(seed))
     groups = rows.num_rows // data.num_samples
     val_groups = max(1, round(groups * data.val_fraction))

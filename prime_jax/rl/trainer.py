@@ -175,7 +175,9 @@ def train(*, workdir: str, steps: int, task: TaskConfig = TaskConfig(), model: M
                                  max_prompt_length=task.max_prompt_length, seed=seed)
 
     start = int(state.step)
-    with VerifierPool(verifier_workers, scorers=scorers) as pool, jax.set_mesh(device_mesh):
+    abilities = {r.ability for r in (*task_data.train_prompts, *task_data.eval_prompts)}
+    # A task with code rows and no working code sandbox stops here, before any training.
+    with VerifierPool(verifier_workers, scorers=scorers, abilities=abilities) as pool, jax.set_mesh(device_mesh):
         if start == 0 and task_data.eval_prompts and eval_every:
             rows.append(record(0, evaluate(state)))
         for step in tqdm(range(start + 1, steps + 1), desc="prime", initial=start, total=steps, disable=not lead):
