@@ -37,6 +37,7 @@ accepted, a single value never matches one element of a list truth (Math-Verify 
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 
@@ -88,20 +89,42 @@ def _compare_structures(pred: tuple, truth: tuple, deadline: float, depth: int) 
     truth_kind = _KIND_ALIAS.get(truth_kind, truth_kind)
     if pred_kind != truth_kind or len(pred_items) != len(truth_items):
         return Verdict(0.0, "mismatch", f"{pred_kind} vs {truth_kind}")
-    if pred_kind != "set":
-        for pred_item, truth_item in zip(pred_items, truth_items):
-            verdict = _compare(pred_item, truth_item, deadline, depth + 1)
-            if verdict.score < 1.0:
-                return verdict
-        return Verdict(1.0, "match_structure")
-    unmatched = list(truth_items)
-    for pred_item in pred_items:
-        for truth_item in unmatched:
+    if pred_kind == "set":
+        return _compare_sets(pred_items, truth_items, deadline, depth)
+    for pred_item, truth_item in zip(pred_items, truth_items):
+        verdict = _compare(pred_item, truth_item, deadline, depth + 1)
+        if verdict.score < 1.0:
+            return verdict
+    return Verdict(1.0, "match_structure")
+
+
+def _compare_sets(pred_items: list, truth_items: list, deadline: float, depth: int) -> Verdict:
+    """A one-to-one matching: identical normal forms pair first (linear), each remaining
+    prediction element then takes the first equal remaining truth element; the quadratic part
+    stops at the deadline."""
+    unmatched = collections.Counter(map(answer_lib.normalize_answer, truth_items))
+    rest = []
+    for item in pred_items:
+        normal = answer_lib.normalize_answer(item)
+        if unmatched[normal] > 0 and not answer_lib.is_nan(normal):
+            unmatched[normal] -= 1
+        else:
+            rest.append(item)
+    remaining = []
+    for item in truth_items:
+        normal = answer_lib.normalize_answer(item)
+        if unmatched[normal] > 0:  # as many of this form as no prediction element took
+            unmatched[normal] -= 1
+            remaining.append(item)
+    for pred_item in rest:
+        if time.monotonic() > deadline:
+            return Verdict(0.0, "timeout", "set comparison past the deadline")
+        for truth_item in remaining:
             verdict = _compare(pred_item, truth_item, deadline, depth + 1)
             if verdict.status in FAILURE_STATUSES:
                 return verdict
             if verdict.score == 1.0:
-                unmatched.remove(truth_item)
+                remaining.remove(truth_item)
                 break
         else:
             return Verdict(0.0, "mismatch", "set element not found")

@@ -158,3 +158,11 @@ def test_reads_every_part():
     assert symbolic.reads_every_part("x^2 + 2x + 1")
     assert symbolic.reads_every_part("\\frac{\\sqrt{3}}{2}")
     assert not symbolic.reads_every_part("+".join("x" * 30))  # too many parts to try
+
+
+def test_a_large_set_is_matched_in_linear_time_first():
+    members = [str(i) for i in range(400)]
+    response = "\\boxed{\\{" + ",".join(members) + "\\}}"
+    truth = "\\{" + ",".join(reversed(members)) + "\\}"
+    assert math_verifier.verify_detailed(response, truth, timeout=20.0).status == "match_structure"
+    assert math_verifier.verify(response, truth.replace("399", "400"), timeout=20.0) == 0.0
