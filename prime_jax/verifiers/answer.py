@@ -16,10 +16,12 @@ Extraction (`extract_answer`), in order:
 Only the last `MAX_RESPONSE_CHARS` characters of a response are searched.
 
 Numbers (`parse_number`, `numbers_equal`): integers, decimals, `a/b`, `\\frac{a}{b}` and mixed
-numbers become exact fractions. Values compare exactly, with one tolerance: when the truth is
-written as a decimal with d digits after the point and the prediction is a non-terminating exact
-value (a fraction such as 8/3), the prediction matches if it is within half a unit of the d-th
-digit and within the reference graders' relative 1e-4 (`2.6667` accepts `\\frac{8}{3}`).
+numbers become exact fractions (`2\\frac{1}{2}` is the mixed number 5/2, as NeMo-Skills reads
+it; Math-Verify reads a product). Values compare exactly, with one tolerance: when the truth is
+written as a decimal with d digits after the point and the prediction is an exact value that is
+not a decimal (a fraction such as 8/3, or `\\sqrt{2}` in the symbolic step), the prediction
+matches if it is within half a unit of the d-th digit and within the reference graders' relative
+1e-4 (`2.6667` and `0.3333` accept `\\frac{8}{3}` and `\\frac13`; `0.3` and `0.333` do not).
 Deliberate differences from the reference graders (PRIME's `math_equal`, Qwen-Math, NeMo-Skills
 use `isclose(rel_tol=1e-4)` on everything; Math-Verify rounds to 6 decimals):
 - an integer or exact-fraction truth needs the exact value: `12346` != `12345`, `3.0002` != `3`,
@@ -315,24 +317,22 @@ def is_nan(text: str) -> bool:
     return text.lstrip("+-").lower() == "nan"
 
 
-def decimal_tolerance(truth: Number) -> Fraction | None:
-    """How far an exact non-decimal value may be from a decimal truth (module docstring);
-    None when the truth needs the exact value."""
+def close_to_decimal(value: Fraction, truth: Number) -> bool:
+    """Whether an exact non-decimal `value` matches a decimal `truth` (module docstring):
+    |value - truth| <= min(half a unit of the truth's last digit, 1e-4 * max(|value|, |truth|)),
+    i.e. it rounds to the truth and is as close as the reference graders' `isclose` asks."""
     if truth.decimals is None:
-        return None
+        return False
     half_unit = Fraction(1, 2 * 10 ** truth.decimals)
-    return min(half_unit, REL_TOL * abs(truth.value))
+    relative = REL_TOL * max(abs(value), abs(truth.value))
+    return abs(value - truth.value) <= min(half_unit, relative)
 
 
 def numbers_equal(pred: Number, truth: Number) -> bool:
-    """Exact equality, or a non-terminating exact prediction within a decimal truth's
-    `decimal_tolerance`."""
+    """Exact equality, or an exact non-decimal prediction `close_to_decimal` a decimal truth."""
     if pred.value == truth.value:
         return True
-    tolerance = decimal_tolerance(truth)
-    if tolerance is None or pred.decimals is not None or pred.value.denominator == 1:
-        return False
-    return abs(pred.value - truth.value) <= tolerance
+    return pred.decimals is None and close_to_decimal(pred.value, truth)
 
 
 # ----------------------------------------------------------------------------- structure

@@ -68,14 +68,13 @@ def shutdown() -> None:
         _worker = None
 
 
-def _symbolic(pred: str, truth: str, deadline: float,
-              tolerance: str | None = None) -> Verdict:
-    """The killable worker's verdict; `tolerance` (a decimal truth's) switches it to a numeric
-    closeness check of `pred` against the decimal `truth`. Past the deadline: "timeout"."""
+def _symbolic(pred: str, truth: str, deadline: float, decimal: bool = False) -> Verdict:
+    """The killable worker's verdict; `decimal` (the truth is a plain decimal) switches it to
+    `answer.close_to_decimal` on the value of `pred`. Past the deadline: "timeout"."""
     timeout = deadline - time.monotonic()
     if timeout <= 0:
         return Verdict(0.0, "timeout", "deadline passed before the symbolic check")
-    equal, status = _symbolic_worker().equivalent(pred, truth, timeout, tolerance)
+    equal, status = _symbolic_worker().equivalent(pred, truth, timeout, decimal)
     if status != "ok":
         return Verdict(0.0, status, f"symbolic check {status} after {timeout:.1f}s")
     return Verdict(float(equal), "match_symbolic" if equal else "mismatch")
@@ -175,10 +174,8 @@ def _compare(pred: str, truth: str, deadline: float, depth: int = 0) -> Verdict:
     if pred_number is not None and truth_number is not None:
         equal = answer_lib.numbers_equal(pred_number, truth_number)
         return Verdict(float(equal), "match_numeric" if equal else "mismatch")
-    if truth_number is not None and pred_number is None:
-        tolerance = answer_lib.decimal_tolerance(truth_number)
-        if tolerance is not None:
-            return _symbolic(pred, str(truth_number.value), deadline, str(tolerance))
+    if truth_number is not None and truth_number.decimals is not None and pred_number is None:
+        return _symbolic(pred, truth_normal, deadline, decimal=True)
     return _symbolic(pred, truth, deadline)
 
 

@@ -69,17 +69,17 @@ class SymbolicWorker:
         return line
 
     def equivalent(self, pred: str, truth: str, timeout: float,
-                   tolerance: str | None = None) -> tuple[bool, str]:
+                   decimal: bool = False) -> tuple[bool, str]:
         """(equal?, status) with status "ok", "timeout" or "crash"; never raises.
 
-        With `tolerance` (a number as a string), `truth` is an exact number and the answer is
-        whether `pred`'s value lies within `tolerance` of it (`numerically_close`)."""
+        With `decimal`, `truth` is a plain decimal and the answer is whether the value of `pred`
+        is close to it (`numerically_close`)."""
         with self._lock:
             try:
                 if self._proc is None or self._proc.poll() is not None:
                     self._start()
                 request = json.dumps(
-                    {"pred": pred, "truth": truth, "tolerance": tolerance}).encode() + b"\n"
+                    {"pred": pred, "truth": truth, "decimal": decimal}).encode() + b"\n"
                 self._proc.stdin.write(request)
                 self._proc.stdin.flush()
                 line = self._read_line(timeout)
@@ -167,10 +167,14 @@ def reads_every_part(answer: str, parse=None) -> bool:
     return True
 
 
-def numerically_close(pred: str, truth: str, tolerance: str) -> bool:
-    """Whether `pred` (LaTeX, no free symbols) evaluates to within `tolerance` of the exact
-    number `truth`, reading every part of `pred`. Unbounded: call only inside the worker."""
+def numerically_close(pred: str, truth: str) -> bool:
+    """Whether the value of `pred` (LaTeX, no free symbols) is `answer.close_to_decimal` the
+    decimal `truth`, reading every part of `pred`. Unbounded: call only inside the worker."""
+    from fractions import Fraction
+
     import sympy
+
+    from prime_jax.verifiers import answer
 
     parsed = _parse(pred)
     if not parsed or not isinstance(parsed[0], sympy.Expr) or parsed[0].free_symbols:
@@ -178,8 +182,8 @@ def numerically_close(pred: str, truth: str, tolerance: str) -> bool:
     value = sympy.N(parsed[0], 30)
     if not value.is_real:
         return False
-    close = abs(value - sympy.Rational(truth)) <= sympy.Rational(tolerance)
-    return bool(close) and reads_every_part(pred)
+    close = answer.close_to_decimal(Fraction(str(value)), answer.parse_number(truth))
+    return close and reads_every_part(pred)
 
 
 def sympy_equivalent(pred: str, truth: str) -> bool:
@@ -202,7 +206,7 @@ def sympy_equivalent(pred: str, truth: str) -> bool:
 
 
 def worker_main(memory_bytes: int) -> None:
-    """Serves JSON-line requests {"pred", "truth", "tolerance"} -> {"equal"} until stdin
+    """Serves JSON-line requests {"pred", "truth", "decimal"} -> {"equal"} until stdin
     closes."""
     _limit_self(memory_bytes)
     import math_verify  # noqa: F401  (import once, before saying ready)
@@ -213,10 +217,10 @@ def worker_main(memory_bytes: int) -> None:
     for line in sys.stdin:
         request = json.loads(line)
         try:
-            if request.get("tolerance") is None:
-                equal = sympy_equivalent(request["pred"], request["truth"])
+            if request.get("decimal"):
+                equal = numerically_close(request["pred"], request["truth"])
             else:
-                equal = numerically_close(request["pred"], request["truth"], request["tolerance"])
+                equal = sympy_equivalent(request["pred"], request["truth"])
         except Exception:  # noqa: BLE001 - any parser/sympy failure means "not shown equal"
             equal = False
         out.write(json.dumps({"equal": equal}) + "\n")

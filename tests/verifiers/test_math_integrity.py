@@ -22,6 +22,12 @@ REPRODUCTIONS = [
     ("\\boxed{\\frac{8}{3}}", "2.6667", 1.0),
     ("\\boxed{\\sqrt{2}}", "1.4142", 1.0),
     ("\\boxed{\\sqrt{2}}", "1.41", 0.0),
+    ("\\boxed{\\frac{1}{3}}", "0.3333", 1.0),
+    ("\\boxed{\\frac{1}{3}}", "0.333", 0.0),
+    ("\\boxed{\\frac{1}{3}}", "0.3", 0.0),
+    ("\\boxed{\\pi}", "3.1416", 1.0),
+    ("\\boxed{\\pi}", "3.14", 0.0),
+    ("\\boxed{2\\frac{1}{2}}", "2.5", 1.0),  # a mixed number
     ("\\boxed{2.6667}", "\\frac{8}{3}", 0.0),
     # A comma list is a list; thousands separators only in the strict form.
     ("\\boxed{32, 349}", "32349", 0.0),
