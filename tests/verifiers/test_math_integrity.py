@@ -119,7 +119,8 @@ def test_extract_boxed_is_one_pass():
 
 
 def _integer_strings(value: int) -> list[str]:
-    return [str(value), f"{value:,}", f"{value}.0"]
+    return [str(value), f"{value:,}", f"{value}.0", f"\\frac{{{2 * value}}}{{2}}", f"x = {value}",
+            f"{value}\\%", f"{value} \\text{{ cm}}"]
 
 
 @settings(max_examples=300, deadline=None)
@@ -127,6 +128,15 @@ def _integer_strings(value: int) -> list[str]:
 def test_distinct_integers_never_verify_equal(a, b):
     for shown in _integer_strings(a):
         assert math_verifier.verify(f"\\boxed{{{shown}}}", str(b)) == float(a == b)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(-10**6, 10**6), st.integers(-10**6, 10**6),
+       st.sampled_from(["{a}, {b}", "{a} \\text{{ or }} {b}", "{a} = {b}", "{a} \\lor {b}",
+                        "{a} \\\\ {b}", "x = {a} = {b}", "\\{{{a}, {b}\\}}", "{a} \\to {b}"]))
+def test_two_values_never_match_one_of_them(a, b, hedge):
+    if a != b:
+        assert math_verifier.verify("\\boxed{" + hedge.format(a=a, b=b) + "}", str(b)) == 0.0
 
 
 @settings(max_examples=300, deadline=None)
