@@ -8,6 +8,10 @@ head ``score.weight`` (1, D), no bias; HF picks the rightmost non-pad token, the
 rows whose padding is ``pad_token_id``), so ``models.hf.save_orm`` writes a directory that
 ``transformers.AutoModelForSequenceClassification`` loads. The backbone has tied embeddings and
 no LM head: an ORM never needs token logits.
+
+``position_scores`` reads the same head at every position, ``r_t = h_t . w`` (B, T): the score of
+each prefix, e.g. at every reasoning step's end (ProcessBench's "ORM read at every step end");
+at the last real token it equals ``r``.
 """
 
 from __future__ import annotations
@@ -42,6 +46,12 @@ class OutcomeRewardModel(nnx.Module):
         last_b = jnp.argmax(jnp.arange(mask_bt.shape[1])[None, :] * mask_bt, axis=1)
         h_bd = jnp.take_along_axis(h_btd, last_b[:, None, None], axis=1)[:, 0]
         return jnp.einsum("bd,do->bo", h_bd.astype(jnp.float32), self.score[...].astype(jnp.float32))[:, 0]
+
+    def position_scores(self, input_ids_bt: jax.Array, attention_mask_bt: jax.Array) -> jax.Array:
+        """``r_bt = h_bt . w`` float32 (B, T): the head read at every position (padding included;
+        mask it yourself). ``r_bt[b, T_b]`` at the last real token ``T_b`` is ``self(...)[b]``."""
+        h_btd, _ = self.backbone.hidden_states(input_ids_bt, attention_mask_bt=attention_mask_bt)
+        return jnp.einsum("btd,do->bto", h_btd.astype(jnp.float32), self.score[...].astype(jnp.float32))[..., 0]
 
 
 def orm_from_backbone(backbone: Transformer, *, seed: int = 0) -> OutcomeRewardModel:

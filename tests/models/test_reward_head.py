@@ -79,3 +79,16 @@ def test_load_orm_refuses_a_language_model(hf_checkpoints):
     _, directory = hf_checkpoints[("qwen2", True)]
     with pytest.raises(ValueError, match="ForSequenceClassification"):
         load_orm(directory)
+
+
+def test_position_scores_end_in_the_last_token_score(tmp_path):
+    """The head read at every position equals the ORM's score at each row's last real token."""
+    _hf_orm("qwen2", seed=1).save_pretrained(tmp_path / "hf")
+    orm = load_orm(tmp_path / "hf")
+    ids, mask = _padded_batch()
+    scores_bt = np.asarray(orm.position_scores(jnp.asarray(ids), jnp.asarray(mask)))
+    assert scores_bt.shape == ids.shape
+    last_b = np.array([np.flatnonzero(row).max() for row in mask])
+    np.testing.assert_allclose(scores_bt[np.arange(len(ids)), last_b],
+                               np.asarray(orm(jnp.asarray(ids), jnp.asarray(mask))), rtol=1e-6, atol=1e-6)
+    assert np.ptp(scores_bt[0]) > 1e-3  # prefixes score differently
