@@ -2,7 +2,8 @@
 
 `make_synthetic_rl_prompts(task, ...)` / `make_synthetic_sft_examples(task, ...)` dispatch on the
 task name ("arithmetic" or "countdown"); `synthetic_reward(ability, response, ground_truth)` is
-the checker for the abilities these tasks emit that do not go through the math verifier.
+the checker for the abilities these tasks emit that do not go through the math verifier;
+`exact_step_labels(task, response, ground_truth, problem)` the exact per-step labels of any response.
 """
 
 from prime_jax.data.synthetic.arithmetic import (
@@ -58,6 +59,27 @@ def make_synthetic_sft_examples(task: str, seed: int, num: int, split: str = "tr
     config = config or default_config(task)
     fn = arithmetic_sft_examples if task == "arithmetic" else countdown_sft_examples
     return fn(seed, num, split, config)
+
+
+def exact_step_labels(task: str, response: str, ground_truth: str, problem: str | None = None) -> list[bool]:
+    """Exact "prefix still correct" labels of ``response``, one per step of
+    ``data.steps.split_steps(response, "\\n")`` (one per non-blank line).
+
+    Arithmetic reads the problem from ``problem`` (the prompt's user message, e.g. ``17+20*3-15=``;
+    its ground truth is only the answer, which must agree); countdown from ``ground_truth``
+    (``2,3,5,7:41``, ``;subset`` appended when not every number must be used), ``problem`` unused.
+    """
+    if task == "arithmetic":
+        if problem is None:
+            raise ValueError("exact_step_labels(task='arithmetic') needs problem= the prompt text")
+        parsed = parse_arithmetic_problem(problem)
+        if str(parsed.answer) != ground_truth.strip():
+            raise ValueError(f"exact_step_labels: problem {problem!r} has answer {parsed.answer}, "
+                             f"but ground_truth={ground_truth!r}")
+        return label_arithmetic_steps(response, parsed)
+    if task == "countdown":
+        return label_countdown_steps(response, ground_truth)
+    raise ValueError(f"exact_step_labels task={task!r}: expected one of {TASKS}")
 
 
 __all__ = [name for name in dir() if not name.startswith("_")]
