@@ -10,7 +10,10 @@ Kinds say how a tensor changes shape between the two layouts:
 * ``linear2``: as ``linear`` with two input dims (o_proj kernel ``(heads, head_dim, d)``).
 
 ``load_orm`` / ``save_orm`` do the same for an ``OutcomeRewardModel`` in the
-``*ForSequenceClassification`` layout (backbone names as above, plus ``score.weight``).
+``*ForSequenceClassification`` layout (backbone names as above, plus ``score.weight``), and
+``load_explicit_prm`` / ``save_explicit_prm`` for an ``ExplicitPRM`` in the
+``*ForTokenClassification`` layout (``score.weight`` (1, D) and ``score.bias`` (1,)); both have
+``num_labels = 1``.
 
 ``from_pretrained`` builds the model abstractly (``nnx.eval_shape``) and fills every parameter
 straight into its target sharding with ``jax.make_array_from_callback``: no random-initialised
@@ -36,6 +39,7 @@ from prime_jax import sharding
 from prime_jax.models.config import ModelConfig
 from prime_jax.models.layers import param_shardings
 from prime_jax.models.reward_head import OutcomeRewardModel, orm_config
+from prime_jax.models.step_head import ExplicitPRM
 from prime_jax.models.transformer import Transformer
 
 _L = "model.layers.{i}."
@@ -193,17 +197,44 @@ def load_orm(path: str | os.PathLike, *, dtype=jnp.float32, param_dtype=None,
     """Load a ``*ForSequenceClassification`` directory with ``num_labels = 1`` (e.g. one written
     by ``save_orm``) as an ``OutcomeRewardModel``; dtypes and ``mesh`` as in ``from_pretrained``."""
     path = os.fspath(path)
+    config = _head_config(path, "ForSequenceClassification", "an outcome reward model", dtype, param_dtype, remat)
+    return _load(path, lambda: OutcomeRewardModel(config, rngs=nnx.Rngs(0)), config, mesh, _orm_name)
+
+
+def _head_config(path: str, suffix: str, what: str, dtype, param_dtype, remat: bool) -> ModelConfig:
+    """The backbone config of a one-label ``*<suffix>`` directory (refused if it is another kind)."""
     with open(os.path.join(path, "config.json")) as f:
         hf = json.load(f)
     labels = len(hf.get("id2label") or {}) or hf.get("num_labels", 2)
-    if not any(a.endswith("ForSequenceClassification") for a in hf.get("architectures") or []) or labels != 1:
-        raise ValueError(f"{path}/config.json: an outcome reward model needs architectures "
-                         f"[*ForSequenceClassification] with one label, got {hf.get('architectures')} "
-                         f"with {labels} labels")
-    config = orm_config(ModelConfig.from_hf(
+    if not any(a.endswith(suffix) for a in hf.get("architectures") or []) or labels != 1:
+        raise ValueError(f"{path}/config.json: {what} needs architectures [*{suffix}] with one label, "
+                         f"got {hf.get('architectures')} with {labels} labels")
+    return orm_config(ModelConfig.from_hf(
         hf, source=os.path.join(path, "config.json"), dtype=jnp.dtype(dtype).name,
         param_dtype=jnp.dtype(param_dtype or dtype).name, remat=remat))
-    return _load(path, lambda: OutcomeRewardModel(config, rngs=nnx.Rngs(0)), config, mesh, _orm_name)
+
+
+def _explicit_prm_name(nnx_path: str) -> tuple[str, str]:
+    """HF name and kind of an ``ExplicitPRM`` parameter (``*ForTokenClassification``)."""
+    if nnx_path == "score":
+        return "score.weight", "linear"
+    if nnx_path == "score_bias":
+        return "score.bias", "copy"
+    return nnx_to_hf_name(nnx_path.removeprefix("backbone."))
+
+
+def load_explicit_prm(path: str | os.PathLike, *, dtype=jnp.float32, param_dtype=None,
+                      mesh: jax.sharding.Mesh | None = None, remat: bool = False) -> ExplicitPRM:
+    """Load a ``*ForTokenClassification`` directory with ``num_labels = 1`` and a score bias (e.g.
+    one written by ``save_explicit_prm``) as an ``ExplicitPRM``; dtypes and ``mesh`` as in
+    ``from_pretrained``."""
+    path = os.fspath(path)
+    config = _head_config(path, "ForTokenClassification", "an explicit PRM", dtype, param_dtype, remat)
+    with open(os.path.join(path, "config.json")) as f:
+        if json.load(f).get("token_classification_bias", True) is False:
+            raise ValueError(f"{path}/config.json: token_classification_bias is false, but an explicit "
+                             "PRM's score head has a bias")
+    return _load(path, lambda: ExplicitPRM(config, rngs=nnx.Rngs(0)), config, mesh, _explicit_prm_name)
 
 
 def _load(path: str, build, config: ModelConfig, mesh, hf_name_of):
@@ -268,6 +299,16 @@ def save_orm(model: OutcomeRewardModel, path: str | os.PathLike, tokenizer=None,
     hf["architectures"] = [hf["architectures"][0].replace("ForCausalLM", "ForSequenceClassification")]
     hf.update(id2label={"0": "LABEL_0"}, label2id={"LABEL_0": 0})
     _save(model, hf, _orm_name, path, tokenizer, max_shard_bytes)
+
+
+def save_explicit_prm(model: ExplicitPRM, path: str | os.PathLike, tokenizer=None, *,
+                      max_shard_bytes: int = 5 * 2**30) -> None:
+    """Write an explicit PRM as ``<Arch>ForTokenClassification`` (one label, score bias), loadable
+    by ``transformers.AutoModelForTokenClassification`` and ``load_explicit_prm``."""
+    hf = model.config.to_hf()
+    hf["architectures"] = [hf["architectures"][0].replace("ForCausalLM", "ForTokenClassification")]
+    hf.update(id2label={"0": "LABEL_0"}, label2id={"LABEL_0": 0}, token_classification_bias=True)
+    _save(model, hf, _explicit_prm_name, path, tokenizer, max_shard_bytes)
 
 
 def _save(model: nnx.Module, hf_config: dict, hf_name_of, path, tokenizer, max_shard_bytes: int) -> None:
