@@ -195,7 +195,17 @@ _UNIT_WORDS = (
     "miles", "mile", "units", "unit", "square", "sq", "degrees", "degree", "dollars", "dollar",
     "cents", "cent", "hours", "hour", "minutes", "minute", "seconds", "second", "days", "day",
     "years", "year", "cubic", "pounds", "kg", "g", "liters", "ways", "people", "students",
+    "metres", "metre", "centimeters", "centimeter", "kilometers", "kilometer", "liter", "litres",
+    "litre", "hrs", "hr", "secs", "sec", "mins", "min", "grams", "gram", "lbs", "lb",
 )
+_UNIT_ALIASES = {
+    "s": "second", "sec": "second", "m": "meter", "metre": "meter", "metr": "meter",
+    "cm": "centimeter", "mm": "millimeter", "km": "kilometer", "ft": "foot", "feet": "foot",
+    "in": "inch", "min": "minute", "h": "hour", "hr": "hour", "g": "gram", "kg": "kilogram",
+    "lb": "pound", "l": "liter", "litre": "liter", "litr": "liter", "hrs": "hour",
+    "secs": "second", "mins": "minute",
+}
+_GENERIC_UNITS = ("unit", "squareunit", "cubicunit")  # "10 units" says nothing about the unit
 _TEXT_WRAPPER = r"\\(?:text|textbf|textnormal|textrm|mathrm|mbox|mathbf|textit)\s*"
 _TEXT_UNIT_RE = re.compile(
     r"^(.*?[\d}.)])\s*" + _TEXT_WRAPPER + r"\{\s*([a-zA-Z][a-zA-Z ]*)\}(\^\{?\d\}?)?$")
@@ -206,21 +216,30 @@ _SPACING_RE = re.compile(r"(?<!\\)\\[,;: ]|~|\\q?quad(?![a-zA-Z])")
 _LATEX_THOUSANDS_RE = re.compile(r"(?<=\d),\\!\s*(?=\d{3}(?!\d))")  # 32,\! 349
 
 
+def _canonical_unit(words: str) -> str | None:
+    """Lower case, no spaces, abbreviations spelled out, without a final `es` / `s` / `e` (so
+    singular and plural agree: inch/inches/in, minute/minutes/min); None for a generic unit."""
+    unit = re.sub(r"\s+", "", words.lower())
+    unit = _UNIT_ALIASES.get(unit, unit)
+    unit = re.sub(r"e?s?$", "", unit, count=1)
+    unit = _UNIT_ALIASES.get(unit, unit)
+    return None if unit in _GENERIC_UNITS else unit
+
+
 def split_unit(answer: str) -> tuple[str, str | None]:
     """(answer without a trailing unit, the unit in a canonical spelling or None).
 
     A unit is a `\\text{...}`-style word after a number or a closing bracket, or a run of
-    common unit words; its canonical spelling is lower case without spaces and without a final
-    `es` / `s` / `e` (so singular and plural forms agree: inch/inches, minute/minutes)."""
+    common unit words, with an optional power (`cm^2`); see `_canonical_unit`."""
     text = answer.strip()
     if len(text) > MAX_ANSWER_CHARS:
         return text, None
     match = _TEXT_UNIT_RE.match(text) or _WORD_UNIT_RE.match(text)
     if not match:
         return text, None
-    unit = re.sub(r"\s+", "", match.group(2).lower()) + (match.group(3) or "").replace("{", "")
-    unit = unit.replace("}", "")
-    return match.group(1).strip(), re.sub(r"e?s?(\^\d)?$", r"\1", unit, count=1)
+    unit = _canonical_unit(match.group(2))
+    power = re.sub(r"[{}]", "", match.group(3) or "")
+    return match.group(1).strip(), unit and unit + power
 
 
 def clean_with_unit(answer: str) -> tuple[str, str | None]:

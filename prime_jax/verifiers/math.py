@@ -5,8 +5,8 @@ Order of checks (SPEC section 3), each deciding when it applies:
    is" sentence, else a bare expression, else the last math span or standalone number); a ground
    truth is its boxed content (boxes parted only by separators form a list), else itself.
 2. `clean` both sides (presentation, `$`, degrees, `%`, `\\text{}`); both carry a unit and the
-   units differ (`3 meters` vs `3 seconds`) -> 0. A unit on one side only is dropped, as the
-   reference graders drop it (`3 meters` matches `3`).
+   units differ (`3 meters` vs `3 seconds`; `m` and `meters` agree) -> 0. A unit on one side
+   only, or a generic one (`units`), is dropped, as the reference graders drop it.
 3. structures (`answer.split_structure`): tuples, intervals, bare comma lists (ordered, as in
    PRIME), sets (any order) and matrices compare element by element with these same rules, so
    `(0.6, 2.6667]` is judged exactly as `0.6` and `2.6667` are; different kinds or lengths -> 0.

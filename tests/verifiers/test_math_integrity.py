@@ -61,6 +61,11 @@ REPRODUCTIONS = [
     ("\\boxed{3\\text{ meters}}", "3\\text{ seconds}", 0.0),
     ("\\boxed{3 meters}", "3", 1.0),
     ("\\boxed{12\\text{ inches}}", "12 inch", 1.0),
+    ("\\boxed{3\\text{ m}}", "3 meters", 1.0),
+    ("\\boxed{2 ft}", "2\\text{ feet}", 1.0),
+    ("\\boxed{10\\text{ cm}}", "10\\text{ units}", 1.0),
+    ("\\boxed{5\\text{ cm}^2}", "5\\text{ cm}", 0.0),
+    ("\\boxed{3\\text{ dollars}}", "3\\text{ cents}", 0.0),
     # "answer is" stops at the end of its sentence.
     ("The final answer is 34. I hope it is correct.", "34", 1.0),
     ("The final answer is $28 \\%$. I hope it is correct.", "28", 1.0),
