@@ -258,6 +258,8 @@ def clean_with_unit(answer: str) -> tuple[str, str | None]:
         text = text.replace(degree, "")
     text, unit = split_unit(text)
     text = _TEXT_RE.sub(r"\1", text).strip()
+    if unit is None:  # a unit inside the wrapper: 5\text{ cm^2}
+        text, unit = split_unit(text)
     text = re.sub(r"\\frac(\d)(\d)", r"\\frac{\1}{\2}", text)  # \frac12 -> \frac{1}{2}
     text = re.sub(r"\\sqrt(\d+)", r"\\sqrt{\1}", text)
     text = re.sub(r"\\?%$", "", text.rstrip(".\\ ")).strip()  # % is a unit mark

@@ -65,6 +65,8 @@ REPRODUCTIONS = [
     ("\\boxed{2 ft}", "2\\text{ feet}", 1.0),
     ("\\boxed{10\\text{ cm}}", "10\\text{ units}", 1.0),
     ("\\boxed{5\\text{ cm}^2}", "5\\text{ cm}", 0.0),
+    ("\\boxed{5\\text{ cm^2}}", "5\\text{ cm}^2", 1.0),
+    ("\\boxed{5\\text{ cm^2}}", "5", 1.0),
     ("\\boxed{3\\text{ dollars}}", "3\\text{ cents}", 0.0),
     # "answer is" stops at the end of its sentence.
     ("The final answer is 34. I hope it is correct.", "34", 1.0),
