@@ -46,7 +46,7 @@ MAX_RESPONSE_CHARS = 200_000
 REL_TOL = Fraction(1, 10_000)
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![a-zA-Z])")
-_MARKER_RE = re.compile(r"answer\s*(?:is\b|:)", re.IGNORECASE)
+_MARKER_RE = re.compile(r"answer\s*(?:is\b\s*:?|:)", re.IGNORECASE)
 _DELIMITER_RE = re.compile(r"\\\$|\$\$|\$|\\\(|\\\)|\\\[|\\\]")
 _CLOSER = {"$$": "$$", "$": "$", "\\(": "\\)", "\\[": "\\]"}
 _DISPLAY = ("$$", "\\[")  # only display math may span lines
@@ -247,7 +247,7 @@ def clean_with_unit(answer: str) -> tuple[str, str | None]:
     text = answer.strip()
     if len(text) > MAX_ANSWER_CHARS:
         return text, None
-    text = text.replace("\n", " ")
+    text = text.replace("\n", " ").replace("**", "")  # markdown bold: **5**
     text = _LATEX_THOUSANDS_RE.sub(",", text).replace("\\!", "")
     text = _SPACING_RE.sub(" ", text)
     for command in ("\\left", "\\right", "\\displaystyle"):
@@ -269,7 +269,7 @@ def clean_with_unit(answer: str) -> tuple[str, str | None]:
 
 
 def clean(answer: str) -> str:
-    """Removes presentation only: `$`, spacing commands, `\\left`/`\\right`, `\\displaystyle`,
+    """Removes presentation only: `$`, markdown `**`, spacing commands, `\\left`/`\\right`, `\\displaystyle`,
     degree signs, a trailing unit or `%`, `\\text{}` wrappers, a trailing period or lone
     backslash, a `{}` group around everything; `\\dfrac`/`\\tfrac`/`\\cfrac` -> `\\frac`;
     `32,\\!349` -> `32,349`. Keeps spaces (LaTeX needs some)."""

@@ -72,6 +72,8 @@ REPRODUCTIONS = [
     ("The final answer is 34. I hope it is correct.", "34", 1.0),
     ("The final answer is $28 \\%$. I hope it is correct.", "28", 1.0),
     ("Final Answer: The largest $n$ is 34.", "34", 1.0),
+    ("**Answer:** **34**", "34", 1.0),
+    ("The answer is: **34**.", "34", 1.0),
     # Without a box: the last complete math expression, never digits out of words or groups.
     ("AZYUK2A", "2", 0.0),
     ("$x = \\frac{1}{2}$", "2", 0.0),
