@@ -10,9 +10,10 @@ from flax import nnx
 from prime_jax.data import PromptRecord, load_tokenizer, make_synthetic_rl_prompts
 from prime_jax.data.steps import split_steps
 from prime_jax.data.synthetic import make_arithmetic_problems, solve_arithmetic
-from prime_jax.models import ModelConfig, Transformer, save_pretrained
+from prime_jax.models import ModelConfig, Transformer, from_pretrained, save_pretrained
 from prime_jax.reward_models import mc_labels
-from prime_jax.reward_models.mc_labels import MCLabelConfig, label_prompts, step_prefixes
+from prime_jax.reward_models.mc_labels import MCLabelConfig, PolicyCompleter, label_prompts, step_prefixes
+from prime_jax.rollout import SamplingConfig
 from prime_jax.verifiers import VerifierPool
 
 KEYS = {"prompt_index", "prompt", "ground_truth", "ability", "response", "steps", "hard", "soft", "completions"}
@@ -157,15 +158,23 @@ def test_resume_refuses_a_file_of_other_prompts(pool, tmp_path):
         label_prompts(records[2:], solver=model, completer=model, pool=pool, config=config, out=out, log=print)
 
 
-def test_cli_with_a_tiny_random_model(tmp_path):
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A random 1-layer model with the char tokenizer, saved in Hugging Face format."""
     tokenizer = load_tokenizer("char")
     config = ModelConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_layers=1,
                          num_heads=2, num_kv_heads=1, head_dim=8, eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id)
-    save_pretrained(Transformer(config, rngs=nnx.Rngs(0)), tmp_path / "model", tokenizer=tokenizer)
+    path = tmp_path_factory.mktemp("tiny") / "model"
+    save_pretrained(Transformer(config, rngs=nnx.Rngs(0)), path, tokenizer=tokenizer)
+    return path
+
+
+def test_cli_with_a_tiny_random_model(tiny_model, tmp_path):
     out = tmp_path / "mc" / "labels.jsonl"
-    args = ["--model", str(tmp_path / "model"), "--task", "arithmetic", "--num-prompts", "2",
-            "--samples-per-prompt", "2", "--completions", "2", "--batch-rows", "4", "--max-new-tokens", "12",
+    # the random model rarely writes a newline: ':' as the delimiter gives its samples several steps
+    args = ["--model", str(tiny_model), "--task", "arithmetic", "--num-prompts", "2", "--samples-per-prompt", "2",
+            "--completions", "2", "--batch-rows", "4", "--max-new-tokens", "12", "--step-delimiter", ":",
             "--out", str(out)]
     assert mc_labels.main(args) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
@@ -174,13 +183,31 @@ def test_cli_with_a_tiny_random_model(tmp_path):
     for row in rows:
         assert set(row) == KEYS and row["completions"] == 2
         assert row["prompt"] == prompts[row["prompt_index"]].messages[0][1]
-        assert row["steps"] == split_steps(row["response"])
+        assert row["steps"] == split_steps(row["response"], ":")
         assert len(row["hard"]) == len(row["soft"]) == len(row["steps"])
         assert all(h in (0, 1) for h in row["hard"]) and all(s in (0.0, 0.5, 1.0) for s in row["soft"])
         assert all(h == (s > 0) for h, s in zip(row["hard"], row["soft"]))
     summary = json.loads(mc_labels.summary_path(out).read_text())
     assert summary["solutions"] == 4 and summary["solver_calls"] == 1
+    assert summary["prefixes"] == sum(max(len(r["steps"]) - 1, 0) for r in rows)
     assert summary["completions"] == 2 * summary["completed_prefixes"]
+    assert summary["completer_calls"] == -(-summary["completed_prefixes"] // 2)
     assert 8 <= summary["solution_tokens"] <= 4 * 12
     assert summary["sampled_tokens"] == summary["solution_tokens"] + summary["completion_tokens"]
     assert summary["seconds"] > 0 and summary["tokens_per_second"] > 0
+
+
+def test_policy_completer_runs_one_fixed_batch_per_call(tiny_model):
+    tokenizer = load_tokenizer(tiny_model)
+    sampling = SamplingConfig(max_new_tokens=12, temperature=1.0, eos_id=tokenizer.eos_token_id,
+                              pad_id=tokenizer.pad_token_id)  # what the CLI test built: the sampler is compiled
+    completer = PolicyCompleter(from_pretrained(tiny_model), tokenizer, sampling, batch_rows=4, width=28)
+    record = _record("17-11+7+2=", 15)
+    texts = completer([record, record], ["17-11=6\n", ""], 2)
+    assert [len(group) for group in texts] == [2, 2] and 4 <= completer.sampled_tokens <= 4 * 12
+    assert completer([record, record], ["17-11=6\n", ""], 2) == texts  # the key follows the call's content
+    assert [len(group) for group in completer([record], ["17-11=6\n"], 2)] == [2]  # padded to 4 rows
+    with pytest.raises(ValueError, match="batch_rows=4"):
+        completer([record] * 3, ["a", "b", "c"], 2)
+    with pytest.raises(ValueError, match="width=28"):
+        completer([record], ["1" * 20], 4)
