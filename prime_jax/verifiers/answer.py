@@ -8,11 +8,13 @@ Extraction (`extract_answer`), in order:
    Braces are counted raw, as the reference graders count them, so `\\boxed{185\\}` holds
    `185\\` (the stray backslash is dropped by `clean`). One pass over the text (`_brace_pairs`).
 2. the text after the last "answer is" / "answer:" marker, up to the end of its sentence
-   ("The final answer is 34. I hope it is correct." gives `34`); a math span there is taken whole.
+   ("The final answer is 34. I hope it is correct." gives `34`); a math span there is taken
+   whole, and a sentence with words gives its last expression (rule 4).
 3. a response that is itself a bare expression (one short line with no words) is the answer.
 4. the last complete math span (`$...$`, `$$...$$`, `\\(...\\)`, `\\[...\\]`) or the last
    standalone number token, whichever ends later; digits inside words (`AZYUK2A`) or inside
-   LaTeX groups (`\\frac{1}{2}`) are never a number token. Otherwise there is no answer.
+   LaTeX groups (`\\frac{1}{2}`) are never a number token, and inline math that runs over a line
+   break is no span (nor are the numbers in it). Otherwise there is no answer.
 Only the last `MAX_RESPONSE_CHARS` characters of a response are searched.
 
 Numbers (`parse_number`, `numbers_equal`): integers, decimals, `a/b`, `\\frac{a}{b}` and mixed
@@ -26,9 +28,14 @@ Deliberate differences from the reference graders (PRIME's `math_equal`, Qwen-Ma
 use `isclose(rel_tol=1e-4)` on everything; Math-Verify rounds to 6 decimals):
 - an integer or exact-fraction truth needs the exact value: `12346` != `12345`, `3.0002` != `3`,
   `0.50004` != `\\frac12`, `0.33333` != `\\frac13`, and a decimal never approximates a decimal.
-- thousands separators only in the strict `1,234,567` (or `1{,}234`) form; `32, 349` is a list.
+- thousands separators only in the strict `1,234,567` form (or `1{,}234`, `32,\\!349`); `32, 349`
+  is a list.
 - `%` is a unit mark: `50\\%` equals `50` (as in hendrycks MATH) but not `0.5`, so one answer
   never covers two values (PRIME also accepts truth x 100 and truth / 100).
+- no decimal commas (`1,22` is a list, Math-Verify reads 1.22); `;` does not separate tuple
+  elements; `\\pm a` is compared as written, not as the set of -a and a.
+- the last box wins over a later "final answer is" sentence and over earlier boxes
+  (Math-Verify joins several boxes); a number glued to letters (`1,000.99m²`) is no token.
 """
 
 from __future__ import annotations
@@ -269,8 +276,8 @@ def clean_with_unit(answer: str) -> tuple[str, str | None]:
 
 
 def clean(answer: str) -> str:
-    """Removes presentation only: `$`, markdown `**`, spacing commands, `\\left`/`\\right`, `\\displaystyle`,
-    degree signs, a trailing unit or `%`, `\\text{}` wrappers, a trailing period or lone
+    """Removes presentation only: `$`, markdown `**`, spacing commands, `\\left`/`\\right`,
+    `\\displaystyle`, degree signs, a trailing unit or `%`, `\\text{}` wrappers, a trailing period or lone
     backslash, a `{}` group around everything; `\\dfrac`/`\\tfrac`/`\\cfrac` -> `\\frac`;
     `32,\\!349` -> `32,349`. Keeps spaces (LaTeX needs some)."""
     return clean_with_unit(answer)[0]
