@@ -277,9 +277,9 @@ def clean_with_unit(answer: str) -> tuple[str, str | None]:
 
 def clean(answer: str) -> str:
     """Removes presentation only: `$`, markdown `**`, spacing commands, `\\left`/`\\right`,
-    `\\displaystyle`, degree signs, a trailing unit or `%`, `\\text{}` wrappers, a trailing period or lone
-    backslash, a `{}` group around everything; `\\dfrac`/`\\tfrac`/`\\cfrac` -> `\\frac`;
-    `32,\\!349` -> `32,349`. Keeps spaces (LaTeX needs some)."""
+    `\\displaystyle`, degree signs, a trailing unit or `%`, `\\text{}` wrappers, a trailing
+    period or lone backslash, a `{}` group around everything; `\\dfrac`/`\\tfrac`/`\\cfrac` ->
+    `\\frac`; `32,\\!349` -> `32,349`. Keeps spaces (LaTeX needs some)."""
     return clean_with_unit(answer)[0]
 
 
