@@ -100,6 +100,14 @@ def test_known_labels_and_the_call_plan(pool, tmp_path):
     assert json.loads(mc_labels.summary_path(out).read_text())["solutions"] == 4
 
 
+def test_a_completer_with_missing_texts_is_refused(pool, tmp_path):
+    model = TableModel(solutions={"17+20*2=": ["\\boxed{74}"]}, correct={})  # 1 text where 2 are asked
+    with pytest.raises(ValueError, match=r"the solver returned \[1\] texts for 1 prefixes x n=2"):
+        label_prompts([_record("17+20*2=", 74)], solver=model, completer=model, pool=pool,
+                      config=MCLabelConfig(samples_per_prompt=2, completions=2, batch_rows=4),
+                      out=tmp_path / "labels.jsonl", log=print)
+
+
 def _resume_setup(fail_after=None):
     """Six arithmetic prompts, two solutions each (one with a slip); the number of right endings
     of a prefix is a fixed hash of it."""

@@ -8,8 +8,8 @@ the end of s_k) are verified as the full response y_{<=k} c_j:
     hard_k = 1 if any completion is correct else 0        (Math-Shepherd's HE label)
     soft_k = (number of correct completions) / N          (its SE label)
 
-The last step's label is the solution's own verified outcome (no completion needed). A response
-is correct when its verifier score is > 0.5.
+The last step's label is the solution's own verified outcome (no completion needed); a blank
+response has no steps and empty label lists. A response is correct when its verifier score is > 0.5.
 
 Work plan, one *round* = ``batch_rows // samples_per_prompt`` prompts:
 
@@ -190,6 +190,12 @@ class LabelStats:
                 "tokens_per_second": sampled / self.seconds if self.seconds > 0 else 0.0}
 
 
+def _check_groups(who: str, groups: list[list[str]], count: int, n: int) -> list[list[str]]:
+    if len(groups) != count or any(len(group) != n for group in groups):
+        raise ValueError(f"the {who} returned {[len(g) for g in groups]} texts for {count} prefixes x n={n}")
+    return groups
+
+
 def _label_round(indices: Sequence[int], records: Sequence[PromptRecord], *, solver: Completer,
                  completer: Completer, pool, config: MCLabelConfig, write: Callable[[dict], None],
                  stats: LabelStats) -> None:
@@ -197,7 +203,7 @@ def _label_round(indices: Sequence[int], records: Sequence[PromptRecord], *, sol
     prompts = [records[i] for i in indices]
     s, n = config.samples_per_prompt, config.completions
     before = solver.sampled_tokens
-    texts = solver(prompts, [""] * len(prompts), s)
+    texts = _check_groups("solver", solver(prompts, [""] * len(prompts), s), len(prompts), s)
     stats.solution_tokens += solver.sampled_tokens - before
     stats.solver_calls += 1
     solutions = [(index, record, text) for index, record, group in zip(indices, prompts, texts) for text in group]
@@ -250,9 +256,7 @@ def _label_round(indices: Sequence[int], records: Sequence[PromptRecord], *, sol
         continuations = completer([records[i] for i, _ in chunk], [prefix for _, prefix in chunk], n)
         stats.completion_tokens += completer.sampled_tokens - before
         stats.completer_calls += 1
-        if len(continuations) != len(chunk) or any(len(group) != n for group in continuations):
-            raise ValueError(f"completer returned {[len(g) for g in continuations]} continuations for "
-                             f"{len(chunk)} prefixes x n={n}")
+        _check_groups("completer", continuations, len(chunk), n)
         pending.append((first, pool.submit([
             (prefix + text, records[i].ground_truth, records[i].ability)
             for (i, prefix), group in zip(chunk, continuations) for text in group])))
