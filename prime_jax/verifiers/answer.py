@@ -429,11 +429,13 @@ def split_structure(text: str) -> tuple[str, list[str]] | None:
 
 
 def is_name(text: str) -> bool:
-    """Whether `text` names a quantity rather than states a value: it has a letter and no digit
-    outside subscripts (`x`, `f(x)`, `a_{37}`, `(p,q)`, `|AB|`, `V_1:V_2`), at most 40 chars."""
+    """Whether `text` names a quantity rather than states a value: at most 40 chars with a
+    letter, and outside subscripts no digit and no `+`, `-`, `*`, `\\pm`, `\\cdot`, `\\times`
+    (`x`, `f(x)`, `a_{37}`, `(p,q)`, `|AB|`, `V_1:V_2` are names; `x+y` and `2x` are not)."""
     bare = _SUBSCRIPT_RE.sub("", text)
     return (0 < len(text) <= 40 and any(c.isalpha() for c in bare)
-            and not any(c.isdigit() for c in bare))
+            and not any(c.isdigit() or c in "+-*" for c in bare)
+            and not re.search(r"\\(?:pm|mp|cdot|times)(?![a-zA-Z])", bare))
 
 
 def _relation_sides(text: str) -> list[str]:

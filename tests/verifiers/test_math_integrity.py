@@ -56,6 +56,7 @@ REPRODUCTIONS = [
     ("\\boxed{y = 3 = 2x+1}", "y = 2x + 1", 0.0),
     ("\\boxed{F_n = \\sum_{k=0}^{n-1} F_k}", "F_n = \\sum_{k=0}^{n-1} F_k", 1.0),
     ("\\boxed{x = 4}", "4", 1.0),
+    ("\\boxed{x + y = 4}", "4", 0.0),  # x + y is no name: an equation, not a stated value
     ("\\boxed{(p, q) = (3, 2)}", "(3,2)", 1.0),
     ("\\boxed{3 meters}", "3 seconds", 0.0),
     ("\\boxed{3\\text{ meters}}", "3\\text{ seconds}", 0.0),
