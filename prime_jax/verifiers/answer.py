@@ -138,8 +138,9 @@ def _math_spans(text: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]
 
 def _after_marker(text: str) -> str | None:
     """The answer stated after the last "answer is" / "answer:" marker, to the end of its
-    sentence; a math span starting there is taken whole, and from a sentence with words
-    ("The largest $n$ is 34") its last expression."""
+    sentence; a math span starting there is taken whole; from a sentence with words, its one
+    value ("The largest $n$ is 34": `n` only names it), or the whole sentence if it states
+    several ("3 and 4", "5 or 6": then it compares as a list and never as one of them)."""
     markers = list(_MARKER_RE.finditer(text))
     if not markers:
         return None
@@ -151,7 +152,11 @@ def _after_marker(text: str) -> str | None:
     sentence = re.split(r"\.(?:\s|$)", line, maxsplit=1)[0].strip()
     if not sentence or _is_bare_expression(sentence):
         return sentence or None
-    return _last_expression(sentence)
+    expressions = _expressions(sentence)
+    values = [expression for expression in expressions if not is_name(clean(expression))]
+    if len(values) > 1:
+        return sentence  # several values ("3 and 4", "5 or 6"): the sentence is a list
+    return values[0] if values else (expressions or [None])[-1]
 
 
 def _is_bare_expression(text: str) -> bool:
@@ -161,23 +166,24 @@ def _is_bare_expression(text: str) -> bool:
             and not _WORD_RE.search(_COMMAND_RE.sub("", text)))
 
 
-def _last_expression(text: str) -> str | None:
-    """The last closed math span or standalone number token, whichever ends later (a span
-    ending with the number holds it); a number inside a broken math span does not count."""
+def _expressions(text: str) -> list[str]:
+    """The closed math spans and the standalone number tokens outside any span (a number in a
+    broken span does not count either), in order of their ends."""
     spans, broken = _math_spans(text)
-    broken_starts = [start for start, _ in broken]
-    number = None
-    for candidate in reversed(list(_NUMBER_TOKEN_RE.finditer(text))):
-        region = bisect.bisect_right(broken_starts, candidate.start()) - 1
-        if region < 0 or candidate.start() >= broken[region][1]:
-            number = candidate
-            break
-    span_end = spans[-1][1] if spans else -1
-    if number is None and span_end < 0:
-        return None
-    if number is None or span_end >= number.end():
-        return text[spans[-1][0]:spans[-1][1]].strip() or None
-    return number.group()
+    regions = sorted(spans + broken)
+    starts = [start for start, _ in regions]
+    found = [(end, text[start:end].strip()) for start, end in spans]
+    for number in _NUMBER_TOKEN_RE.finditer(text):
+        region = bisect.bisect_right(starts, number.start()) - 1
+        if region < 0 or number.start() >= regions[region][1]:
+            found.append((number.end(), number.group()))
+    return [expression for _, expression in sorted(found) if expression]
+
+
+def _last_expression(text: str) -> str | None:
+    """The last of `_expressions`, or None."""
+    expressions = _expressions(text)
+    return expressions[-1] if expressions else None
 
 
 def extract_answer(response: str) -> str | None:

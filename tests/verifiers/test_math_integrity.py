@@ -75,6 +75,8 @@ REPRODUCTIONS = [
     ("Final Answer: The largest $n$ is 34.", "34", 1.0),
     ("**Answer:** **34**", "34", 1.0),
     ("The answer is: **34**.", "34", 1.0),
+    ("The answer is 5 or 6.", "6", 0.0),  # two values: a list, never one of them
+    ("The answer is 5 and 6.", "5, 6", 1.0),
     # Without a box: the last complete math expression, never digits out of words or groups.
     ("AZYUK2A", "2", 0.0),
     ("$x = \\frac{1}{2}$", "2", 0.0),
