@@ -1,0 +1,395 @@
+"""ProcessBench evaluation of a step verifier: find the earliest wrong step of each solution.
+
+Records (one JSON object a line, the Hugging Face ProcessBench jsonl export unchanged)::
+
+    {"id": str | int, "problem": str, "steps": [str, ...], "label": int,
+     "final_answer_correct": bool (optional), "generator": str (optional)}
+
+``label`` is the index of the earliest wrong step, -1 if every step is right. Malformed rows are
+skipped and listed by reason with their ``file:line``.
+
+Metric (ProcessBench, per split = per data file). A verifier gives each step ``k`` a score
+``p_k`` in [0, 1]; with threshold ``tau`` the predicted first error is
+
+    pred = min {k : p_k < tau}    (-1 when no step scores below tau)
+
+    acc_erroneous = mean over rows with label >= 0 of [pred == label]
+    acc_correct   = mean over rows with label == -1 of [pred == -1]
+    F1            = 2 * acc_erroneous * acc_correct / (acc_erroneous + acc_correct)   (0 if both 0)
+
+An accuracy over no rows is undefined (None), and so is F1 then. Step scores: an explicit PRM's
+per-step probability; an ORM read at every step end, ``sigmoid(r_t)`` at the step's last token
+(``OutcomeRewardModel.position_scores``); an implicit PRM's ``sigmoid(beta * sum_{t in step} q_t)``
+with ``q_t = log pi_phi(y_t|y<t) - log pi_ref(y_t|y<t)`` and the beta it was trained with. The
+threshold is 0.5 for explicit PRMs and ORMs; an implicit PRM's score has no calibrated 0.5, so its
+threshold is the one that maximises F1 on one split (``choose_threshold``), reused on the others.
+
+Each row is scored as the chat-templated problem (one user message) followed by the steps joined
+by the step delimiter and EOS (``data.steps.encode_steps`` gives the step-end positions; the last
+step ends at EOS, as in a sampled response).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import pathlib
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from prime_jax.data import encode_prompts, left_pad, load_tokenizer
+from prime_jax.data.steps import encode_steps
+from prime_jax.models import from_pretrained, load_explicit_prm, load_orm
+from prime_jax.reward_models import scoring
+from prime_jax.run_dir import RunInfo, load_role, read_reward_model_info
+
+FIXED_THRESHOLD = 0.5
+KINDS = ("explicit_prm", "implicit_prm", "orm")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ProcessBenchRecord:
+    """One solution: its problem, its steps and the index of the earliest wrong step (-1: none)."""
+
+    id: str
+    problem: str
+    steps: tuple[str, ...]
+    label: int
+    final_answer_correct: bool | None = None
+    generator: str | None = None
+
+    def __post_init__(self):
+        if not self.steps:
+            raise ValueError("ProcessBenchRecord.steps is empty")
+        if not -1 <= self.label < len(self.steps):
+            raise ValueError(f"ProcessBenchRecord.label={self.label}: must be -1 or a step index "
+                             f"in [0, {len(self.steps) - 1}]")
+
+
+def parse_record(row) -> ProcessBenchRecord:
+    """A ``ProcessBenchRecord`` of one parsed JSON row; raises ValueError naming what is wrong."""
+    if not isinstance(row, dict):
+        raise ValueError("not an object")  # noqa: TRY004 - a malformed row, counted by reason
+    for field in ("id", "problem", "steps", "label"):
+        if field not in row:
+            raise ValueError(f"no '{field}'")
+    if isinstance(row["id"], bool) or not isinstance(row["id"], (str, int)):
+        raise ValueError("'id' is not a string or integer")
+    if not isinstance(row["problem"], str) or not row["problem"].strip():
+        raise ValueError("'problem' is not a non-empty string")
+    steps = row["steps"]
+    if not isinstance(steps, list) or not steps or not all(isinstance(s, str) for s in steps):
+        raise ValueError("'steps' is not a non-empty list of strings")
+    label = row["label"]
+    if isinstance(label, bool) or not isinstance(label, int):
+        raise ValueError("'label' is not an integer")
+    if not -1 <= label < len(steps):
+        raise ValueError("'label' is not -1 or a step index")
+    final = row.get("final_answer_correct")
+    if final is not None and not isinstance(final, bool):
+        raise ValueError("'final_answer_correct' is not a boolean")
+    generator = row.get("generator")
+    return ProcessBenchRecord(id=str(row["id"]), problem=row["problem"], steps=tuple(steps), label=label,
+                              final_answer_correct=final, generator=None if generator is None else str(generator))
+
+
+def load_processbench(path) -> tuple[list[ProcessBenchRecord], dict[str, list[str]]]:
+    """Records of a ProcessBench jsonl file and ``{reason: ["file:line", ...]}`` of skipped rows."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ProcessBench file not found: {path}")
+    records, skipped = [], collections.defaultdict(list)
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(parse_record(json.loads(line)))
+        except json.JSONDecodeError:
+            skipped["invalid json"].append(f"{path}:{number}")
+        except ValueError as error:
+            skipped[str(error)].append(f"{path}:{number}")
+    return records, dict(skipped)
+
+
+def first_flagged(scores_k: Sequence[float], threshold: float) -> int:
+    """The index of the first step scoring below ``threshold``; -1 if none does."""
+    below = np.flatnonzero(np.asarray(scores_k, np.float64) < threshold)
+    return int(below[0]) if below.size else -1
+
+
+def split_metrics(labels: Sequence[int], predictions: Sequence[int]) -> dict:
+    """ProcessBench's accuracies and F1 of one split (module docstring), plus how the erroneous
+    cases fail: flagged too early (a right step), too late, or missed (nothing flagged)."""
+    labels_n, pred_n = np.asarray(labels, np.int64), np.asarray(predictions, np.int64)
+    if labels_n.shape != pred_n.shape:
+        raise ValueError(f"{labels_n.shape[0]} labels but {pred_n.shape[0]} predictions")
+    erroneous_n, correct_n = labels_n >= 0, labels_n == -1
+    acc_erroneous = float(np.mean(pred_n[erroneous_n] == labels_n[erroneous_n])) if erroneous_n.any() else None
+    acc_correct = float(np.mean(pred_n[correct_n] == -1)) if correct_n.any() else None
+    if acc_erroneous is None or acc_correct is None:
+        f1 = None
+    else:
+        total = acc_erroneous + acc_correct
+        f1 = 2 * acc_erroneous * acc_correct / total if total else 0.0
+    wrong_n = erroneous_n & (pred_n != labels_n)
+    return {"n": int(labels_n.size), "n_erroneous": int(erroneous_n.sum()), "n_correct": int(correct_n.sum()),
+            "acc_erroneous": acc_erroneous, "acc_correct": acc_correct, "f1": f1,
+            "erroneous_flagged_early": int((wrong_n & (pred_n >= 0) & (pred_n < labels_n)).sum()),
+            "erroneous_flagged_late": int((wrong_n & (pred_n > labels_n)).sum()),
+            "erroneous_missed": int((wrong_n & (pred_n == -1)).sum())}
+
+
+def choose_threshold(scores: Sequence[Sequence[float]], labels: Sequence[int]) -> float:
+    """The threshold maximising a split's F1 (ties: the smallest); exact, in O(n log n).
+
+    Row n is predicted right exactly for ``tau`` in a half-open interval ``(lo_n, hi_n]``: a
+    correct row for ``tau <= min_k p_k`` (``lo = -inf``), an erroneous row with label ``l`` for
+    ``p_l < tau <= min_{k<l} p_k`` (``hi = +inf`` for ``l = 0``). Both accuracies are step
+    functions of ``tau`` changing only at these ends, so every piece between consecutive ends is
+    tried at its midpoint (the lowest piece at its top end, the highest just above its bottom).
+    """
+    labels_n = np.asarray(labels, np.int64)
+    if not (labels_n >= 0).any() or not (labels_n == -1).any():
+        raise ValueError("choosing a threshold needs both erroneous (label >= 0) and correct (label -1) rows")
+    lo_n, hi_n = np.full(labels_n.size, -np.inf), np.full(labels_n.size, np.inf)
+    for n, (scores_k, label) in enumerate(zip(scores, labels_n)):
+        scores_k = np.asarray(scores_k, np.float64)
+        if label == -1:
+            hi_n[n] = scores_k.min()
+        else:
+            lo_n[n] = scores_k[label]
+            hi_n[n] = scores_k[:label].min(initial=np.inf)
+    ends = np.unique(np.concatenate([lo_n, hi_n]))
+    ends = ends[np.isfinite(ends)]
+    candidates = np.concatenate([ends[:1], (ends[:-1] + ends[1:]) / 2, np.nextafter(ends[-1:], np.inf)])
+    erroneous_n = labels_n >= 0
+    accuracy = {}
+    for name, rows in (("erroneous", erroneous_n), ("correct", ~erroneous_n)):
+        lo, hi = lo_n[rows], hi_n[rows]
+        lo, hi = np.sort(lo[lo < hi]), np.sort(hi[lo < hi])  # drop rows right for no threshold
+        right = np.searchsorted(lo, candidates, "left") - np.searchsorted(hi, candidates, "left")
+        accuracy[name] = right / rows.sum()
+    total = accuracy["erroneous"] + accuracy["correct"]
+    f1 = np.where(total > 0, 2 * accuracy["erroneous"] * accuracy["correct"] / np.maximum(total, 1e-300), 0.0)
+    return float(candidates[int(np.argmax(f1))])
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class StepScorer:
+    """A step verifier ready to score rows: ``score(tokens_bs, mask_bs, response_mask_bl,
+    step_ends_bl) -> (probs_bk, count_b)`` gives each step's score in [0, 1] (module docstring).
+
+    ``threshold`` is fixed (0.5) or None: chosen on a split."""
+
+    kind: str
+    name: str
+    tokenizer: object
+    step_delimiter: str
+    threshold: float | None
+    score: Callable
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"StepScorer.kind={self.kind!r}: expected one of {KINDS}")
+        if not self.step_delimiter:
+            raise ValueError("StepScorer.step_delimiter is empty: steps need a delimiter")
+
+
+def _require_dir(path, flag: str) -> pathlib.Path:
+    path = pathlib.Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{flag} {path}: not a directory")
+    return path
+
+
+def _model_dir(path: pathlib.Path, kind: str, flag: str) -> pathlib.Path:
+    """``path/model`` of an offline reward-model directory of ``kind``, else ``path`` itself if it
+    is a Hugging Face directory; an error naming both layouts otherwise."""
+    if read_reward_model_info(path, kind) is not None:
+        return path / "model"
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{flag} {path}: neither a reward-model directory (reward.json with kind "
+                                f"{kind!r}, model/) nor a Hugging Face model directory (config.json)")
+    return path
+
+
+def implicit_prm_scorer(path, *, step: int | None = None, reference: str | None = None,
+                        step_delimiter: str | None = None) -> StepScorer:
+    """A PRIME run's PRM (at checkpoint ``step``, default latest) or an offline implicit PRM
+    (``train_reward``), against ``reference`` (default: the one it was trained against); beta and
+    the step delimiter are the ones it was trained with unless ``step_delimiter`` is given."""
+    path = _require_dir(path, "--prm-workdir")
+    offline = read_reward_model_info(path, "implicit_prm")
+    if offline is not None:
+        prm, tokenizer = from_pretrained(path / "model"), load_tokenizer(path / "model")
+        reward, reference = offline["reward"], reference or offline["reference"]
+    else:
+        info = RunInfo.read(path)
+        (prm, tokenizer), reward = load_role(path, "prm", step=step), info.reward
+        reference = reference or info.base_model
+    ref_model = from_pretrained(reference)
+
+    def score(tokens_bs, mask_bs, response_mask_bl, step_ends_bl):
+        steps_bk, count_b = scoring.implicit_step_rewards(prm, ref_model, tokens_bs, mask_bs, response_mask_bl,
+                                                          step_ends_bl)
+        return 1.0 / (1.0 + np.exp(-reward.beta * steps_bk.astype(np.float64))), count_b
+
+    return StepScorer(kind="implicit_prm", name=f"{path}@{step or 'latest'} (beta {reward.beta}, reference {reference})",
+                      tokenizer=tokenizer, step_delimiter=step_delimiter or reward.step_delimiter, threshold=None,
+                      score=score)
+
+
+@nnx.jit
+def _orm_position_scores(orm, tokens_bs, mask_bs) -> jax.Array:
+    return orm.position_scores(jnp.asarray(tokens_bs, jnp.int32), jnp.asarray(mask_bs, jnp.int32))
+
+
+def values_at_step_ends(values_bl: np.ndarray, step_ends_bl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(values_bk padded with 0, count_b): ``values_bl`` read at each row's step ends, in order."""
+    ends_bl = np.asarray(step_ends_bl, bool)
+    count_b = ends_bl.sum(axis=1).astype(np.int32)
+    values_bk = np.zeros((ends_bl.shape[0], max(int(count_b.max(initial=0)), 1)), np.float64)
+    for b in range(ends_bl.shape[0]):
+        values_bk[b, :count_b[b]] = np.asarray(values_bl)[b, ends_bl[b]]
+    return values_bk, count_b
+
+
+def orm_scorer(path, *, step_delimiter: str = "\n") -> StepScorer:
+    """An ORM directory (``train_reward`` kind orm, or a one-label ``*ForSequenceClassification``
+    HF directory) read at every step end: step score ``sigmoid(r_t)`` at the step's last token."""
+    model_dir = _model_dir(_require_dir(path, "--orm"), "orm", "--orm")
+    orm = load_orm(model_dir)
+
+    def score(tokens_bs, mask_bs, response_mask_bl, step_ends_bl):
+        length = np.shape(response_mask_bl)[1]
+        r_bl = np.asarray(_orm_position_scores(orm, tokens_bs, mask_bs))[:, -length:]
+        r_bk, count_b = values_at_step_ends(r_bl, np.asarray(step_ends_bl, bool) & np.asarray(response_mask_bl, bool))
+        return 1.0 / (1.0 + np.exp(-r_bk)), count_b
+
+    return StepScorer(kind="orm", name=str(path), tokenizer=load_tokenizer(model_dir), step_delimiter=step_delimiter,
+                      threshold=FIXED_THRESHOLD, score=score)
+
+
+def explicit_prm_scorer(path, *, step_delimiter: str = "\n") -> StepScorer:
+    """An explicit PRM (``models.ExplicitPRM``; a reward-model directory with ``model/`` or its HF
+    directory itself): step score ``sigmoid(logit_t)`` at the step's last token, threshold 0.5."""
+    model_dir = _model_dir(_require_dir(path, "--explicit-prm"), "explicit_prm", "--explicit-prm")
+    prm = load_explicit_prm(model_dir)
+
+    def score(tokens_bs, mask_bs, response_mask_bl, step_ends_bl):
+        probs_bk, count_b = scoring.explicit_step_scores(prm, tokens_bs, mask_bs, response_mask_bl, step_ends_bl)
+        return np.asarray(probs_bk, np.float64), np.asarray(count_b)
+
+    return StepScorer(kind="explicit_prm", name=str(path), tokenizer=load_tokenizer(model_dir),
+                      step_delimiter=step_delimiter, threshold=FIXED_THRESHOLD, score=score)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Row:
+    prompt_ids: list[int]
+    response_ids: list[int]
+    step_ends: list[int]
+
+
+def encode_record(tokenizer, record: ProcessBenchRecord, step_delimiter: str) -> _Row:
+    """Prompt ids (chat template), response ids (steps joined by the delimiter, then EOS) and
+    step-end positions in the response; the last step ends at EOS, as in a sampled response."""
+    prompt_ids = encode_prompts(tokenizer, [(("user", record.problem),)])[0]
+    response_ids, step_ends = encode_steps(tokenizer, record.steps, step_delimiter)
+    response_ids = [*response_ids, tokenizer.eos_token_id]
+    return _Row(list(prompt_ids), response_ids, [*step_ends[:-1], len(response_ids) - 1])
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def score_records(scorer: StepScorer, records: Sequence[ProcessBenchRecord], *, batch_size: int = 16,
+                  progress: Callable = lambda batches: batches) -> list[np.ndarray]:
+    """Each record's step scores (float64, one per step). Rows are batched by length (widths
+    rounded up to 64 tokens, the last batch padded to ``batch_size`` rows: few compiles)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size}: must be >= 1")
+    tokenizer = scorer.tokenizer
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    rows = [encode_record(tokenizer, r, scorer.step_delimiter) for r in records]
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i].prompt_ids) + len(rows[i].response_ids))
+    out: list[np.ndarray | None] = [None] * len(rows)
+    for start in progress(range(0, len(order), batch_size)):
+        chosen = order[start:start + batch_size]
+        batch = [rows[i] for i in chosen] + [rows[chosen[-1]]] * (batch_size - len(chosen))
+        width_p = _round_up(max(len(r.prompt_ids) for r in batch), 64)
+        width_l = _round_up(max(len(r.response_ids) for r in batch), 64)
+        ids_bp, prompt_mask_bp = left_pad([r.prompt_ids for r in batch], width_p, pad_id)
+        ids_bl = np.full((batch_size, width_l), pad_id, np.int32)
+        mask_bl = np.zeros((batch_size, width_l), np.int32)
+        ends_bl = np.zeros((batch_size, width_l), bool)
+        for b, row in enumerate(batch):
+            ids_bl[b, :len(row.response_ids)] = row.response_ids
+            mask_bl[b, :len(row.response_ids)] = 1
+            ends_bl[b, row.step_ends] = True
+        probs_bk, count_b = scorer.score(np.concatenate([ids_bp, ids_bl], 1),
+                                         np.concatenate([prompt_mask_bp, mask_bl], 1), mask_bl, ends_bl)
+        for b, i in enumerate(chosen):
+            if count_b[b] != len(records[i].steps):
+                raise RuntimeError(f"record {records[i].id!r}: {len(records[i].steps)} steps but the scorer "
+                                   f"found {count_b[b]} step ends")
+            out[i] = np.asarray(probs_bk[b, :count_b[b]], np.float64)
+    return out
+
+
+def evaluate_splits(scorer: StepScorer, splits: dict[str, list[ProcessBenchRecord]], *,
+                    threshold_split: str | None = None, batch_size: int = 16,
+                    progress: Callable = lambda batches: batches) -> dict:
+    """ProcessBench metrics of every split: ``{"threshold": {...}, "splits": {name: metrics}}``.
+
+    The threshold is the scorer's fixed one unless ``threshold_split`` names a split to choose
+    it on (``choose_threshold``); a scorer without a fixed threshold uses the first split then.
+    """
+    if not splits:
+        raise ValueError("no splits to evaluate")
+    if threshold_split is None and scorer.threshold is None:
+        threshold_split = next(iter(splits))
+    if threshold_split is not None and threshold_split not in splits:
+        raise ValueError(f"threshold split {threshold_split!r} is not one of the splits {sorted(splits)}")
+    scores = {name: score_records(scorer, records, batch_size=batch_size, progress=progress)
+              for name, records in splits.items()}
+    if threshold_split is None:
+        threshold, rule = scorer.threshold, f"fixed {scorer.threshold}"
+    else:
+        labels = [r.label for r in splits[threshold_split]]
+        threshold = choose_threshold(scores[threshold_split], labels)
+        rule = f"maximises F1 on split {threshold_split!r}, reused on the others"
+    results = {}
+    for name, records in splits.items():
+        predictions = [first_flagged(s, threshold) for s in scores[name]]
+        results[name] = {**split_metrics([r.label for r in records], predictions), "threshold": threshold,
+                         "threshold_chosen_here": name == threshold_split}
+    return {"threshold": {"value": threshold, "chosen_on": threshold_split, "rule": rule}, "splits": results}
+
+
+def mean_f1(split_results: dict) -> float | None:
+    """ProcessBench's average: the mean F1 over the splits where it is defined (None if none)."""
+    values = [m["f1"] for m in split_results.values() if m["f1"] is not None]
+    return float(np.mean(values)) if values else None
+
+
+def markdown_table(results: dict) -> str:
+    """The per-split table (accuracies and F1 in percent, as ProcessBench reports them)."""
+
+    def pct(value):
+        return "-" if value is None else f"{100 * value:.1f}"
+
+    lines = ["| split | n erroneous | n correct | acc erroneous (%) | acc correct (%) | F1 (%) | threshold |",
+             "|---|---|---|---|---|---|---|"]
+    for name, m in results["splits"].items():
+        chosen = " (chosen here)" if m["threshold_chosen_here"] else ""
+        lines.append(f"| {name} | {m['n_erroneous']} | {m['n_correct']} | {pct(m['acc_erroneous'])} | "
+                     f"{pct(m['acc_correct'])} | {pct(m['f1'])} | {m['threshold']:.4g}{chosen} |")
+    lines.append(f"| mean F1 | | | | | {pct(mean_f1(results['splits']))} | |")
+    return "\n".join(lines)
