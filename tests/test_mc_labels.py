@@ -205,6 +205,15 @@ def test_cli_with_a_tiny_random_model(tiny_model, tmp_path):
     assert summary["seconds"] > 0 and summary["tokens_per_second"] > 0
 
 
+def test_cli_refuses_a_tokenizer_that_loses_the_delimiter(tiny_model, tmp_path, capsys):
+    # the char tokenizer saved beside a model reloads as a tokenizer that drops newlines
+    args = ["--model", str(tiny_model), "--task", "arithmetic", "--num-prompts", "1", "--out", str(tmp_path / "x.jsonl")]
+    if load_tokenizer(tiny_model).encode("\n", add_special_tokens=False):
+        pytest.skip("this transformers version keeps the newline of the saved char tokenizer")
+    assert mc_labels.main(args) == 2
+    assert "--tokenizer char" in capsys.readouterr().err and not (tmp_path / "x.jsonl").exists()
+
+
 def test_policy_completer_runs_one_fixed_batch_per_call(tiny_model):
     tokenizer = load_tokenizer(tiny_model)
     sampling = SamplingConfig(max_new_tokens=12, temperature=1.0, eos_id=tokenizer.eos_token_id,

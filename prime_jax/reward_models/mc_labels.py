@@ -350,7 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "step prefix N times with the same model, label each step hard (any completion "
                     "correct) and soft (fraction correct). Resumable jsonl + FILE.summary.json.")
     parser.add_argument("--model", required=True, help="Hugging Face directory of the solver / completer (SFT model)")
-    parser.add_argument("--tokenizer", help="tokenizer directory (default: --model)")
+    parser.add_argument("--tokenizer", help="tokenizer directory or 'char' (default: --model); it must "
+                                            "encode the step delimiter")
     parser.add_argument("--task", required=True, choices=("arithmetic", "countdown"))
     parser.add_argument("--split", default="train", choices=("train", "eval"))
     parser.add_argument("--task-seed", type=int, default=0, help="seed of the synthetic problems")
@@ -376,6 +377,11 @@ def main(argv=None) -> int:
         config = MCLabelConfig(samples_per_prompt=args.samples_per_prompt, completions=args.completions,
                                batch_rows=args.batch_rows, step_delimiter=args.step_delimiter)
         tokenizer = load_tokenizer(args.tokenizer or args.model)
+        delimiter_ids = tokenizer.encode(args.step_delimiter, add_special_tokens=False)
+        if tokenizer.decode(delimiter_ids) != args.step_delimiter:
+            raise ValueError(f"the tokenizer of {args.tokenizer or args.model} encodes the step delimiter "
+                             f"{args.step_delimiter!r} as {delimiter_ids}, losing it: prefixes would reach the "
+                             "completer without their step ends (try --tokenizer char for char-tokenizer models)")
         policy = from_pretrained(args.model)
         records = make_synthetic_rl_prompts(args.task, args.task_seed, args.num_prompts, args.split)
         sampling = rollout.SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
