@@ -18,7 +18,9 @@ Work plan, one *round* = ``batch_rows // samples_per_prompt`` prompts:
    their first steps; an identical (prompt, prefix) is completed once and its labels shared);
 3. the completer is called with ``batch_rows // completions`` prefixes at a time, each repeated
    N times inside the call (one sampler batch of ``batch_rows`` rows: the prompt and prefix are
-   tokenised once per prefix, the sampler repeats the rows);
+   tokenised once per prefix, the sampler repeats the rows; it still prefills each of the N
+   copies - prefilling once and copying the KV cache would need a sampler entry point that
+   takes a filled cache);
 4. verification runs in the pool while the next call samples; a solution's row is written and
    flushed as soon as all its prefixes are verified.
 
