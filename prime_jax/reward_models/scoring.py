@@ -7,7 +7,8 @@ the token log-ratio is ``q_t = log pi_phi(y_t | y_<t) - log pi_ref(y_t | y_<t)``
     outcome score  R   = beta * sum_t q_t = sum_s r_s          (the implicit outcome reward)
 
 A trained outcome reward model (``models.OutcomeRewardModel``) scores the same rows by its
-last-token score (``orm_scores``).
+last-token score (``orm_scores``); an explicit PRM (``models.ExplicitPRM``) by its per-step
+probabilities ``p_s = sigmoid(z_{e_s})`` read at the step ends ``e_s`` (``explicit_step_scores``).
 
 ``implicit_step_rewards`` returns the per-step sums ``sum_{t in s} q_t`` WITHOUT beta (min, sum
 and last pick the same sample for any beta > 0; ``eval.metrics.aggregate_steps`` takes beta for
@@ -21,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from prime_jax.models import OutcomeRewardModel, Transformer, token_logprobs
+from prime_jax.models import ExplicitPRM, OutcomeRewardModel, Transformer, token_logprobs
 from prime_jax.rewards import log_ratio
 
 
@@ -78,3 +79,27 @@ def implicit_outcome_scores(steps_bk: np.ndarray, count_b: np.ndarray, *, beta: 
 def orm_scores(orm: OutcomeRewardModel, tokens_bs, attention_mask_bs) -> jax.Array:
     """``r_b`` float32 (B,): the ORM's score at each row's last real token."""
     return orm(jnp.asarray(tokens_bs, jnp.int32), jnp.asarray(attention_mask_bs, jnp.int32))
+
+
+@nnx.jit
+def explicit_logits(prm: ExplicitPRM, tokens_bs, attention_mask_bs) -> jax.Array:
+    """``z[b, t]`` float32 (B, S): the explicit PRM's logit at every position."""
+    return prm(jnp.asarray(tokens_bs, jnp.int32), jnp.asarray(attention_mask_bs, jnp.int32))
+
+
+def explicit_step_scores(prm: ExplicitPRM, tokens_bs, attention_mask_bs, response_mask_bl,
+                         step_ends_bl) -> tuple[np.ndarray, np.ndarray]:
+    """(probs_bk float32 padded with 0, count_b int32), K = max count: ``p_s = sigmoid(z[b, e_s])``
+    at the step ends ``e_s`` of each response, in order.
+
+    The response is the last L columns of the (B, S) rows; ``step_ends_bl`` is e.g.
+    ``rewards.step_ends_from_tokens`` (ends outside ``response_mask_bl`` are ignored).
+    """
+    length = np.shape(response_mask_bl)[1]
+    z_bl = np.asarray(explicit_logits(prm, tokens_bs, attention_mask_bs), np.float64)[:, -length:]
+    ends_bl = np.asarray(step_ends_bl, bool) & np.asarray(response_mask_bl, bool)
+    count_b = ends_bl.sum(axis=1).astype(np.int32)
+    probs_bk = np.zeros((z_bl.shape[0], max(int(count_b.max(initial=0)), 1)), np.float32)
+    for b in range(z_bl.shape[0]):
+        probs_bk[b, :count_b[b]] = 1.0 / (1.0 + np.exp(-z_bl[b, ends_bl[b]]))
+    return probs_bk, count_b
