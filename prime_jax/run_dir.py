@@ -10,7 +10,8 @@ A PRIME run (``python -m prime_jax.train --workdir W``)::
 
 An offline reward model (``python -m prime_jax.train_reward --workdir W``)::
 
-    W/reward.json           kind ("implicit_prm" | "orm"), reference, implicit reward config, metrics
+    W/reward.json           kind ("implicit_prm" | "orm" | "explicit_prm"), reference, implicit reward
+                            config (implicit PRM only), metrics
     W/model/                its Hugging Face directory
 """
 
@@ -28,7 +29,7 @@ from prime_jax.models import from_pretrained
 from prime_jax.rewards import ImplicitRewardConfig
 
 ROLES = ("policy", "prm")
-REWARD_KINDS = ("implicit_prm", "orm")
+REWARD_KINDS = ("implicit_prm", "orm", "explicit_prm")
 
 
 def checkpoint_dir(workdir) -> pathlib.Path:
@@ -65,7 +66,7 @@ class RunInfo:
 
 
 def write_reward_model_info(workdir, info: dict, reward: ImplicitRewardConfig | None) -> None:
-    """``reward.json`` of an offline reward model; ``reward`` is None for an ORM."""
+    """``reward.json`` of an offline reward model; ``reward`` is None for an ORM or an explicit PRM."""
     record = {**info, "reward": None if reward is None else dataclasses.asdict(reward)}
     (pathlib.Path(workdir) / "reward.json").write_text(json.dumps(record, indent=1))
 

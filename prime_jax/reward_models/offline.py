@@ -1,4 +1,4 @@
-"""Offline reward models from outcome labels: an implicit PRM or an ORM on the base policy's samples.
+"""Offline reward models: an implicit PRM or an ORM from outcome labels, an explicit PRM from step labels.
 
     data  for prompts x of the task's train split: y_1..y_n ~ pi_base(. | x), acc_i = verify(y_i)
           (the rollout, verifier pool and log-prob code of a PRIME step, no accuracy filter)
@@ -7,14 +7,24 @@
           its process rewards are beta * q_t, its outcome score beta * sum_t q_t
     orm   a backbone from pi_base and a zero score head: r_i = w . h_last(x, y_i),
           loss = BCE(sigmoid(r_i), acc_i)
+    explicit_prm  a backbone from pi_base and a zero per-token score head, read at each step end
+          e_k (``data.steps``, delimiter ``ImplicitRewardConfig.step_delimiter``):
+          p_ik = sigmoid(z_i[e_k]), loss = sum_ik w_ik BCE(p_ik, y_ik) / sum_ik w_ik with step
+          labels y from ``StepLabelConfig.labels``: "exact" (the synthetic task's exact labels of
+          each sample, ``data.synthetic.exact_step_labels``), "mc_hard" / "mc_soft" (Math-Shepherd
+          labels of a ``reward_models.mc_labels`` file; no sampling here); w = 1, or 0 after the
+          first wrong step (``up_to_first_error``, Let's Verify's convention)
 
-Both see the same groups (prompt-disjoint train / validation split) and mini-batches of whole
-groups. Each epoch logs validation loss, accuracy (score > 0 vs label) and within-group pairwise
-accuracy. ``workdir`` gets ``model/`` (a Hugging Face directory: a causal LM for the implicit PRM,
-``*ForSequenceClassification`` for the ORM), ``reward.json`` (kind, reference, implicit reward config, metrics),
-``samples.jsonl`` (the labelled data), ``metrics.jsonl`` and ``curves.png``. One process (any
-number of its devices in the mesh). The implicit PRM is
-what ``rl.trainer.train(prm_init=...)`` and ``evaluate --prm-workdir`` take; the ORM is ``evaluate --orm``.
+All kinds see mini-batches of whole groups with a prompt-disjoint train / validation split (the
+same samples for a given seed and base model; Monte-Carlo rows are split by their prompt index).
+Each epoch logs validation loss, accuracy (score > 0 vs label) and within-group pairwise accuracy,
+or for the explicit PRM step BCE, step accuracy and first-error accuracy (the first step with
+p < 0.5 is the first labelled error, or neither has one). ``workdir`` gets ``model/`` (a Hugging
+Face directory: a causal LM for the implicit PRM, ``*ForSequenceClassification`` for the ORM,
+``*ForTokenClassification`` for the explicit PRM), ``reward.json`` (kind, reference, implicit
+reward config, metrics), ``samples.jsonl`` (the sampled, outcome-labelled data), ``metrics.jsonl``
+and ``curves.png``. One process (any number of its devices in the mesh). The implicit PRM is what
+``rl.trainer.train(prm_init=...)`` and ``evaluate --prm-workdir`` take; the ORM is ``evaluate --orm``.
 """
 
 from __future__ import annotations
@@ -26,28 +36,36 @@ import time
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
 from tqdm import tqdm
 
 from prime_jax import losses, run_dir, sharding
-from prime_jax.data import PromptPipeline, countdown_reward
+from prime_jax.data import PromptPipeline, countdown_reward, encode_prompts, left_pad
+from prime_jax.data.steps import encode_steps, split_steps
+from prime_jax.data.synthetic import TASKS as EXACT_LABEL_TASKS
+from prime_jax.data.synthetic import exact_step_labels
 from prime_jax.data.task_config import TaskConfig, load_task
 from prime_jax.experience.batch import ScoredRollouts, concat
 from prime_jax.experience.collect import CollectConfig, collect
 from prime_jax.metrics import MetricsWriter, plot_curves
-from prime_jax.models import OutcomeRewardModel, orm_from_backbone, save_orm, save_pretrained
+from prime_jax.models import (ExplicitPRM, OutcomeRewardModel, explicit_prm_from_backbone, orm_from_backbone,
+                              save_explicit_prm, save_orm, save_pretrained)
 from prime_jax.models.source import ModelSource, build_model
-from prime_jax.reward_models.updates import LabelledMiniBatch, PrmLossConfig, make_orm_update, make_prm_update
-from prime_jax.rewards import ImplicitRewardConfig
+from prime_jax.reward_models.updates import (LabelledMiniBatch, PrmLossConfig, StepLabelledMiniBatch,
+                                             explicit_step_loss, make_explicit_prm_update, make_orm_update,
+                                             make_prm_update, step_weights)
+from prime_jax.rewards import ImplicitRewardConfig, check_choice, step_ends_from_tokens
 from prime_jax.rollout import SamplingConfig
-from prime_jax.training.forward import make_logprob_fn, response_logprobs
+from prime_jax.training.forward import SequenceBatch, make_logprob_fn, response_logprobs
 from prime_jax.training.state import Role
 from prime_jax.training.updates import shardings_of
 from prime_jax.verifiers import VerifierPool
 
 KINDS = run_dir.REWARD_KINDS
+STEP_LABELS = ("exact", "mc_hard", "mc_soft")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -59,6 +77,149 @@ class RewardDataConfig:
     num_samples: int = 4
     rollout_prompts: int = 256
     val_fraction: float = 0.1
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class StepLabelConfig:
+    """Where the explicit PRM's step labels come from (read only by kind ``explicit_prm``).
+
+    ``labels``: "exact" (the task's exact labels of the base model's samples; arithmetic or
+    countdown, newline steps), "mc_hard" / "mc_soft" (the ``hard`` / ``soft`` labels of the
+    Monte-Carlo label file ``mc_labels_path``). ``up_to_first_error``: weight steps only up to and
+    including the first wrong one (``updates.step_weights``; wrong = hard label 0).
+    """
+
+    labels: str = "exact"
+    mc_labels_path: str | None = None
+    up_to_first_error: bool = False
+
+    def __post_init__(self):
+        check_choice("StepLabelConfig", "labels", self.labels, STEP_LABELS)
+        if self.labels != "exact" and not self.mc_labels_path:
+            raise ValueError(f"StepLabelConfig.mc_labels_path={self.mc_labels_path!r}: labels={self.labels!r} "
+                             "reads a Monte-Carlo label file (reward_models.mc_labels)")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class StepRows:
+    """Host arrays (rows first) of step-labelled responses, ``tokens_bs = [prompt | response]``; the
+    step arrays are (B, L) over the response columns, targets and weights set at step ends only."""
+
+    tokens_bs: np.ndarray
+    attention_mask_bs: np.ndarray
+    response_mask_bl: np.ndarray
+    step_ends_bl: np.ndarray
+    step_targets_bl: np.ndarray
+    step_weights_bl: np.ndarray
+
+    @property
+    def num_rows(self) -> int:
+        return self.tokens_bs.shape[0]
+
+    def sequences(self) -> SequenceBatch:
+        return SequenceBatch(tokens_bs=self.tokens_bs, attention_mask_bs=self.attention_mask_bs,
+                             response_mask_bl=self.response_mask_bl)
+
+    def rows(self, index: np.ndarray) -> "StepRows":
+        """The given rows, in order."""
+        index = np.asarray(index, np.int64)
+        return StepRows(**{f.name: getattr(self, f.name)[index] for f in dataclasses.fields(self)})
+
+    def mini_batch(self) -> StepLabelledMiniBatch:
+        return StepLabelledMiniBatch(sequences=self.sequences(), step_ends_bl=self.step_ends_bl,
+                                     step_targets_bl=self.step_targets_bl, step_weights_bl=self.step_weights_bl)
+
+
+def build_step_rows(tokenizer, prompt_ids_bp: np.ndarray, prompt_mask_bp: np.ndarray, steps: list[list[str]],
+                    targets: list[list[float]], hard: list[list[float]], finished: list[bool], *,
+                    delimiter: str, up_to_first_error: bool) -> StepRows:
+    """Step-labelled rows from left-padded prompts and each response's steps and per-step labels.
+
+    A response is ``encode_steps(steps)`` (+ EOS when ``finished``), right-padded to the longest.
+    Its step ends are ``rewards.step_ends_from_tokens`` of those ids, the positions best-of-N reads
+    on sampled responses (every delimiter and the last token). A token step end ``e`` takes the
+    target and weight (``step_weights(hard, up_to_first_error)``) of the last text step ending at or
+    before ``e``: a step holding only the EOS repeats the last step's label ("prefix still correct").
+    """
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id or 0
+    encoded = [encode_steps(tokenizer, row_steps, delimiter) for row_steps in steps]
+    ids = [row_ids + [eos] if done else row_ids for (row_ids, _), done in zip(encoded, finished)]
+    length = max(1, max(len(row_ids) for row_ids in ids))
+    tokens_bl = np.full((len(ids), length), pad, np.int32)
+    mask_bl = np.zeros((len(ids), length), np.int32)
+    for b, row_ids in enumerate(ids):
+        tokens_bl[b, :len(row_ids)] = row_ids
+        mask_bl[b, :len(row_ids)] = 1
+    delimiter_ids = tuple(tokenizer.encode(delimiter, add_special_tokens=False))
+    ends_bl = np.asarray(step_ends_from_tokens(jnp.asarray(tokens_bl), jnp.asarray(mask_bl), delimiter_ids))
+    targets_bl = np.zeros((len(ids), length), np.float32)
+    weights_bl = np.zeros((len(ids), length), np.float32)
+    for b, (_, text_ends) in enumerate(encoded):
+        if len(targets[b]) != len(text_ends) or len(hard[b]) != len(text_ends):
+            raise ValueError(f"row {b}: {len(text_ends)} steps but {len(targets[b])} targets and "
+                             f"{len(hard[b])} hard labels")
+        token_ends = np.flatnonzero(ends_bl[b])
+        step_k = np.searchsorted(np.asarray(text_ends, np.int64), token_ends, side="right") - 1
+        labelled = step_k >= 0
+        if not labelled.any():
+            continue
+        targets_bl[b, token_ends[labelled]] = np.asarray(targets[b], np.float32)[step_k[labelled]]
+        weights_bl[b, token_ends[labelled]] = step_weights(hard[b], up_to_first_error)[step_k[labelled]]
+    return StepRows(tokens_bs=np.concatenate([prompt_ids_bp, tokens_bl], axis=1).astype(np.int32),
+                    attention_mask_bs=np.concatenate([prompt_mask_bp, mask_bl], axis=1).astype(np.int32),
+                    response_mask_bl=mask_bl, step_ends_bl=ends_bl, step_targets_bl=targets_bl,
+                    step_weights_bl=weights_bl)
+
+
+def exact_step_rows(rows: ScoredRollouts, records, task: str, tokenizer, *, delimiter: str,
+                    up_to_first_error: bool) -> StepRows:
+    """The sampled ``rows`` with the task's exact step labels (``records[prompt_index]`` holds each
+    row's problem); finished responses end with EOS, truncated ones in an unclosed step."""
+    if task not in EXACT_LABEL_TASKS:
+        raise ValueError(f"StepLabelConfig.labels='exact' needs a task with exact step labels "
+                         f"{EXACT_LABEL_TASKS}, got TaskConfig.name={task!r}")
+    if delimiter != "\n":
+        raise ValueError(f"StepLabelConfig.labels='exact' labels lines: ImplicitRewardConfig.step_delimiter="
+                         f"{delimiter!r} must be '\\n'")
+    steps, labels = [], []
+    for response, truth, index in zip(rows.responses, rows.ground_truth, rows.prompt_index_b):
+        problem = [content for role, content in records[int(index)].messages if role == "user"][-1]
+        steps.append(split_steps(response, delimiter))
+        labels.append([float(ok) for ok in exact_step_labels(task, response, truth, problem)])
+    width = rows.tokens_bs.shape[1] - rows.response_mask_bl.shape[1]
+    return build_step_rows(tokenizer, rows.tokens_bs[:, :width], rows.attention_mask_bs[:, :width], steps, labels,
+                           labels, list(~rows.truncated_b), delimiter=delimiter, up_to_first_error=up_to_first_error)
+
+
+def mc_step_rows(path: str, labels: str, tokenizer, *, delimiter: str, up_to_first_error: bool,
+                 val_fraction: float) -> tuple[StepRows, StepRows, dict]:
+    """(train, validation, info) rows of a Monte-Carlo label file (``reward_models.mc_labels``).
+
+    Each row's prompt is its user message, chat-templated; its response the listed ``steps``,
+    closed by EOS (the file keeps no truncation flag); targets ``hard`` or ``soft`` per ``labels``,
+    weights from ``hard``. The last ``val_fraction`` of the prompts (by first appearance) is held out.
+    """
+    rows = [json.loads(line) for line in pathlib.Path(path).read_text().splitlines() if line.strip()]
+    prompts = list(dict.fromkeys(row["prompt_index"] for row in rows))
+    if len(prompts) < 2:
+        raise ValueError(f"StepLabelConfig.mc_labels_path={path!r}: {len(prompts)} prompts, need 2 or more "
+                         "for a train / validation split")
+    for row in rows:
+        if len(row["steps"]) != len(row["hard"]) or len(row["steps"]) != len(row["soft"]):
+            raise ValueError(f"{path}: prompt {row['prompt_index']} has {len(row['steps'])} steps, "
+                             f"{len(row['hard'])} hard and {len(row['soft'])} soft labels")
+    prompt_ids = encode_prompts(tokenizer, [(("user", row["prompt"]),) for row in rows])
+    prompt_ids_bp, prompt_mask_bp = left_pad([np.asarray(ids) for ids in prompt_ids], max(map(len, prompt_ids)),
+                                             tokenizer.pad_token_id or 0)
+    hard = [[float(x) for x in row["hard"]] for row in rows]
+    targets = hard if labels == "mc_hard" else [[float(x) for x in row["soft"]] for row in rows]
+    all_rows = build_step_rows(tokenizer, prompt_ids_bp, prompt_mask_bp, [row["steps"] for row in rows], targets,
+                               hard, [True] * len(rows), delimiter=delimiter, up_to_first_error=up_to_first_error)
+    held_out = set(prompts[len(prompts) - max(1, round(len(prompts) * val_fraction)):])
+    is_val = np.asarray([row["prompt_index"] in held_out for row in rows])
+    info = {"num_prompts": len(prompts), "val_prompts": len(held_out),
+            "completions": sum(int(row.get("completions", 0)) for row in rows)}
+    return all_rows.rows(np.flatnonzero(~is_val)), all_rows.rows(np.flatnonzero(is_val)), info
 
 
 def collect_labelled(base: Role, pipeline: PromptPipeline, pool, tokenizer, sampling: SamplingConfig,
@@ -104,14 +265,30 @@ def validate(score_fn: Callable, params, rows: ScoredRollouts, batch_rows: int, 
             "val_label_mean": float(np.mean(acc_b))}
 
 
-def fit_epoch(kind: str, update_fn: Callable, params, opt_state, rows: ScoredRollouts, mini_batch: int,
+def validate_steps(logits_fn: Callable, params, rows: StepRows, batch_rows: int, mesh) -> dict[str, float]:
+    """Validation step BCE, step accuracy and first-error accuracy (``updates.explicit_step_loss``
+    over all held-out rows at once) and the weighted mean step target."""
+    logits = []
+    for start in range(0, rows.num_rows, batch_rows):
+        index = np.minimum(np.arange(start, start + batch_rows), rows.num_rows - 1)  # pad the last batch
+        logits.append(sharding.fetch(logits_fn(params, sharding.place(rows.rows(index).sequences(), mesh)), mesh))
+    z_bl = np.concatenate(logits)[:rows.num_rows]
+    _, metrics = explicit_step_loss(jnp.asarray(z_bl), rows.mini_batch())
+    m_bl = rows.step_ends_bl * rows.step_weights_bl
+    return {"val_loss": float(metrics["loss"]), "val_step_acc": float(metrics["step_acc"]),
+            "val_first_error_acc": float(metrics["first_error_acc"]),
+            "val_label_mean": float(np.sum(m_bl * rows.step_targets_bl) / max(float(np.sum(m_bl)), 1e-6))}
+
+
+def fit_epoch(kind: str, update_fn: Callable, params, opt_state, rows: ScoredRollouts | StepRows, mini_batch: int,
               micro_batches: int, mesh, desc: str):
     """One pass over ``rows`` in order, ``mini_batch`` rows an update (a last partial batch is
     dropped); returns the new weights, optimiser state and the mean ``train_*`` metrics."""
     parts = []
     for start in tqdm(range(0, rows.num_rows - mini_batch + 1, mini_batch), desc=desc):
         rows_mb = rows.rows(np.arange(start, start + mini_batch))
-        mb = sharding.place(LabelledMiniBatch.of(rows_mb), mesh, micro=micro_batches)
+        batch = rows_mb.mini_batch() if kind == "explicit_prm" else LabelledMiniBatch.of(rows_mb)
+        mb = sharding.place(batch, mesh, micro=micro_batches)
         params, opt_state, metrics, *_ = update_fn(params, opt_state, mb)
         parts.append({k: float(v) for k, v in metrics.items()})
     return params, opt_state, {f"train_{k}": float(np.mean([p[k] for p in parts])) for k in parts[0]} if parts else {}
@@ -129,7 +306,7 @@ def train_reward(*, workdir: str, kind: str = "implicit_prm", task: TaskConfig =
                  model: ModelSource = ModelSource(), data: RewardDataConfig = RewardDataConfig(),
                  sampling: SamplingConfig = SamplingConfig(max_new_tokens=3072),
                  reward: ImplicitRewardConfig = ImplicitRewardConfig(),
-                 prm_loss: PrmLossConfig = PrmLossConfig(),
+                 prm_loss: PrmLossConfig = PrmLossConfig(), step_labels: StepLabelConfig = StepLabelConfig(),
                  optimizer: optax.GradientTransformation | None = None, epochs: int = 1,
                  mini_batch: int = 64, micro_batches: int = 1, mesh: sharding.MeshConfig = sharding.MeshConfig(),
                  seed: int = 0, verifier_workers: int = 2, log: Callable[[str], None] = print) -> dict:
@@ -138,7 +315,9 @@ def train_reward(*, workdir: str, kind: str = "implicit_prm", task: TaskConfig =
         raise ValueError(f"train_reward kind={kind!r}: expected one of {KINDS}")
     if jax.process_count() > 1:
         raise ValueError("train_reward runs in a single process (its devices may form any mesh)")
-    if mini_batch % data.num_samples:
+    from_mc = kind == "explicit_prm" and step_labels.labels != "exact"
+    group = 1 if from_mc else data.num_samples  # rows per group: a mini-batch holds whole groups
+    if mini_batch % group:
         raise ValueError(f"mini_batch={mini_batch} must hold whole groups of num_samples={data.num_samples}")
     workdir_path = pathlib.Path(workdir)
     workdir_path.mkdir(parents=True, exist_ok=True)
@@ -148,56 +327,86 @@ def train_reward(*, workdir: str, kind: str = "implicit_prm", task: TaskConfig =
     tokenizer = task_data.tokenizer
     base = Role.of(build_model(model, device_mesh, seed=seed))
     reference_dir = _base_dir(model, workdir_path, tokenizer, base)  # before training donates its buffers
-    pipeline = PromptPipeline(task_data.train_prompts[:data.num_prompts], tokenizer, num_samples=data.num_samples,
-                              max_prompt_length=task.max_prompt_length, seed=seed)
+    step_options = dict(delimiter=reward.step_delimiter, up_to_first_error=step_labels.up_to_first_error)
     t0 = time.time()
-    abilities = {r.ability for r in pipeline.records}
-    with VerifierPool(verifier_workers, scorers={"countdown": countdown_reward}, abilities=abilities) as pool, \
-            jax.set_mesh(device_mesh):
-        rows = collect_labelled(base, pipeline, pool, tokenizer, sampling, data, device_mesh, jax.random.key(seed))
-    groups = rows.num_rows // data.num_samples
-    val_groups = max(1, round(groups * data.val_fraction))
-    val_from = (groups - val_groups) * data.num_samples
-    train_rows, val_rows = rows.rows(np.arange(val_from)), rows.rows(np.arange(val_from, rows.num_rows))
-    _write_samples(workdir_path / "samples.jsonl", rows, val_from)
-    log(f"{kind}: {rows.num_rows} samples of {groups} prompts in {time.time() - t0:.1f}s, label mean "
-        f"{rows.acc_b.mean():.3f}; {val_groups} prompts held out")
+    if from_mc:
+        train_rows, val_rows, mc_info = mc_step_rows(step_labels.mc_labels_path, step_labels.labels, tokenizer,
+                                                     val_fraction=data.val_fraction, **step_options)
+        data_info = {"num_samples": train_rows.num_rows + val_rows.num_rows, "mc_labels": mc_info}
+        log(f"{kind}: {data_info['num_samples']} solutions of {mc_info['num_prompts']} prompts from "
+            f"{step_labels.mc_labels_path}; {mc_info['val_prompts']} prompts held out")
+    else:
+        pipeline = PromptPipeline(task_data.train_prompts[:data.num_prompts], tokenizer, num_samples=data.num_samples,
+                                  max_prompt_length=task.max_prompt_length, seed=seed)
+        abilities = {r.ability for r in pipeline.records}
+        with VerifierPool(verifier_workers, scorers={"countdown": countdown_reward}, abilities=abilities) as pool, \
+                jax.set_mesh(device_mesh):
+            rows = collect_labelled(base, pipeline, pool, tokenizer, sampling, data, device_mesh, jax.random.key(seed))
+        groups = rows.num_rows // data.num_samples
+        val_groups = max(1, round(groups * data.val_fraction))
+        val_from = (groups - val_groups) * data.num_samples
+        if kind == "explicit_prm":
+            rows_all = exact_step_rows(rows, pipeline.records, task.name, tokenizer, **step_options)
+        else:
+            rows_all = rows
+        train_rows, val_rows = rows_all.rows(np.arange(val_from)), rows_all.rows(np.arange(val_from, rows.num_rows))
+        _write_samples(workdir_path / "samples.jsonl", rows, val_from)
+        data_info = {"num_samples": rows.num_rows, "label_mean": float(rows.acc_b.mean())}
+        log(f"{kind}: {rows.num_rows} samples of {groups} prompts in {time.time() - t0:.1f}s, label mean "
+            f"{rows.acc_b.mean():.3f}; {val_groups} prompts held out")
 
-    role = Role.of(orm_from_backbone(base.module(), seed=seed)) if kind == "orm" else base
+    if kind == "orm":
+        role = Role.of(orm_from_backbone(base.module(), seed=seed))
+    elif kind == "explicit_prm":
+        role = Role.of(explicit_prm_from_backbone(base.module(), seed=seed))
+    else:
+        role = base
     params = role.params
     opt_state = sharding.replicate_unsharded(jax.jit(optimizer.init)(params), device_mesh)
     shardings = (shardings_of(params), shardings_of(opt_state))
     if kind == "orm":
         update_fn = make_orm_update(role.graphdef, optimizer, data.num_samples, state_shardings=shardings)
+    elif kind == "explicit_prm":
+        update_fn = make_explicit_prm_update(role.graphdef, optimizer, group, state_shardings=shardings)
     else:
         update_fn = make_prm_update(role.graphdef, optimizer, prm_loss, reward, data.num_samples, shardings)
-    score_fn = _score_fn(kind, role.graphdef, reward.beta)
+    if kind == "explicit_prm":
+        length = train_rows.step_ends_bl.shape[1]
+        logits_fn = jax.jit(lambda p, seq: nnx.merge(role.graphdef, p)(seq.tokens_bs, seq.attention_mask_bs)[:, -length:])
+        evaluate = lambda p: validate_steps(logits_fn, p, val_rows, mini_batch, device_mesh)  # noqa: E731
+        curves = ("val_loss", "val_step_acc", "val_first_error_acc")
+    else:
+        score_fn = _score_fn(kind, role.graphdef, reward.beta)
+        evaluate = lambda p: validate(score_fn, p, val_rows, mini_batch, data.num_samples, device_mesh)  # noqa: E731
+        curves = ("val_loss", "val_accuracy", "val_pairwise_acc")
     writer = MetricsWriter(workdir_path)
     rng = np.random.default_rng(seed)
     step, history = 0, []
     with jax.set_mesh(device_mesh):
-        history.append(writer.write(0, validate(score_fn, params, val_rows, mini_batch, data.num_samples, device_mesh)))
+        history.append(writer.write(0, evaluate(params)))
         log(json.dumps(history[-1]))
         for epoch in range(1, epochs + 1):
-            order = (rng.permutation(train_rows.num_rows // data.num_samples)[:, None] * data.num_samples
-                     + np.arange(data.num_samples)).ravel()  # whole groups, shuffled
+            order = (rng.permutation(train_rows.num_rows // group)[:, None] * group
+                     + np.arange(group)).ravel()  # whole groups, shuffled
             params, opt_state, train_means = fit_epoch(kind, update_fn, params, opt_state, train_rows.rows(order),
                                                        mini_batch, micro_batches, device_mesh, f"{kind} epoch {epoch}")
             step += train_rows.num_rows // mini_batch
-            row = {"epoch": epoch, **train_means,
-                   **validate(score_fn, params, val_rows, mini_batch, data.num_samples, device_mesh)}
-            history.append(writer.write(step, row))
+            history.append(writer.write(step, {"epoch": epoch, **train_means, **evaluate(params)}))
             log(json.dumps(history[-1]))
     writer.close()
-    plot_curves(writer.jsonl_path, workdir_path / "curves.png",
-                keys=("val_loss", "val_accuracy", "val_pairwise_acc"), title=f"offline {kind} on {task.name}")
+    title = f"offline {kind}" + (f" ({step_labels.labels} labels)" if kind == "explicit_prm" else "")
+    plot_curves(writer.jsonl_path, workdir_path / "curves.png", keys=curves, title=f"{title} on {task.name}")
     trained = role.module(params)
     out = workdir_path / "model"
-    (save_orm if isinstance(trained, OutcomeRewardModel) else save_pretrained)(trained, out, tokenizer=tokenizer)
+    if isinstance(trained, ExplicitPRM):
+        save_explicit_prm(trained, out, tokenizer=tokenizer)
+    else:
+        (save_orm if isinstance(trained, OutcomeRewardModel) else save_pretrained)(trained, out, tokenizer=tokenizer)
     summary = {"kind": kind, "model": str(out.absolute()), "reference": reference_dir,
                "prm_loss": prm_loss.loss if kind == "implicit_prm" else None,
-               "task": task.name, "num_samples": rows.num_rows, "label_mean": float(rows.acc_b.mean()),
-               "steps": step, "initial": history[0], "final": history[-1]}
+               "task": task.name, **data_info, "steps": step, "initial": history[0], "final": history[-1]}
+    if kind == "explicit_prm":
+        summary.update(step_labels=dataclasses.asdict(step_labels), step_delimiter=reward.step_delimiter)
     run_dir.write_reward_model_info(workdir_path, summary, reward if kind == "implicit_prm" else None)
     log(f"{kind}: {step} updates; saved {out}")
     return summary

@@ -1,0 +1,153 @@
+"""Explicit PRM: step weights, the update learns a planted per-step label, step rows align labels
+with the step ends best-of-N reads, and a tiny train_reward run with exact labels writes a usable model."""
+
+import json
+
+import gin
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from prime_jax import train_reward
+from prime_jax.data import load_tokenizer
+from prime_jax.models import ExplicitPRM, ModelConfig, Transformer, load_explicit_prm, save_pretrained
+from prime_jax.reward_models.offline import StepLabelConfig, build_step_rows, mc_step_rows
+from prime_jax.reward_models.scoring import explicit_step_scores
+from prime_jax.reward_models.updates import StepLabelledMiniBatch, make_explicit_prm_update, step_weights
+from prime_jax.rewards import step_ends_from_tokens
+from prime_jax.training.forward import SequenceBatch
+from prime_jax.training.state import Role
+from prime_jax.training.updates import split_micro
+
+TINY_EXPLICIT = [
+    "configs/reward_explicit_prm_arithmetic.gin",
+    "prime_jax.data.task_config.TaskConfig.num_train = 32",
+    "prime_jax.reward_models.offline.RewardDataConfig.num_prompts = 16",
+    "prime_jax.reward_models.offline.RewardDataConfig.rollout_prompts = 8",
+    "prime_jax.reward_models.offline.RewardDataConfig.val_fraction = 0.25",
+    "prime_jax.reward_models.offline.train_reward.mini_batch = 8",
+    "prime_jax.reward_models.offline.train_reward.epochs = 1",
+    "prime_jax.reward_models.offline.train_reward.verifier_workers = 1",
+    "prime_jax.rollout.SamplingConfig.max_new_tokens = 12",
+]
+
+
+@pytest.fixture(autouse=True)
+def clean_gin():
+    gin.clear_config()
+    yield
+    gin.clear_config()
+
+
+def tiny_config(tokenizer) -> ModelConfig:
+    return ModelConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_layers=1, num_heads=4,
+                       num_kv_heads=2, head_dim=8, max_position_embeddings=128, tie_word_embeddings=True,
+                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                       pad_token_id=tokenizer.pad_token_id)
+
+
+def test_step_weights():
+    np.testing.assert_array_equal(step_weights([1, 0, 1, 0], up_to_first_error=False), [1, 1, 1, 1])
+    np.testing.assert_array_equal(step_weights([1, 0, 1, 0], up_to_first_error=True), [1, 1, 0, 0])
+    np.testing.assert_array_equal(step_weights([1, 1], up_to_first_error=True), [1, 1])
+    np.testing.assert_array_equal(step_weights([0.75, 0.25, 1.0], up_to_first_error=True), [1, 1, 0])
+
+
+def test_step_label_config_names_bad_values():
+    with pytest.raises(ValueError, match="StepLabelConfig.labels='human'"):
+        StepLabelConfig(labels="human")
+    with pytest.raises(ValueError, match="StepLabelConfig.mc_labels_path=None"):
+        StepLabelConfig(labels="mc_soft")
+
+
+def test_update_learns_a_planted_step_label():
+    """Step target = (the token before the step's delimiter is 5); the head must read each step end."""
+    tokenizer = load_tokenizer("char")
+    prm = ExplicitPRM(tiny_config(tokenizer), rngs=nnx.Rngs(0))
+    role = Role.of(prm)
+    tx = optax.adam(3e-3)
+    update = make_explicit_prm_update(role.graphdef, tx, num_samples=2)
+    rng = np.random.default_rng(0)
+    delimiter = 7  # the delimiter token of this synthetic vocabulary
+
+    def batch(rows):
+        tokens = rng.integers(8, 20, size=(rows, 12))
+        ends = np.zeros((rows, 12), bool)
+        ends[:, 3::4] = True
+        tokens[ends] = delimiter
+        before = np.roll(ends, -1, axis=1)
+        planted = rng.random((rows, 12)) < 0.5
+        tokens[before] = np.where(planted[before], 5, tokens[before])
+        targets = np.roll(planted & before, 1, axis=1).astype(np.float32)
+        mask = np.ones((rows, 12), np.int32)
+        seq = SequenceBatch(tokens_bs=jnp.asarray(tokens), attention_mask_bs=jnp.asarray(mask),
+                            response_mask_bl=jnp.asarray(mask))
+        return StepLabelledMiniBatch(sequences=seq, step_ends_bl=jnp.asarray(ends), step_targets_bl=jnp.asarray(targets),
+                                     step_weights_bl=jnp.ones((rows, 12), jnp.float32))
+
+    params, opt = role.params, tx.init(role.params)
+    for _ in range(60):
+        params, opt, metrics = update(params, opt, split_micro(batch(32), 2))
+    assert {"eprm_loss", "eprm_step_acc", "eprm_first_error_acc", "eprm_grad_norm"} <= set(metrics)
+    mb = batch(256)
+    probs_bk, count_b = explicit_step_scores(role.module(params), mb.sequences.tokens_bs, mb.sequences.attention_mask_bs,
+                                             mb.sequences.response_mask_bl, mb.step_ends_bl)
+    assert probs_bk.shape == (256, 3) and (count_b == 3).all()
+    labels_bk = np.asarray(mb.step_targets_bl)[np.asarray(mb.step_ends_bl)].reshape(256, 3)
+    assert np.mean((probs_bk > 0.5) == (labels_bk > 0.5)) > 0.95
+
+
+def test_step_rows_put_labels_on_the_step_ends_scoring_reads():
+    tokenizer = load_tokenizer("char")
+    prompts = np.array([[0, 5, 9], [5, 9, 9]], np.int32)
+    prompt_mask = (prompts != 0).astype(np.int32)
+    steps = [["1+2=3\n", "\\boxed{4}"], ["1+2=3\n", "3+"]]  # a finished row and a truncated one
+    rows = build_step_rows(tokenizer, prompts, prompt_mask, steps, [[1.0, 0.0], [1.0, 0.25]], [[1, 0], [1, 0]],
+                           [True, False], delimiter="\n", up_to_first_error=False)
+    assert rows.tokens_bs.shape == (2, 3 + 10) and rows.response_mask_bl.sum(1).tolist() == [10, 8]
+    ends = np.asarray(step_ends_from_tokens(jnp.asarray(rows.tokens_bs[:, 3:]), jnp.asarray(rows.response_mask_bl),
+                                            tokenizer.encode("\n", add_special_tokens=False)))
+    np.testing.assert_array_equal(rows.step_ends_bl, ends)
+    assert np.flatnonzero(rows.step_ends_bl[0]).tolist() == [5, 9]  # the newline, then the EOS after "}"
+    assert rows.step_targets_bl[0, [5, 9]].tolist() == [1.0, 0.0] and rows.step_weights_bl[0].sum() == 2
+    assert np.flatnonzero(rows.step_ends_bl[1]).tolist() == [5, 7]
+    assert rows.step_targets_bl[1, [5, 7]].tolist() == [1.0, 0.25]
+    # A response closed by its delimiter and then EOS: the EOS-only step repeats the last label.
+    rows = build_step_rows(tokenizer, prompts[:1], prompt_mask[:1], [["5\n"]], [[0.0]], [[0.0]], [True],
+                           delimiter="\n", up_to_first_error=True)
+    assert np.flatnonzero(rows.step_ends_bl[0]).tolist() == [1, 2] and rows.step_weights_bl[0, [1, 2]].tolist() == [1, 1]
+    assert rows.step_targets_bl[0, [1, 2]].tolist() == [0.0, 0.0]
+
+
+def test_mc_label_file_rows(tmp_path):
+    tokenizer = load_tokenizer("char")
+    path = tmp_path / "mc.jsonl"
+    lines = [{"prompt_index": i, "prompt": "1+2=", "ground_truth": "3", "response": "1+2=3\n\\boxed{3}",
+              "steps": ["1+2=3\n", "\\boxed{3}"], "hard": [1, 0], "soft": [0.5, 0.0], "completions": 4}
+             for i in (0, 0, 1, 2)]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    train, val, info = mc_step_rows(str(path), "mc_soft", tokenizer, delimiter="\n", up_to_first_error=False,
+                                    val_fraction=0.25)
+    assert (train.num_rows, val.num_rows) == (3, 1) and info == {"num_prompts": 3, "val_prompts": 1, "completions": 16}
+    m_bl = train.step_ends_bl * train.step_weights_bl
+    assert sorted(train.step_targets_bl[m_bl > 0].tolist()) == [0.0] * 3 + [0.5] * 3
+
+
+def test_train_reward_explicit_prm_with_exact_labels(tmp_path):
+    tokenizer = load_tokenizer("char")
+    base = tmp_path / "base"
+    save_pretrained(Transformer(tiny_config(tokenizer), rngs=nnx.Rngs(0)), base, tokenizer=tokenizer)
+    workdir = tmp_path / "eprm"
+    bindings = TINY_EXPLICIT + [f'prime_jax.models.source.ModelSource.hf_path = "{base}"']
+    assert train_reward.main([a for b in bindings for a in ("--gin", b)] + ["--workdir", str(workdir)]) == 0
+    info = json.loads((workdir / "reward.json").read_text())
+    assert info["kind"] == "explicit_prm" and info["reward"] is None and info["step_delimiter"] == "\n"
+    assert info["step_labels"] == {"labels": "exact", "mc_labels_path": None, "up_to_first_error": False}
+    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["step"] == 0 and rows[-1]["epoch"] == 1
+    assert {"val_loss", "val_step_acc", "val_first_error_acc", "train_eprm_loss"} <= set(rows[-1])
+    assert abs(rows[0]["val_loss"] - np.log(2)) < 1e-4  # zero head: p = 1/2 at every step
+    assert (workdir / "curves.png").exists() and len((workdir / "samples.jsonl").read_text().splitlines()) == 64
+    assert isinstance(load_explicit_prm(workdir / "model"), ExplicitPRM)
