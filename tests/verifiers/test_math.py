@@ -110,7 +110,9 @@ def test_hostile_inputs_score_zero_quickly(name, response, truth):
     verdict = math_verifier.verify_detailed(response, truth, timeout=1.0)
     elapsed = time.monotonic() - start
     assert verdict.score == 0.0, verdict
-    assert elapsed < 8.0, (name, elapsed)  # includes restarting a killed worker
+    # A bound, not a speed measurement: unbounded work on these inputs takes hours; the margin
+    # covers restarting a killed worker on a loaded machine.
+    assert elapsed < 60.0, (name, elapsed)
 
 
 def test_timeout_is_counted_and_worker_recovers():
