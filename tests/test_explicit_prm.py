@@ -135,12 +135,17 @@ def test_mc_label_file_rows(tmp_path):
     assert sorted(train.step_targets_bl[m_bl > 0].tolist()) == [0.0] * 3 + [0.5] * 3
 
 
-def test_train_reward_explicit_prm_with_exact_labels(tmp_path):
+@pytest.fixture(scope="module")
+def base_model(tmp_path_factory):
     tokenizer = load_tokenizer("char")
-    base = tmp_path / "base"
-    save_pretrained(Transformer(tiny_config(tokenizer), rngs=nnx.Rngs(0)), base, tokenizer=tokenizer)
+    path = tmp_path_factory.mktemp("base")
+    save_pretrained(Transformer(tiny_config(tokenizer), rngs=nnx.Rngs(0)), path, tokenizer=tokenizer)
+    return path
+
+
+def test_train_reward_explicit_prm_with_exact_labels(base_model, tmp_path):
     workdir = tmp_path / "eprm"
-    bindings = TINY_EXPLICIT + [f'prime_jax.models.source.ModelSource.hf_path = "{base}"']
+    bindings = TINY_EXPLICIT + [f'prime_jax.models.source.ModelSource.hf_path = "{base_model}"']
     assert train_reward.main([a for b in bindings for a in ("--gin", b)] + ["--workdir", str(workdir)]) == 0
     info = json.loads((workdir / "reward.json").read_text())
     assert info["kind"] == "explicit_prm" and info["reward"] is None and info["step_delimiter"] == "\n"
@@ -150,4 +155,27 @@ def test_train_reward_explicit_prm_with_exact_labels(tmp_path):
     assert {"val_loss", "val_step_acc", "val_first_error_acc", "train_eprm_loss"} <= set(rows[-1])
     assert abs(rows[0]["val_loss"] - np.log(2)) < 1e-4  # zero head: p = 1/2 at every step
     assert (workdir / "curves.png").exists() and len((workdir / "samples.jsonl").read_text().splitlines()) == 64
+    assert isinstance(load_explicit_prm(workdir / "model"), ExplicitPRM)
+
+
+def test_train_reward_explicit_prm_with_mc_labels(base_model, tmp_path):
+    """Monte-Carlo labels: no sampling, rows split by prompt, Let's Verify's weighting recorded."""
+    path = tmp_path / "mc.jsonl"
+    with path.open("w") as f:
+        for i in range(8):
+            steps = [f"{i}+1={i + 1}\n", f"{i + 1}*2={2 * i + 3}\n", f"\\boxed{{{2 * i + 3}}}"]
+            f.write(json.dumps({"prompt_index": i, "prompt": f"{i}+1*2=", "ground_truth": str(2 * i + 2),
+                                "response": "".join(steps), "steps": steps, "hard": [1, 0, 0],
+                                "soft": [0.75, 0.0, 0.0], "completions": 4}) + "\n")
+    workdir = tmp_path / "eprm_mc"
+    bindings = TINY_EXPLICIT + [f'prime_jax.models.source.ModelSource.hf_path = "{base_model}"',
+                                'prime_jax.reward_models.offline.StepLabelConfig.labels = "mc_hard"',
+                                f'prime_jax.reward_models.offline.StepLabelConfig.mc_labels_path = "{path}"',
+                                "prime_jax.reward_models.offline.StepLabelConfig.up_to_first_error = True",
+                                "prime_jax.reward_models.offline.train_reward.mini_batch = 2"]
+    assert train_reward.main([a for b in bindings for a in ("--gin", b)] + ["--workdir", str(workdir)]) == 0
+    info = json.loads((workdir / "reward.json").read_text())
+    assert info["num_samples"] == 8 and info["mc_labels"] == {"num_prompts": 8, "val_prompts": 2, "completions": 32}
+    assert info["step_labels"]["up_to_first_error"] and info["steps"] == 3  # 6 train rows
+    assert info["final"]["val_label_mean"] == 0.5  # steps 1 (label 1) and 2 (label 0) weighted, step 3 not
     assert isinstance(load_explicit_prm(workdir / "model"), ExplicitPRM)
