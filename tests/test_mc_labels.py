@@ -153,8 +153,10 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(pool, tmp_path
     assert summary["resumed_prompts"] == 5 and summary["solutions"] == 2
 
     records, again = _resume_setup()
+    last_summary = mc_labels.summary_path(cut).read_text()
     label_prompts(records, solver=again, completer=again, pool=pool, config=config, out=cut, log=print)
     assert again.calls == [] and cut.read_text() == expected  # nothing left to do
+    assert mc_labels.summary_path(cut).read_text() == last_summary
 
 
 def test_resume_refuses_a_file_of_other_prompts(pool, tmp_path):
@@ -207,7 +209,8 @@ def test_cli_with_a_tiny_random_model(tiny_model, tmp_path):
 
 def test_cli_refuses_a_tokenizer_that_loses_the_delimiter(tiny_model, tmp_path, capsys):
     # the char tokenizer saved beside a model reloads as a tokenizer that drops newlines
-    args = ["--model", str(tiny_model), "--task", "arithmetic", "--num-prompts", "1", "--out", str(tmp_path / "x.jsonl")]
+    args = ["--model", str(tiny_model), "--task", "arithmetic", "--num-prompts", "1",
+            "--out", str(tmp_path / "x.jsonl")]
     if load_tokenizer(tiny_model).encode("\n", add_special_tokens=False):
         pytest.skip("this transformers version keeps the newline of the saved char tokenizer")
     assert mc_labels.main(args) == 2

@@ -32,9 +32,9 @@ deterministic fakes.
 Output: jsonl, one row per solution, rows of a prompt contiguous and prompts in index order:
 ``{"prompt_index", "prompt" (the prompt's single user message), "ground_truth", "ability",
 "response", "steps", "hard", "soft", "completions"}``; ``<out>.summary.json`` beside it holds
-the counts and speed of the last invocation. Resume: a rerun keeps the prompts whose
-``samples_per_prompt`` rows are all in the file and labels the rest; a truncated last line or a
-prompt with missing rows is reported and rewritten away. ``PolicyCompleter`` draws each call's
+the counts and speed of the last invocation that labelled anything. Resume: a rerun keeps the
+prompts whose ``samples_per_prompt`` rows are all in the file and labels the rest; a truncated
+last line or a prompt with missing rows is reported and rewritten away. ``PolicyCompleter`` draws each call's
 key from the call's content, so a run resumed at a round boundary reproduces an uninterrupted
 run; one cut inside a round relabels that round's remaining prompts with fresh samples.
 
@@ -272,7 +272,7 @@ def _label_round(indices: Sequence[int], records: Sequence[PromptRecord], *, sol
 def label_prompts(records: Sequence[PromptRecord], *, solver: Completer, completer: Completer, pool,
                   config: MCLabelConfig, out: str | pathlib.Path, log: Callable[[str], None] = print) -> dict:
     """Label every prompt of ``records`` not already finished in ``out`` (module docstring);
-    writes ``out`` and its summary json, returns the summary."""
+    writes ``out`` and (when there was work) its summary json, returns the summary."""
     out = pathlib.Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     finished = read_finished(out, records, config, log)
@@ -295,7 +295,10 @@ def label_prompts(records: Sequence[PromptRecord], *, solver: Completer, complet
     stats.seconds = time.perf_counter() - start
     summary = {**stats.as_dict(), "resumed_prompts": len(finished), "prompts": len(records),
                "config": dataclasses.asdict(config), "out": str(out)}
-    summary_path(out).write_text(json.dumps(summary, indent=2) + "\n")
+    if todo:  # a rerun with nothing left keeps the summary of the run that did the work
+        summary_path(out).write_text(json.dumps(summary, indent=2) + "\n")
+    else:
+        log(f"{out}: all {len(records)} prompts were already labelled")
     return summary
 
 
