@@ -90,7 +90,23 @@ def load_tokenizer(path_or_name: str | os.PathLike = "char"):
     path = SHIPPED_DIR if str(path_or_name) == "char" else pathlib.Path(path_or_name)
     if not path.is_dir():
         raise FileNotFoundError(f"tokenizer directory not found: {path}")
+    if _saved_class(path) in PLAIN_BACKENDS:
+        # A plain `tokenizers` tokenizer (e.g. the char tokenizer re-saved beside a model): load
+        # it as such. AutoTokenizer would pick the class of config.json's model_type (qwen2 ->
+        # Qwen2Tokenizer), whose pre-tokenizer silently drops newlines and spaces.
+        from transformers import PreTrainedTokenizerFast
+
+        return PreTrainedTokenizerFast.from_pretrained(str(path), local_files_only=True)
     return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+
+
+PLAIN_BACKENDS = ("TokenizersBackend", "PreTrainedTokenizerFast")
+
+
+def _saved_class(path: pathlib.Path) -> str | None:
+    """The ``tokenizer_class`` recorded in ``path/tokenizer_config.json`` (None if absent)."""
+    config = path / "tokenizer_config.json"
+    return json.loads(config.read_text()).get("tokenizer_class") if config.is_file() else None
 
 
 if __name__ == "__main__":

@@ -76,3 +76,21 @@ def test_default_arithmetic_fits_a_small_context(tokenizer):
 def test_unknown_directory_raises(tmp_path):
     with pytest.raises(FileNotFoundError):
         ct.load_tokenizer(tmp_path / "missing")
+
+
+def test_a_re_saved_char_tokenizer_keeps_newlines_and_spaces(tokenizer, tmp_path):
+    """Saved beside a qwen2 model (config.json model_type qwen2), the char tokenizer must reload
+    as itself: AutoTokenizer alone returns a Qwen2Tokenizer that drops "\\n" and " "."""
+    from flax import nnx
+
+    from prime_jax.models import ModelConfig, Transformer, save_pretrained
+
+    config = ModelConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_layers=1,
+                         num_heads=2, num_kv_heads=1, head_dim=8)
+    save_pretrained(Transformer(config, rngs=nnx.Rngs(0)), tmp_path, tokenizer=tokenizer)
+    reloaded = ct.load_tokenizer(tmp_path)
+    text = "2*4=8\n8 x"
+    assert reloaded.encode(text, add_special_tokens=False) == tokenizer.encode(text, add_special_tokens=False)
+    chat = [{"role": "user", "content": "1 + 1"}]
+    assert reloaded.apply_chat_template(chat, add_generation_prompt=True) == \
+        tokenizer.apply_chat_template(chat, add_generation_prompt=True)
