@@ -161,8 +161,6 @@ def build_step_rows(tokenizer, prompt_ids_bp: np.ndarray, prompt_mask_bp: np.nda
         token_ends = np.flatnonzero(ends_bl[b])
         step_k = np.searchsorted(np.asarray(text_ends, np.int64), token_ends, side="right") - 1
         labelled = step_k >= 0
-        if not labelled.any():
-            continue
         targets_bl[b, token_ends[labelled]] = np.asarray(targets[b], np.float32)[step_k[labelled]]
         weights_bl[b, token_ends[labelled]] = step_weights(hard[b], up_to_first_error)[step_k[labelled]]
     return StepRows(tokens_bs=np.concatenate([prompt_ids_bp, tokens_bl], axis=1).astype(np.int32),
@@ -372,7 +370,8 @@ def train_reward(*, workdir: str, kind: str = "implicit_prm", task: TaskConfig =
         update_fn = make_prm_update(role.graphdef, optimizer, prm_loss, reward, data.num_samples, shardings)
     if kind == "explicit_prm":
         length = train_rows.step_ends_bl.shape[1]
-        logits_fn = jax.jit(lambda p, seq: nnx.merge(role.graphdef, p)(seq.tokens_bs, seq.attention_mask_bs)[:, -length:])
+        logits_fn = jax.jit(lambda p, seq: nnx.merge(role.graphdef, p)(
+            seq.tokens_bs, seq.attention_mask_bs)[:, -length:])
         evaluate = lambda p: validate_steps(logits_fn, p, val_rows, mini_batch, device_mesh)  # noqa: E731
         curves = ("val_loss", "val_step_acc", "val_first_error_acc")
     else:

@@ -11,7 +11,8 @@ import transformers
 from _model_helpers import hf_config
 from flax import nnx
 
-from prime_jax.models import ExplicitPRM, explicit_prm_from_backbone, from_pretrained, load_explicit_prm, save_explicit_prm
+from prime_jax.models import (ExplicitPRM, explicit_prm_from_backbone, from_pretrained, load_explicit_prm,
+                              save_explicit_prm)
 
 TOL = 2e-5
 
