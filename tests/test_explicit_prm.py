@@ -15,7 +15,8 @@ from prime_jax.data import load_tokenizer
 from prime_jax.models import ExplicitPRM, ModelConfig, Transformer, load_explicit_prm, save_pretrained
 from prime_jax.reward_models.offline import StepLabelConfig, build_step_rows, mc_step_rows
 from prime_jax.reward_models.scoring import explicit_step_scores
-from prime_jax.reward_models.updates import StepLabelledMiniBatch, make_explicit_prm_update, step_weights
+from prime_jax.reward_models.updates import (StepLabelledMiniBatch, explicit_step_loss, make_explicit_prm_update,
+                                             step_weights)
 from prime_jax.rewards import step_ends_from_tokens
 from prime_jax.training.forward import SequenceBatch
 from prime_jax.training.state import Role
@@ -53,6 +54,19 @@ def test_step_weights():
     np.testing.assert_array_equal(step_weights([1, 0, 1, 0], up_to_first_error=True), [1, 1, 0, 0])
     np.testing.assert_array_equal(step_weights([1, 1], up_to_first_error=True), [1, 1])
     np.testing.assert_array_equal(step_weights([0.75, 0.25, 1.0], up_to_first_error=True), [1, 1, 0])
+
+
+def test_explicit_step_loss_on_a_hand_computed_batch():
+    """Row 0 finds its first error, row 1 flags a right step, row 2 has no weighted step."""
+    z_bl = jnp.asarray([[0.0, 2.0, 0.0, -1.0], [0.0, 1.0, 0.0, -1.0], [0.0, 0.0, 0.0, 5.0]])
+    ends_bl = jnp.asarray([[0, 1, 0, 1], [0, 1, 0, 1], [0, 0, 0, 1]], bool)
+    mb = StepLabelledMiniBatch(sequences=None, step_ends_bl=ends_bl,
+                               step_targets_bl=jnp.asarray([[0, 1, 0, 0], [0, 1, 0, 1], [0, 0, 0, 1]], jnp.float32),
+                               step_weights_bl=jnp.asarray([[1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 1, 0]], jnp.float32))
+    loss, metrics = explicit_step_loss(z_bl, mb)
+    sp = lambda x: np.log1p(np.exp(x))  # noqa: E731  BCE(sigmoid(z), 1) = softplus(-z), BCE(sigmoid(z), 0) = softplus(z)
+    np.testing.assert_allclose(float(loss), (sp(-2.0) + sp(-1.0) + sp(-1.0) + sp(1.0)) / 4, rtol=1e-6)
+    assert float(metrics["step_acc"]) == 0.75 and float(metrics["first_error_acc"]) == 0.5
 
 
 def test_step_label_config_names_bad_values():

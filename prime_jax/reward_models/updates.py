@@ -141,9 +141,11 @@ def explicit_step_loss(logits_bs, mb: StepLabelledMiniBatch) -> tuple[jax.Array,
     With ``z`` the logits at the response positions, ``m = step_ends * w``::
 
         loss            = sum_{b,t} m_bt BCE(sigmoid(z_bt), y_bt) / sum_{b,t} m_bt
-        step_acc        = sum_{b,t} m_bt [(z_bt > 0) == (y_bt > 0.5)] / sum_{b,t} m_bt
+        step_acc        = sum_{b,t} m_bt [(z_bt >= 0) == (y_bt >= 0.5)] / sum_{b,t} m_bt
         first_error_acc = mean over rows with a weighted step of [first t with m_bt > 0 and z_bt < 0
                           == first t with m_bt > 0 and y_bt < 0.5]  (none == none counts as a match)
+
+    A step is predicted wrong when p = sigmoid(z) < 0.5 and labelled wrong when y < 0.5.
     """
     length = mb.step_ends_bl.shape[1]
     z_bl = logits_bs[:, -length:]
@@ -151,7 +153,7 @@ def explicit_step_loss(logits_bs, mb: StepLabelledMiniBatch) -> tuple[jax.Array,
     m_bl = mb.step_ends_bl.astype(jnp.float32) * mb.step_weights_bl.astype(jnp.float32)
     total = jnp.maximum(jnp.sum(m_bl), 1e-6)
     loss = jnp.sum(m_bl * losses.bce_with_clamp(z_bl, y_bl)) / total
-    step_acc = jnp.sum(m_bl * ((z_bl > 0) == (y_bl > 0.5))) / total
+    step_acc = jnp.sum(m_bl * ((z_bl >= 0) == (y_bl >= 0.5))) / total
     t_l = jnp.arange(length)
     scored_bl = m_bl > 0
     predicted_b = jnp.min(jnp.where(scored_bl & (z_bl < 0), t_l, length), axis=1)
