@@ -10,7 +10,9 @@ and step delimiter it was trained with (read from its run directory): best-of-N 
 curves for the min / sum / last / prod-sigmoid step aggregations, the implicit outcome score
 (beta * sum of log-ratios), majority vote and PRM-weighted majority vote; with ``--orm`` (an
 outcome reward model from ``train_reward``, or any one-label ``*ForSequenceClassification``
-directory) also by its last-token score. Curves go to ``best_of_n.json`` + ``best_of_n.png``, with
+directory) also by its last-token score; with ``--explicit-prm`` (an explicit PRM from
+``train_reward``) by its step scores: product (Let's Verify), min (Math-Shepherd), last, and
+PRM-weighted majority. Curves go to ``best_of_n.json`` + ``best_of_n.png``, with
 each selector's correlation with correctness and with response length (a length-biased scorer
 shows itself there).
 Always writes ``results.json`` and ``results.md`` into ``--out``.
@@ -32,7 +34,7 @@ from prime_jax.eval.benchmark import make_records
 from prime_jax.eval.best_of_n import best_of_n_curves
 from prime_jax.eval.report import plot_best_of_n, sample_metrics, write_markdown
 from prime_jax.eval.samples import EvalSampling, collect_samples
-from prime_jax.models import from_pretrained, load_orm
+from prime_jax.models import from_pretrained, load_explicit_prm, load_orm
 from prime_jax.run_dir import RunInfo, load_role, read_reward_model_info
 from prime_jax.verifiers import VerifierPool
 
@@ -66,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     prm.add_argument("--reference", help="reference model directory (default: the PRM run's base model)")
     prm.add_argument("--orm", help="an ORM directory (prime_jax.train_reward kind=orm, or a one-label "
                                    "*ForSequenceClassification HF directory) that ranks the k samples")
+    prm.add_argument("--explicit-prm", help="an explicit PRM directory (prime_jax.train_reward kind=explicit_prm) "
+                                            "whose per-step scores rank the k samples")
     prm.add_argument("--resamples", type=int, default=64, help="random N-subsets per N")
     parser.add_argument("--verifier-workers", type=int, default=1, help="verifier processes")
     return parser
@@ -96,18 +100,29 @@ def load_orm_dir(path: str):
     return load_orm(pathlib.Path(path) / "model" if read_reward_model_info(path, "orm") else path)
 
 
+def load_explicit_prm_dir(path: str):
+    """``(explicit PRM, its step delimiter)`` of an offline explicit-PRM directory."""
+    info = read_reward_model_info(path, "explicit_prm")
+    if info is None:
+        raise FileNotFoundError(f"{pathlib.Path(path) / 'reward.json'} not found: --explicit-prm takes a "
+                                "directory written by python -m prime_jax.train_reward (kind explicit_prm)")
+    return load_explicit_prm(pathlib.Path(path) / "model"), info["step_delimiter"]
+
+
 def evaluate(args) -> dict:
     policy, tokenizer, name = load_policy(args)
     records, skipped = make_records(args.task, args.num, seed=args.seed, suffix="" if args.no_suffix else MATH_SUFFIX)
     prm_pair, reward = load_prm(args) if args.prm_workdir else (None, None)
     orm = load_orm_dir(args.orm) if args.orm else None
+    explicit_prm, explicit_delimiter = load_explicit_prm_dir(args.explicit_prm) if args.explicit_prm else (None, "\n")
     sampling = EvalSampling(k=args.k, temperature=args.temperature, top_p=args.top_p,
                             max_new_tokens=args.max_new_tokens, max_prompt_length=args.max_prompt_length,
                             batch_prompts=args.batch_prompts, seed=args.seed)
     abilities = {r.ability for r in records}
     with VerifierPool(args.verifier_workers, scorers={"countdown": countdown_reward}, abilities=abilities) as pool:
         out, dropped = collect_samples(policy, tokenizer, records, pool, sampling, prm_pair=prm_pair, orm=orm,
-                                       step_delimiter=reward.step_delimiter if reward else "\n")
+                                       step_delimiter=reward.step_delimiter if reward else "\n",
+                                       explicit_prm=explicit_prm, explicit_delimiter=explicit_delimiter)
     out_dir = pathlib.Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {"model": name, "task": args.task, "num_problems": len(out["correct"]), "k": args.k,
@@ -116,7 +131,7 @@ def evaluate(args) -> dict:
                "data": {"skipped_malformed": sum(skipped.values()), "skipped_reasons": skipped,
                         "dropped_too_long": dropped},
                "best_of_n": None}
-    if prm_pair is not None or orm is not None:
+    if prm_pair is not None or orm is not None or explicit_prm is not None:
         beta = reward.beta if reward else None
         results["best_of_n"] = best_of_n_curves(out, args.k, beta=beta, resamples=args.resamples, seed=args.seed)
         (out_dir / "best_of_n.json").write_text(json.dumps(results["best_of_n"], indent=2))

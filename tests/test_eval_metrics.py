@@ -87,3 +87,15 @@ def test_pearson_against_numpy_and_constant_input():
     assert np.isnan(eval_metrics.pearson(x, np.ones(50)))
     with pytest.raises(ValueError, match="equal lengths"):
         eval_metrics.pearson(x, y[:10])
+
+
+def test_explicit_prm_selectors_pick_by_step_probabilities():
+    """Two samples: a correct one with step logits (3, 3) and a wrong one with (5, -5). The
+    product of sigmoids (0.91 vs 0.007), the min and the last step all prefer the correct one."""
+    from prime_jax.eval.best_of_n import best_of_n_curves
+
+    out = {"correct": [[1.0, 0.0]], "answers": [["4", "5"]], "lengths": [10, 10],
+           "explicit_steps": [[3.0, 3.0], [5.0, -5.0]]}
+    curves = best_of_n_curves(out, 2, beta=None, resamples=4, seed=0)["curves"]
+    for name in ("explicit_prod", "explicit_min", "explicit_last", "explicit_weighted_majority"):
+        assert curves[name]["mean"][-1] == 1.0, name

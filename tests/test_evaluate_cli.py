@@ -107,3 +107,21 @@ def test_refuses_a_prm_run_without_a_recorded_reward_config(tiny_hf, prm_run, tm
     assert evaluate.main(["--hf", str(tiny_hf[0]), "--task", "arithmetic", *FAST, "--out", str(tmp_path / "o"),
                           "--prm-workdir", str(old)]) == 2
     assert "no 'reward' field" in capsys.readouterr().err
+
+
+def test_best_of_n_with_an_explicit_prm(tiny_hf, tmp_path):
+    from prime_jax.models import explicit_prm_from_backbone, save_explicit_prm
+    from prime_jax.run_dir import write_reward_model_info
+
+    path, model = tiny_hf
+    prm_dir = tmp_path / "explicit"
+    save_explicit_prm(explicit_prm_from_backbone(model, seed=3), prm_dir / "model", tokenizer=load_tokenizer("char"))
+    write_reward_model_info(prm_dir, {"kind": "explicit_prm", "step_delimiter": "\n"}, None)
+    out = tmp_path / "eval"
+    assert evaluate.main(["--hf", str(path), "--task", "arithmetic", *FAST, "--out", str(out),
+                          "--explicit-prm", str(prm_dir), "--resamples", "4"]) == 0
+    best_of_n = json.loads((out / "results.json").read_text())["best_of_n"]
+    assert {"explicit_prod", "explicit_min", "explicit_last", "explicit_weighted_majority",
+            "majority"} == set(best_of_n["curves"])
+    assert evaluate.main(["--hf", str(path), "--task", "arithmetic", *FAST, "--out", str(out),
+                          "--explicit-prm", str(tmp_path)]) == 2

@@ -38,11 +38,20 @@ def final_answer(text: str):
     return None if answer is None else normalize_answer(answer)
 
 
+def explicit_step_logits(prm, tokens_bs, attention_mask_bs, response_mask_bl, step_ends_bl) -> list[list[float]]:
+    """Per response, the explicit PRM's logit ``z_s`` at each of its step ends, in order."""
+    length = np.shape(response_mask_bl)[1]
+    z_bl = np.asarray(scoring.explicit_logits(prm, tokens_bs, attention_mask_bs))[:, -length:]
+    ends_bl = np.asarray(step_ends_bl, bool) & np.asarray(response_mask_bl, bool)
+    return [z_bl[b, ends_bl[b]].tolist() for b in range(z_bl.shape[0])]
+
+
 def collect_samples(policy, tokenizer, records, pool, config: EvalSampling, *, prm_pair=None,
-                    step_delimiter: str = "\n", orm=None):
+                    step_delimiter: str = "\n", orm=None, explicit_prm=None, explicit_delimiter: str = "\n"):
     """``(out, dropped)``: per prompt the greedy score, the k samples' scores, answers, lengths and
-    truncation, and - with ``prm_pair = (prm, reference)`` / ``orm`` - their per-step implicit
-    rewards / ORM scores; ``dropped`` counts prompts longer than ``max_prompt_length``."""
+    truncation, and - with ``prm_pair = (prm, reference)`` / ``orm`` / ``explicit_prm`` - their
+    per-step implicit rewards / ORM scores / explicit step logits; ``dropped`` counts prompts longer
+    than ``max_prompt_length``."""
     pipeline = PromptPipeline(records, tokenizer, num_samples=1, shuffle=False,
                               max_prompt_length=config.max_prompt_length)
     count = len(pipeline)
@@ -74,7 +83,7 @@ def collect_samples(policy, tokenizer, records, pool, config: EvalSampling, *, p
         out["answers"] += [[final_answer(t) for t in many.texts[p * k:(p + 1) * k]] for p in range(real)]
         out["lengths"] += many.mask_bl.sum(axis=1).tolist()
         out["truncated"] += many.truncated_b.tolist()
-        if orm is None and prm_pair is None:
+        if orm is None and prm_pair is None and explicit_prm is None:
             continue
         tokens_bs = np.concatenate([np.repeat(ids_bp[:real], k, 0), many.tokens_bl], axis=1)
         mask_bs = np.concatenate([np.repeat(mask_bp[:real], k, 0), many.mask_bl], axis=1)
@@ -84,4 +93,8 @@ def collect_samples(policy, tokenizer, records, pool, config: EvalSampling, *, p
             ends_bl = np.asarray(step_ends_from_tokens(many.tokens_bl, many.mask_bl, delimiter))
             steps_bk, count_b = scoring.implicit_step_rewards(*prm_pair, tokens_bs, mask_bs, many.mask_bl, ends_bl)
             out["steps"] += [steps_bk[j, :count_b[j]].tolist() for j in range(real * k)]
+        if explicit_prm is not None:
+            ends_bl = step_ends_from_tokens(many.tokens_bl, many.mask_bl,
+                                            tuple(tokenizer.encode(explicit_delimiter, add_special_tokens=False)))
+            out["explicit_steps"] += explicit_step_logits(explicit_prm, tokens_bs, mask_bs, many.mask_bl, ends_bl)
     return out, len(records) - count
