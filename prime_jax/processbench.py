@@ -50,8 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threshold-split", metavar="NAME",
                         help="choose the threshold maximising F1 on this split (implicit PRM default: the first "
                              "--data split; explicit PRM / ORM default: fixed 0.5)")
-    parser.add_argument("--step-delimiter", help="text joining the steps (default: the implicit PRM's trained "
-                                                 "delimiter, else a newline)")
+    parser.add_argument("--step-delimiter", help="text joining the steps (default: the delimiter the PRM was "
+                                                 "trained with; a newline for an ORM or a bare HF directory)")
     parser.add_argument("--batch-size", type=int, default=16, help="rows per forward pass (16)")
     parser.add_argument("--out", required=True, help="output directory (results.json, results.md)")
     return parser
@@ -63,10 +63,9 @@ def load_scorer(args) -> processbench.StepScorer:
     if args.prm_workdir:
         return processbench.implicit_prm_scorer(args.prm_workdir, step=args.prm_step, reference=args.reference,
                                                 step_delimiter=args.step_delimiter)
-    delimiter = args.step_delimiter or "\n"
     if args.orm:
-        return processbench.orm_scorer(args.orm, step_delimiter=delimiter)
-    return processbench.explicit_prm_scorer(args.explicit_prm, step_delimiter=delimiter)
+        return processbench.orm_scorer(args.orm, step_delimiter=args.step_delimiter or "\n")
+    return processbench.explicit_prm_scorer(args.explicit_prm, step_delimiter=args.step_delimiter)
 
 
 def load_splits(paths) -> tuple[dict, dict]:

@@ -1,5 +1,6 @@
 """ProcessBench: the metric on hand-computed cases, the threshold search, record parsing, the
-shipped synthetic sets and the CLI end to end on a tiny random model (implicit PRM and ORM)."""
+shipped synthetic sets and the CLI end to end on a tiny random model (implicit PRM, ORM and
+explicit PRM)."""
 
 import json
 import pathlib
@@ -14,11 +15,12 @@ from prime_jax.checkpoint import Checkpointer
 from prime_jax.data import load_tokenizer
 from prime_jax.data.synthetic import (label_arithmetic_steps, label_countdown_steps, make_arithmetic_problems,
                                       parse_arithmetic_problem, parse_countdown_problem, solve_arithmetic)
-from prime_jax.eval.processbench import (ProcessBenchRecord, choose_threshold, encode_record, first_flagged,
-                                         load_processbench, split_metrics)
-from prime_jax.models import ModelConfig, Transformer, orm_from_backbone, save_orm, save_pretrained
+from prime_jax.eval.processbench import (ProcessBenchRecord, choose_threshold, encode_record, explicit_prm_scorer,
+                                         first_flagged, load_processbench, score_records, split_metrics)
+from prime_jax.models import (ModelConfig, Transformer, explicit_prm_from_backbone, orm_from_backbone,
+                              save_explicit_prm, save_orm, save_pretrained)
 from prime_jax.rewards import ImplicitRewardConfig, step_ends_from_tokens
-from prime_jax.run_dir import RunInfo
+from prime_jax.run_dir import RunInfo, write_reward_model_info
 
 ASSETS = pathlib.Path(cli.__file__).parent / "assets" / "processbench"
 
@@ -140,7 +142,8 @@ def _write_split(path, seed):
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    """Two splits, a tiny HF model, a PRIME run whose PRM is it plus noise, and an ORM on it."""
+    """Two splits, a tiny HF model, a PRIME run whose PRM is it plus noise, and an ORM and an
+    explicit PRM (a train_reward-style directory) on it with random heads."""
     root = tmp_path_factory.mktemp("processbench")
     tokenizer = load_tokenizer("char")
     config = ModelConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_layers=1,
@@ -160,8 +163,14 @@ def setup(tmp_path_factory):
     orm = orm_from_backbone(model)
     orm.score[...] = jax.random.normal(jax.random.key(2), orm.score.shape)
     save_orm(orm, root / "orm", tokenizer=tokenizer)
+    explicit = explicit_prm_from_backbone(model)
+    explicit.score[...] = jax.random.normal(jax.random.key(3), explicit.score.shape)
+    (root / "explicit").mkdir()
+    save_explicit_prm(explicit, root / "explicit" / "model", tokenizer=tokenizer)
+    write_reward_model_info(root / "explicit", {"kind": "explicit_prm", "step_delimiter": "\n"}, None)
     data = [_write_split(root / "dev.jsonl", 0), _write_split(root / "test.jsonl", 1)]
-    return {"root": root, "run": run, "orm": root / "orm", "hf": root / "hf", "data": data}
+    return {"root": root, "run": run, "orm": root / "orm", "hf": root / "hf", "data": data,
+            "explicit": root / "explicit", "explicit_model": explicit}
 
 
 def _data_args(setup):
@@ -195,6 +204,31 @@ def test_cli_orm_read_at_every_step_end(setup):
     assert out.joinpath("results.md").exists()
 
 
+def test_cli_explicit_prm_at_threshold_one_half(setup):
+    out = setup["root"] / "out_explicit"
+    assert cli.main([*_data_args(setup), "--explicit-prm", str(setup["explicit"]), "--batch-size", "8",
+                     "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["verifier"]["kind"] == "explicit_prm" and results["verifier"]["step_delimiter"] == "\n"
+    assert results["threshold"] == {"value": 0.5, "chosen_on": None, "rule": "fixed 0.5"}
+    assert {m["n"] for m in results["splits"].values()} == {6}
+
+
+def test_batched_step_scores_equal_one_unpadded_row_at_a_time(setup):
+    """Padding, length buckets and the EOS step end do not move a score: the explicit PRM's
+    sigmoid logit at each step end of the unpadded prompt + response, row by row."""
+    scorer = explicit_prm_scorer(setup["explicit"])
+    records, _ = load_processbench(setup["data"][0])
+    batched = score_records(scorer, records, batch_size=4)
+    for record, scores_k in zip(records, batched):
+        row = encode_record(scorer.tokenizer, record, "\n")
+        ids = np.array([row.prompt_ids + row.response_ids])
+        logits_s = np.asarray(setup["explicit_model"](ids, np.ones_like(ids)))[0]
+        expected_k = 1 / (1 + np.exp(-logits_s[len(row.prompt_ids) + np.array(row.step_ends)]))
+        assert len(scores_k) == len(record.steps)
+        np.testing.assert_allclose(scores_k, expected_k, rtol=1e-4, atol=1e-5)
+
+
 def test_cli_reports_malformed_rows_with_file_and_line(setup, tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(setup["data"][0].read_text() + "{oops\n")
@@ -210,6 +244,8 @@ def test_cli_reports_malformed_rows_with_file_and_line(setup, tmp_path, capsys):
     (["--data", "missing.jsonl", "--orm", "{orm}"], "not found"),
     (["--data", "{dev}", "--orm", "{hf}"], "ForSequenceClassification"),
     (["--data", "{dev}", "--orm", "{run}"], "neither a reward-model directory"),
+    (["--data", "{dev}", "--explicit-prm", "{orm}"], "ForTokenClassification"),
+    (["--data", "{dev}", "--orm", "{explicit}"], "expected 'orm'"),
     (["--data", "{dev}", "--prm-workdir", "{hf}"], "run.json"),
     (["--data", "{dev}", "--orm", "{root}/nowhere"], "not a directory"),
     (["--data", "{dev}", "--orm", "{orm}", "--threshold-split", "gsm8k"], "threshold split 'gsm8k'"),
@@ -217,7 +253,7 @@ def test_cli_reports_malformed_rows_with_file_and_line(setup, tmp_path, capsys):
 ])
 def test_cli_errors_exit_2_with_a_message(setup, capsys, args, message):
     names = {"orm": setup["orm"], "run": setup["run"], "hf": setup["hf"], "root": setup["root"],
-             "dev": setup["data"][0]}
+             "dev": setup["data"][0], "explicit": setup["explicit"]}
     argv = [a.format(**names) for a in args] + ["--out", str(setup["root"] / "err")]
     assert cli.main(argv) == 2
     assert message in capsys.readouterr().err

@@ -275,10 +275,14 @@ def orm_scorer(path, *, step_delimiter: str = "\n") -> StepScorer:
                       threshold=FIXED_THRESHOLD, score=score)
 
 
-def explicit_prm_scorer(path, *, step_delimiter: str = "\n") -> StepScorer:
-    """An explicit PRM (``models.ExplicitPRM``; a reward-model directory with ``model/`` or its HF
-    directory itself): step score ``sigmoid(logit_t)`` at the step's last token, threshold 0.5."""
-    model_dir = _model_dir(_require_dir(path, "--explicit-prm"), "explicit_prm", "--explicit-prm")
+def explicit_prm_scorer(path, *, step_delimiter: str | None = None) -> StepScorer:
+    """An explicit PRM (``models.ExplicitPRM``: a ``train_reward`` kind explicit_prm directory, or
+    its HF directory itself): step score ``sigmoid(z_t)`` at the step's last token, threshold 0.5;
+    the step delimiter is the one it was trained with (a newline for a bare HF directory) unless
+    ``step_delimiter`` is given."""
+    path = _require_dir(path, "--explicit-prm")
+    model_dir = _model_dir(path, "explicit_prm", "--explicit-prm")
+    info = read_reward_model_info(path, "explicit_prm") or {}
     prm = load_explicit_prm(model_dir)
 
     def score(tokens_bs, mask_bs, response_mask_bl, step_ends_bl):
@@ -286,7 +290,8 @@ def explicit_prm_scorer(path, *, step_delimiter: str = "\n") -> StepScorer:
         return np.asarray(probs_bk, np.float64), np.asarray(count_b)
 
     return StepScorer(kind="explicit_prm", name=str(path), tokenizer=load_tokenizer(model_dir),
-                      step_delimiter=step_delimiter, threshold=FIXED_THRESHOLD, score=score)
+                      step_delimiter=step_delimiter or info.get("step_delimiter", "\n"),
+                      threshold=FIXED_THRESHOLD, score=score)
 
 
 @dataclasses.dataclass(frozen=True)
