@@ -19,6 +19,7 @@ from prime_jax.eval.processbench import (ProcessBenchRecord, choose_threshold, e
                                          first_flagged, load_processbench, score_records, split_metrics)
 from prime_jax.models import (ModelConfig, Transformer, explicit_prm_from_backbone, orm_from_backbone,
                               save_explicit_prm, save_orm, save_pretrained)
+from prime_jax.reward_models import scoring
 from prime_jax.rewards import ImplicitRewardConfig, step_ends_from_tokens
 from prime_jax.run_dir import RunInfo, write_reward_model_info
 
@@ -215,15 +216,17 @@ def test_cli_explicit_prm_at_threshold_one_half(setup):
 
 
 def test_batched_step_scores_equal_one_unpadded_row_at_a_time(setup):
-    """Padding, length buckets and the EOS step end do not move a score: the explicit PRM's
-    sigmoid logit at each step end of the unpadded prompt + response, row by row."""
+    """Left padding, length buckets and batching do not move a score: the explicit PRM's sigmoid
+    logit at each step end of the prompt + response alone (right padding cannot reach back)."""
     scorer = explicit_prm_scorer(setup["explicit"])
     records, _ = load_processbench(setup["data"][0])
     batched = score_records(scorer, records, batch_size=4)
     for record, scores_k in zip(records, batched):
         row = encode_record(scorer.tokenizer, record, "\n")
-        ids = np.array([row.prompt_ids + row.response_ids])
-        logits_s = np.asarray(setup["explicit_model"](ids, np.ones_like(ids)))[0]
+        sequence = row.prompt_ids + row.response_ids
+        ids, mask = np.zeros((1, 128), np.int32), np.zeros((1, 128), np.int32)
+        ids[0, :len(sequence)], mask[0, :len(sequence)] = sequence, 1
+        logits_s = np.asarray(scoring.explicit_logits(setup["explicit_model"], ids, mask))[0]
         expected_k = 1 / (1 + np.exp(-logits_s[len(row.prompt_ids) + np.array(row.step_ends)]))
         assert len(scores_k) == len(record.steps)
         np.testing.assert_allclose(scores_k, expected_k, rtol=1e-4, atol=1e-5)
