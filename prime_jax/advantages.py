@@ -251,6 +251,25 @@ def prime_advantages(logp_prm, logp_ref, mask, outcome, *, num_samples: int,
     return PrimeAdvantages(advantages=adv_bt, returns=g_bt, process_rewards=r_bt)
 
 
+@functools.partial(jax.jit, static_argnames=("num_samples", "advantage"))
+def advantages_from_rewards(process_rewards, mask, outcome, *, num_samples: int,
+                            advantage: AdvantageConfig = AdvantageConfig()) -> PrimeAdvantages:
+    """The same returns and advantages from process rewards given directly (e.g. an explicit
+    PRM's step scores at step ends) instead of PRM / reference log-probs:
+
+        returns = process_coef * G_p(r) + outcome_coef * G_o(acc),  adv = masked_whiten(returns)
+    """
+    valid_bt = jnp.asarray(mask).astype(bool)
+    a = advantage
+    r_bt = jnp.where(valid_bt, jnp.asarray(process_rewards, jnp.float32), 0.0)
+    g_bt = estimator_returns(r_bt, outcome, valid_bt, num_samples=num_samples, process_gamma=a.process_gamma,
+                             outcome_gamma=a.outcome_gamma, process_coef=a.process_coef,
+                             outcome_coef=a.outcome_coef, estimator=a.estimator,
+                             process_baseline=a.process_baseline, scan_method=a.scan_method)
+    adv_bt = masked_whiten(g_bt, valid_bt) if a.whiten else g_bt
+    return PrimeAdvantages(advantages=adv_bt, returns=g_bt, process_rewards=r_bt)
+
+
 def _returns_from_suffix(r_bt, suffix_bt, outcome, valid_bt, process_coef, *, num_samples,
                          estimator, process_baseline, outcome_gamma, outcome_coef):
     """Process gamma = 1 returns by linearity, reusing ``S[i,t] = sum_{s>=t} r[i,s]``:

@@ -27,6 +27,11 @@ class PrimeConfig:
     the batch's ``batch_prompts * num_samples`` - and (checked when the pass is compiled) be a
     multiple of the mesh's data x fsdp size, so that each pass is spread over every device.
     ``max_nonfinite_steps`` consecutive steps with skipped (non-finite) updates stop the run.
+
+    ``explicit_prm`` (a directory from ``train_reward`` kind ``explicit_prm``) replaces the online
+    implicit PRM as the process-reward source: Math-Shepherd's step-by-step PPO, with the frozen
+    explicit PRM's probability ``sigmoid(z)`` at each step end as the reward there (0 elsewhere),
+    centred, discounted and whitened by the same ``advantage`` settings.
     """
 
     collect: CollectConfig = CollectConfig()
@@ -39,6 +44,7 @@ class PrimeConfig:
     policy_micro_batches: int = 1
     logprob_rows_per_pass: int | None = None
     max_nonfinite_steps: int = 3
+    explicit_prm: str | None = None
 
     def __post_init__(self):
         check_choice("PrimeConfig", "prm_mode", self.prm_mode, PRM_MODES)
@@ -55,6 +61,9 @@ class PrimeConfig:
                 raise ValueError(f"PrimeConfig.{name}={micro} must divide the mini-batch of {size} responses")
         if self.logprob_rows_per_pass is not None:
             self._check_rows_per_pass()
+        if self.explicit_prm is not None and not self.advantage.uses_prm:
+            raise ValueError(f"PrimeConfig.explicit_prm={self.explicit_prm!r} with AdvantageConfig.process_coef=0: "
+                             "the explicit PRM's rewards would be multiplied by zero")
         if n < 2 and self.advantage.estimator == "rloo":
             raise ValueError(f"CollectConfig.num_samples={n}: leave-one-out baselines need >= 2")
 
@@ -72,7 +81,9 @@ class PrimeConfig:
 
     @property
     def uses_prm(self) -> bool:
-        return self.advantage.uses_prm
+        """Whether an online implicit PRM is trained and read (the process source without an
+        explicit PRM)."""
+        return self.advantage.uses_prm and self.explicit_prm is None
 
     @property
     def num_samples(self) -> int:

@@ -7,7 +7,8 @@
 Policy, reference and PRM are three copies of the SFT weights (a local HF
 directory, or the SFT warm-up's output); ``prm_init`` starts the PRM from other
 weights instead (e.g. an offline implicit PRM from ``prime_jax.train_reward``,
-trained against the same reference). Everything a step needs to be
+trained against the same reference). With ``PrimeConfig.explicit_prm`` a frozen explicit PRM's
+step scores replace the online implicit PRM (step-by-step PPO). Everything a step needs to be
 reproduced - weights, optimiser states, RNG, data position, surplus prompts -
 is checkpointed, so a resumed run repeats exactly what an uninterrupted run
 would have done.
@@ -33,6 +34,7 @@ from prime_jax.data.task_config import TaskConfig, load_task
 from prime_jax.experience.collect import collect
 from prime_jax.experience.greedy import evaluate_accuracy, greedy
 from prime_jax.metrics import MetricsWriter, as_row, plot_curves
+from prime_jax.models import load_explicit_prm
 from prime_jax.models.source import ModelSource, build_model, save_model
 from prime_jax.reward_models.updates import PrmLossConfig
 from prime_jax.rl import update
@@ -93,6 +95,32 @@ def initial_prm(path: str, model: ModelSource, policy: Role, mesh, seed: int):
     return Role.of(module).params
 
 
+@dataclasses.dataclass(frozen=True)
+class ExplicitReward:
+    """A frozen explicit PRM as the process-reward source: jitted scorer, weights, step delimiter."""
+
+    reward_fn: Callable
+    params: object
+    delimiter_ids: tuple[int, ...]
+
+
+def load_explicit_reward(path: str, tokenizer, vocab_size: int, mesh) -> ExplicitReward:
+    """The explicit PRM of a ``train_reward`` directory (``path/model`` + ``reward.json``), placed
+    on ``mesh``, with the step delimiter it was trained on; its vocabulary must cover the policy's
+    ``vocab_size`` ids (an id past its embedding table would read NaN)."""
+    info = run_dir.read_reward_model_info(path, "explicit_prm")
+    if info is None:
+        raise FileNotFoundError(f"PrimeConfig.explicit_prm={path!r}: no reward.json there (expected a "
+                                "directory written by python -m prime_jax.train_reward, kind explicit_prm)")
+    module = load_explicit_prm(pathlib.Path(path) / "model", mesh=mesh)
+    if module.config.vocab_size < vocab_size:
+        raise ValueError(f"PrimeConfig.explicit_prm={path!r}: its vocabulary has {module.config.vocab_size} ids, "
+                         f"fewer than the policy's {vocab_size}")
+    role = Role.of(module)
+    delimiter_ids = tuple(tokenizer.encode(info["step_delimiter"], add_special_tokens=False))
+    return ExplicitReward(update.make_explicit_reward_fn(role.graphdef), role.params, delimiter_ids)
+
+
 def base_model_dir(workdir: pathlib.Path, model: ModelSource) -> pathlib.Path:
     """Where the run's initial weights (= the reference) live as a Hugging Face directory."""
     sft_dir = run_dir.sft_model_dir(workdir)
@@ -125,6 +153,7 @@ def train(*, workdir: str, steps: int, task: TaskConfig = TaskConfig(), model: M
         f"{len(task_data.eval_prompts)} eval prompts")
 
     policy = initial_policy(workdir_path, model, sft, task_data, device_mesh, seed, log)
+    vocab_size = policy.module().config.vocab_size
     if lead:
         run_dir.RunInfo(base_model=str(base_model_dir(workdir_path, model).absolute()), tokenizer=task.tokenizer,
                         uses_prm=prime.uses_prm, prm_init=prm_init, reward=prime.reward).write(workdir_path)
@@ -153,6 +182,8 @@ def train(*, workdir: str, steps: int, task: TaskConfig = TaskConfig(), model: M
     if writer:
         writer.truncate_after(int(state.step) if int(state.step) else -1)  # rows of steps to be redone
 
+    explicit = load_explicit_reward(prime.explicit_prm, tokenizer, vocab_size, device_mesh) \
+        if prime.explicit_prm else None
     updaters = update.make_updaters(policy.graphdef, policy.graphdef, policy_optimizer, prm_optimizer,
                                     prime, policy_loss, prm_loss, state)
     logprob_fn = make_logprob_fn(policy.graphdef, prime.logprob_rows_per_pass)
@@ -193,7 +224,11 @@ def train(*, workdir: str, steps: int, task: TaskConfig = TaskConfig(), model: M
             state, logp_prm, prm_metrics = update.prm_phase(state, batch, updaters, prime, device_mesh)
             metrics["seconds_prm"] = time.time() - t0
             # 6. process rewards, RLOO returns and whitened advantages in one jitted call.
-            out = update.advantage_phase(batch, logp_prm, prime, delimiter, device_mesh)
+            if explicit is None:
+                out = update.advantage_phase(batch, logp_prm, prime, delimiter, device_mesh)
+            else:  # step-by-step PPO: a frozen explicit PRM's step scores are the process rewards
+                out = update.explicit_advantage_phase(batch, explicit.reward_fn, explicit.params, prime,
+                                                      explicit.delimiter_ids, device_mesh)
             # 7. PPO, one epoch of shuffled mini-batches.
             t0 = time.time()
             state, policy_metrics = update.policy_phase(

@@ -8,16 +8,19 @@ the batch spread over the data axes, micro-batches as a leading axis.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from prime_jax import advantages, rewards, sharding
 from prime_jax.experience.batch import ScoredRollouts
 from prime_jax.reward_models.updates import LabelledMiniBatch, PrmLossConfig, make_prm_update
 from prime_jax.rl.config import PrimeConfig
 from prime_jax.rl.policy_update import PolicyLossConfig, PolicyMiniBatch, make_policy_update
-from prime_jax.training.forward import make_logprob_fn
+from prime_jax.training.forward import SequenceBatch, make_logprob_fn
 from prime_jax.training.state import TrainState
 from prime_jax.training.updates import shardings_of
 
@@ -102,6 +105,31 @@ def advantage_phase(batch: ScoredRollouts, logp_prm, config: PrimeConfig, delimi
     logp_prm, logp_ref, mask, acc, ends = sharding.place((*logps, batch.response_mask_bl, batch.acc_b, ends), mesh)
     out = advantages.prime_advantages(logp_prm, logp_ref, mask, acc, num_samples=config.num_samples,
                                       reward=config.reward, advantage=config.advantage, step_ends=ends)
+    return advantages.PrimeAdvantages(*sharding.fetch(tuple(out), mesh))
+
+
+def make_explicit_reward_fn(graphdef) -> Callable:
+    """Jitted ``(params, SequenceBatch, step_ends_bl) -> r_bl``: a frozen explicit PRM's step
+    probability ``r[b, t] = sigmoid(z[b, t])`` at every step end t of the response, 0 elsewhere
+    (Math-Shepherd's step-by-step reward)."""
+    def rewards(params, batch: SequenceBatch, step_ends_bl):
+        z_bs = nnx.merge(graphdef, params)(batch.tokens_bs, batch.attention_mask_bs)
+        z_bl = z_bs[:, -batch.response_mask_bl.shape[1]:]
+        ends_bl = step_ends_bl & batch.response_mask_bl.astype(bool)
+        return jnp.where(ends_bl, jax.nn.sigmoid(z_bl.astype(jnp.float32)), 0.0)
+
+    return jax.jit(rewards)
+
+
+def explicit_advantage_phase(batch: ScoredRollouts, reward_fn: Callable, params, config: PrimeConfig,
+                             delimiter_ids: tuple[int, ...], mesh) -> advantages.PrimeAdvantages:
+    """Step-by-step PPO's advantages: the explicit PRM's step rewards (``make_explicit_reward_fn``)
+    plus the outcome, through the same baselines, discounts and whitening as PRIME's."""
+    ends = step_ends(batch, delimiter_ids)
+    rewards_bl = reward_fn(params, sharding.place(batch.sequences(), mesh), sharding.place(ends, mesh))
+    mask, acc = sharding.place((batch.response_mask_bl, batch.acc_b), mesh)
+    out = advantages.advantages_from_rewards(rewards_bl, mask, acc, num_samples=config.num_samples,
+                                             advantage=config.advantage)
     return advantages.PrimeAdvantages(*sharding.fetch(tuple(out), mesh))
 
 
