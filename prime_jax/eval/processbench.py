@@ -239,9 +239,9 @@ def implicit_prm_scorer(path, *, step: int | None = None, reference: str | None 
                                                           step_ends_bl)
         return 1.0 / (1.0 + np.exp(-reward.beta * steps_bk.astype(np.float64))), count_b
 
-    return StepScorer(kind="implicit_prm", name=f"{path}@{step or 'latest'} (beta {reward.beta}, reference {reference})",
-                      tokenizer=tokenizer, step_delimiter=step_delimiter or reward.step_delimiter, threshold=None,
-                      score=score)
+    name = f"{path}@{step or 'latest'} (beta {reward.beta}, reference {reference})"
+    return StepScorer(kind="implicit_prm", name=name, tokenizer=tokenizer,
+                      step_delimiter=step_delimiter or reward.step_delimiter, threshold=None, score=score)
 
 
 @nnx.jit
