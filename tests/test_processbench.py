@@ -84,7 +84,7 @@ def test_records_parse_and_malformed_rows_are_listed_by_reason(tmp_path):
     rows = [json.dumps(good), "{not json", json.dumps([1, 2]), json.dumps({**good, "label": 2}),
             json.dumps({**good, "steps": []}), json.dumps({**good, "steps": "1+1=2"}),
             json.dumps({k: v for k, v in good.items() if k != "problem"}), json.dumps({**good, "label": True}),
-            json.dumps({**good, "final_answer_correct": "yes"}), "",
+            json.dumps({**good, "final_answer_correct": "yes"}), "", json.dumps({**good, "steps": ["1+1=2", " "]}),
             json.dumps({"id": 7, "problem": "p", "steps": ["a", "b", "c"], "label": 1})]
     path = tmp_path / "mixed.jsonl"
     path.write_text("\n".join(rows) + "\n")
@@ -97,7 +97,8 @@ def test_records_parse_and_malformed_rows_are_listed_by_reason(tmp_path):
                        "'label' is not -1 or a step index": [f"{path}:4"],
                        "'steps' is not a non-empty list of strings": [f"{path}:5", f"{path}:6"],
                        "no 'problem'": [f"{path}:7"], "'label' is not an integer": [f"{path}:8"],
-                       "'final_answer_correct' is not a boolean": [f"{path}:9"]}
+                       "'final_answer_correct' is not a boolean": [f"{path}:9"],
+                       "'steps' holds a blank step": [f"{path}:11"]}
     with pytest.raises(ValueError, match="label=3"):
         ProcessBenchRecord(id="x", problem="p", steps=("a",), label=3)
 

@@ -85,6 +85,8 @@ def parse_record(row) -> ProcessBenchRecord:
     steps = row["steps"]
     if not isinstance(steps, list) or not steps or not all(isinstance(s, str) for s in steps):
         raise ValueError("'steps' is not a non-empty list of strings")
+    if not all(s.strip() for s in steps):
+        raise ValueError("'steps' holds a blank step")
     label = row["label"]
     if isinstance(label, bool) or not isinstance(label, int):
         raise ValueError("'label' is not an integer")
@@ -294,20 +296,23 @@ def explicit_prm_scorer(path, *, step_delimiter: str | None = None) -> StepScore
                       threshold=FIXED_THRESHOLD, score=score)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Row:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EncodedRecord:
+    """Token ids of a record's prompt and response, and each step's last position in the response."""
+
     prompt_ids: list[int]
     response_ids: list[int]
     step_ends: list[int]
 
 
-def encode_record(tokenizer, record: ProcessBenchRecord, step_delimiter: str) -> _Row:
+def encode_record(tokenizer, record: ProcessBenchRecord, step_delimiter: str) -> EncodedRecord:
     """Prompt ids (chat template), response ids (steps joined by the delimiter, then EOS) and
     step-end positions in the response; the last step ends at EOS, as in a sampled response."""
     prompt_ids = encode_prompts(tokenizer, [(("user", record.problem),)])[0]
     response_ids, step_ends = encode_steps(tokenizer, record.steps, step_delimiter)
     response_ids = [*response_ids, tokenizer.eos_token_id]
-    return _Row(list(prompt_ids), response_ids, [*step_ends[:-1], len(response_ids) - 1])
+    return EncodedRecord(prompt_ids=list(prompt_ids), response_ids=response_ids,
+                         step_ends=[*step_ends[:-1], len(response_ids) - 1])
 
 
 def _round_up(value: int, multiple: int) -> int:
