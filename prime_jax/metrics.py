@@ -1,9 +1,10 @@
 """Run metrics: ``metrics.jsonl``, TensorBoard event files and a PNG of the curves.
 
-One row per step. The jsonl file is the source of truth (appended and flushed
-each step, so a resumed run continues it); TensorBoard events are written
-with tensorboard's own event writer (no TensorFlow import); ``plot_curves``
-renders the chosen columns of the jsonl file into ``curves.png``.
+One row per step. The jsonl file is the source of truth (appended and flushed each step, so a
+resumed run continues it); TensorBoard events are written with tensorboard's own event writer,
+which imports TensorFlow when it is installed (seqio installs it), so the writer first imports it
+quietly and CPU-only through ``data.tf_runtime``; ``plot_curves`` renders the chosen columns of
+the jsonl file into ``curves.png``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from collections.abc import Mapping, Sequence
 
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+from prime_jax.data.tf_runtime import import_tf
 
 DEFAULT_CURVES = ("accuracy", "eval_accuracy", "kept_fraction", "prm_loss", "prm_pairwise_acc",
                   "policy_loss", "clip_frac", "approx_kl", "entropy", "response_length")
@@ -38,6 +41,8 @@ class MetricsWriter:
         self.workdir = pathlib.Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.jsonl_path = self.workdir / "metrics.jsonl"
+        if tensorboard:
+            import_tf()  # before tensorboard does: no CUDA-probe noise, no accelerator memory taken
         self._events = EventFileWriter(str(self.workdir / "tensorboard")) if tensorboard else None
 
     def write(self, step: int, metrics: Mapping[str, float]) -> dict:
