@@ -179,6 +179,15 @@ def _data_args(setup):
     return [arg for path in setup["data"] for arg in ("--data", str(path))]
 
 
+def test_help_explains_the_flags_and_the_metric(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    text = capsys.readouterr().out
+    for needle in ("--data", "--explicit-prm", "--prm-workdir", "--prm-step", "--reference", "--orm",
+                   "--threshold-split", "--batch-size", "--out", "F1", "harmonic mean", "0.5"):
+        assert needle in text
+
+
 def test_cli_implicit_prm_chooses_the_threshold_on_the_first_split(setup, capsys):
     out = setup["root"] / "out_prm"
     assert cli.main([*_data_args(setup), "--prm-workdir", str(setup["run"]), "--batch-size", "8",
