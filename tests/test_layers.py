@@ -22,7 +22,7 @@ LAYERS = [  # in data-flow order; a module may import from its own layer and eve
     ["rl"],
     ["eval"],
     ["gin_cli"],
-    ["train", "train_reward", "evaluate", "export", "processbench"],
+    ["train", "train_reward", "evaluate", "export", "processbench", "mc_label"],
 ]
 CLIS = set(LAYERS[-1])
 PURE = {"models", "scans", "rewards", "advantages", "losses", "verifiers", "rollout"}
