@@ -105,11 +105,12 @@ class AnswerCgroup:
         except OSError:
             return []
 
-    def destroy(self, attempts: int = 500) -> int:
+    def destroy(self, seconds: float = 15.0) -> int:
         """Kills every member until none is left, then removes the cgroup; returns how many
-        processes were still there on the first sweep."""
-        first = None
-        for _ in range(attempts):
+        processes were still there on the first sweep. Keeps trying for ``seconds`` (a killed
+        process on a loaded machine can take a while to leave), polling every 2-20 ms."""
+        first, deadline, pause = None, time.monotonic() + seconds, 0.002
+        while True:
             pids = self.pids()
             first = len(pids) if first is None else first
             for pid in pids:
@@ -117,10 +118,10 @@ class AnswerCgroup:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-            if not pids and self._remove():
-                break
-            time.sleep(0.002)
-        return first or 0
+            if (not pids and self._remove()) or time.monotonic() > deadline:
+                return first or 0
+            time.sleep(pause)
+            pause = min(2 * pause, 0.02)
 
     def _remove(self) -> bool:
         """Removes the directories; False while one is still busy (members not yet gone)."""
