@@ -35,7 +35,7 @@ from prime_jax.eval.best_of_n import best_of_n_curves
 from prime_jax.eval.report import plot_best_of_n, sample_metrics, write_markdown
 from prime_jax.eval.samples import EvalSampling, collect_samples
 from prime_jax.models import from_pretrained, load_explicit_prm, load_orm
-from prime_jax.run_dir import RunInfo, load_role, read_reward_model_info
+from prime_jax.run_dir import load_implicit_prm, load_role, read_reward_model_info
 from prime_jax.verifiers import VerifierPool
 
 
@@ -86,13 +86,8 @@ def load_policy(args):
 def load_prm(args):
     """``((implicit PRM, its reference), ImplicitRewardConfig)`` of a PRIME run or an offline
     implicit-PRM directory; the config is the one the PRM was trained with."""
-    offline = read_reward_model_info(args.prm_workdir, "implicit_prm")
-    if offline is not None:
-        prm = from_pretrained(pathlib.Path(args.prm_workdir) / "model")
-        return (prm, from_pretrained(args.reference or offline["reference"])), offline["reward"]
-    info = RunInfo.read(args.prm_workdir)
-    prm, _ = load_role(args.prm_workdir, "prm", step=args.prm_step)
-    return (prm, from_pretrained(args.reference or info.base_model)), info.reward
+    loaded = load_implicit_prm(args.prm_workdir, step=args.prm_step, reference=args.reference)
+    return (loaded.prm, loaded.reference), loaded.reward
 
 
 def load_orm_dir(path: str):

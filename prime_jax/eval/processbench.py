@@ -44,9 +44,9 @@ from flax import nnx
 
 from prime_jax.data import encode_prompts, left_pad, load_tokenizer
 from prime_jax.data.steps import encode_steps
-from prime_jax.models import from_pretrained, load_explicit_prm, load_orm
+from prime_jax.models import load_explicit_prm, load_orm
 from prime_jax.reward_models import scoring
-from prime_jax.run_dir import RunInfo, load_role, read_reward_model_info
+from prime_jax.run_dir import load_implicit_prm, read_reward_model_info
 
 FIXED_THRESHOLD = 0.5
 KINDS = ("explicit_prm", "implicit_prm", "orm")
@@ -225,24 +225,15 @@ def implicit_prm_scorer(path, *, step: int | None = None, reference: str | None 
     """A PRIME run's PRM (at checkpoint ``step``, default latest) or an offline implicit PRM
     (``train_reward``), against ``reference`` (default: the one it was trained against); beta and
     the step delimiter are the ones it was trained with unless ``step_delimiter`` is given."""
-    path = _require_dir(path, "--prm-workdir")
-    offline = read_reward_model_info(path, "implicit_prm")
-    if offline is not None:
-        prm, tokenizer = from_pretrained(path / "model"), load_tokenizer(path / "model")
-        reward, reference = offline["reward"], reference or offline["reference"]
-    else:
-        info = RunInfo.read(path)
-        (prm, tokenizer), reward = load_role(path, "prm", step=step), info.reward
-        reference = reference or info.base_model
-    ref_model = from_pretrained(reference)
+    loaded = load_implicit_prm(_require_dir(path, "--prm-workdir"), step=step, reference=reference)
+    reward = loaded.reward
 
     def score(tokens_bs, mask_bs, response_mask_bl, step_ends_bl):
-        steps_bk, count_b = scoring.implicit_step_rewards(prm, ref_model, tokens_bs, mask_bs, response_mask_bl,
-                                                          step_ends_bl)
+        steps_bk, count_b = scoring.implicit_step_rewards(loaded.prm, loaded.reference, tokens_bs, mask_bs,
+                                                          response_mask_bl, step_ends_bl)
         return 1.0 / (1.0 + np.exp(-reward.beta * steps_bk.astype(np.float64))), count_b
 
-    name = f"{path}@{step or 'latest'} (beta {reward.beta}, reference {reference})"
-    return StepScorer(kind="implicit_prm", name=name, tokenizer=tokenizer,
+    return StepScorer(kind="implicit_prm", name=loaded.name, tokenizer=loaded.tokenizer,
                       step_delimiter=step_delimiter or reward.step_delimiter, threshold=None, score=score)
 
 
