@@ -8,7 +8,8 @@ APPS / TACO / LiveCodeBench / PRIME harnesses:
   non-integer decimal, decimals within a relative 1e-6 (nan and inf never match a number).
 - With `fn_name` the solution's `fn_name` (a method of `class Solution`, else a function) is
   called; an input is the argument list (APPS/TACO) or one string of JSON lines, one value per
-  argument, with a JSON output string (LiveCodeBench). Results compare JSON-normalised.
+  argument, with a JSON output string (LiveCodeBench). Results compare JSON-normalised and
+  structurally, a non-integral expected float within the same relative 1e-6 (`values_equal`).
 - The solution runs with the references' prelude (`from typing import *`, collections, math,
   itertools, heapq, bisect, functools, string, re, ... and their names; a raised recursion
   limit), so LeetCode-style answers need no imports.
@@ -117,13 +118,33 @@ def _normalise(value):
     return json.loads(json.dumps(value, default=repr))
 
 
+def values_equal(got, expected) -> bool:
+    """Structural equality of JSON values: same shape and dict keys; other values with Python's
+    ``==`` (as the reference graders compare), except that a float ``expected`` that is not
+    integral accepts a finite number within FLOAT_TOLERANCE (relative, absolute below 1) - the
+    stdout rule applied to returned values - and a nan or inf ``expected`` matches nothing."""
+    if isinstance(expected, list):
+        return isinstance(got, list) and len(got) == len(expected) and \
+            all(values_equal(g, e) for g, e in zip(got, expected))
+    if isinstance(expected, dict):
+        return isinstance(got, dict) and got.keys() == expected.keys() and \
+            all(values_equal(got[k], expected[k]) for k in expected)
+    if isinstance(expected, float) and not isinstance(got, bool) and isinstance(got, (int, float)):
+        if not (math.isfinite(expected) and math.isfinite(got)):
+            return False
+        if expected.is_integer():
+            return got == expected
+        return abs(got - expected) <= FLOAT_TOLERANCE * max(1.0, abs(expected))
+    return got == expected
+
+
 def result_matches(got, expected) -> bool:
-    """JSON-normalised equality (tuples == lists); a one-element list wrapping the expected
-    value (the APPS/TACO convention) also matches."""
+    """JSON-normalised equality (tuples == lists) under ``values_equal``; a one-element list
+    wrapping the expected value (the APPS/TACO convention) also matches."""
     got, expected = _normalise(got), _normalise(expected)
-    if got == expected:
+    if values_equal(got, expected):
         return True
-    return isinstance(expected, list) and len(expected) == 1 and got == expected[0]
+    return isinstance(expected, list) and len(expected) == 1 and values_equal(got, expected[0])
 
 
 def call_case(value, expected) -> tuple[list, object]:

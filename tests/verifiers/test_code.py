@@ -105,3 +105,18 @@ def test_malformed_tests_score_zero_and_are_counted(bad):
 
 def test_missing_code_block_scores_zero():
     assert code_verifier.verify("I don't know", make_tests(["1"], ["2"])) == 0.0
+
+
+@pytest.mark.parametrize("got, expected, equal", [
+    ([0.1000000001, 0.2], [0.1, 0.2], True),      # a returned float within 1e-6 (relative)
+    ([0.1001, 0.2], [0.1, 0.2], False),
+    (3.0000001, 3, False),                         # integers compare exactly
+    (3, 3.0, True),
+    (float("nan"), float("nan"), False),           # nan never matches, not even itself
+    ({"a": [1.5000000001]}, {"a": [1.5]}, True),
+    ({"a": 1}, {"b": 1}, False),
+    ([1, 2], [1, 2, 3], False),
+    ("1.0000001", "1.0", False),                   # strings are not numbers
+])
+def test_returned_values_compare_structurally(got, expected, equal):
+    assert code_verifier.values_equal(got, expected) is equal
