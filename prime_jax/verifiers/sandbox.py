@@ -43,6 +43,7 @@ verdict.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import functools
 import glob
@@ -161,8 +162,8 @@ def _effective_capabilities() -> int:
     return 0
 
 
-class Backend:
-    """How one kind of sandbox is checked and started."""
+class Backend(abc.ABC):
+    """How one kind of sandbox is checked and started (each kind supplies ``command``)."""
 
     name = ""
     isolated = True
@@ -178,9 +179,9 @@ class Backend:
             missing.append(f"per-answer cgroup: {reason}")
         return missing
 
+    @abc.abstractmethod
     def command(self, limits: SandboxLimits) -> list[str]:
         """The argv that starts the harness (reading its config on stdin) in the sandbox."""
-        raise NotImplementedError
 
     def sandbox_uid(self) -> int | None:
         """The dedicated uid the harness drops to, or None to keep the caller's."""
