@@ -106,6 +106,24 @@ def test_livecodebench_call_format():
     assert code.verify(response, make_tests(["[1, 2]\n3"], ["[4, 6]"], "add")) == 0.0
 
 
+@sandbox_tests
+@pytest.mark.parametrize("returned", ["float('nan')", "float('inf')", "[float('nan'), 0.2]", "'0.1'",
+                                      "[0.1, 0.2, 0.3]", "{'x': 0.1}", "10 ** 400", "None"])
+def test_returned_values_that_game_the_float_tolerance_score_zero(returned):
+    """Call mode compares floats with a tolerance: nan, inf, strings, extra elements, other
+    shapes and huge integers must still fail a [0.1, 0.2] / 0.1 expectation."""
+    response = program(f"def f(x):\n    return {returned}")
+    assert code.verify(response, make_tests([[1]], [[0.1, 0.2]], "f")) == 0.0
+    assert code.verify(response, make_tests([[1]], [0.1], "f")) == 0.0
+
+
+@sandbox_tests
+def test_returned_floats_within_tolerance_pass_and_integers_stay_exact():
+    assert code.verify(program("def f(x):\n    return [0.1000000001, 0.2]"),
+                       make_tests([[1]], [[0.1, 0.2]], "f")) == 1.0
+    assert code.verify(program("def f(x):\n    return 999999000.0"), make_tests([[1]], [999999999], "f")) == 0.0
+
+
 # ---------------------------------------------------------------------------- property tests
 TOKENS = st.one_of(st.integers(-10 ** 12, 10 ** 12).map(str),
                    st.floats(allow_nan=False, allow_infinity=False, width=32).map(repr),
