@@ -72,3 +72,29 @@ def to_legacy_layout(config_path: pathlib.Path) -> dict:
 
 FAMILIES = [("qwen2", False), ("qwen2", True), ("llama", False), ("qwen3", False),
             ("qwen3", True)]
+
+
+def make_hf_head_model(family: str, auto_class, *, seed: int = 0):
+    """A random one-label HF head model (``AutoModelFor{Sequence,Token}Classification``) with the
+    same weight recipe as ``make_hf_model``: norms near 1, everything else small."""
+    torch.manual_seed(seed)
+    config = hf_config(family)
+    config.num_labels = 1
+    config._attn_implementation = "eager"
+    model = auto_class.from_config(config, dtype=torch.float32)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_((1.0 + 0.2 * torch.randn_like(p)) if name.endswith("norm.weight") else 0.08 * torch.randn_like(p))
+    return model.eval()
+
+
+def padded_head_batch():
+    """Rows with left padding, right padding and both; padding is token 0 (pad_token_id)."""
+    rng = np.random.default_rng(0)
+    ids = rng.integers(3, 90, size=(4, 12))
+    mask = np.ones_like(ids)
+    mask[1, :3] = 0  # left padding
+    mask[2, 9:] = 0  # right padding
+    mask[3, :2] = 0
+    mask[3, 10:] = 0  # both
+    return np.where(mask == 1, ids, 0), mask

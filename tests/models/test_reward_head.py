@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 import transformers
-from _model_helpers import hf_config
+from _model_helpers import make_hf_head_model, padded_head_batch
 from flax import nnx
 
 from prime_jax.models import from_pretrained, load_orm, orm_from_backbone, save_orm
@@ -15,27 +15,7 @@ TOL = 2e-5
 
 
 def _hf_orm(family: str, seed: int = 0):
-    torch.manual_seed(seed)
-    config = hf_config(family)
-    config.num_labels = 1
-    config._attn_implementation = "eager"
-    model = transformers.AutoModelForSequenceClassification.from_config(config, dtype=torch.float32)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.copy_((1.0 + 0.2 * torch.randn_like(p)) if name.endswith("norm.weight") else 0.08 * torch.randn_like(p))
-    return model.eval()
-
-
-def _padded_batch():
-    """Left-padded prompts with right-padded responses; padding is token 0 (pad_token_id)."""
-    rng = np.random.default_rng(0)
-    ids = rng.integers(3, 90, size=(4, 12))
-    mask = np.ones_like(ids)
-    mask[1, :3] = 0  # left padding
-    mask[2, 9:] = 0  # right padding
-    mask[3, :2] = 0
-    mask[3, 10:] = 0  # both
-    return np.where(mask == 1, ids, 0), mask
+    return make_hf_head_model(family, transformers.AutoModelForSequenceClassification, seed=seed)
 
 
 def _hf_scores(model, ids, mask) -> np.ndarray:
@@ -49,7 +29,7 @@ def test_scores_match_transformers(tmp_path, family):
     hf_model = _hf_orm(family)
     hf_model.save_pretrained(tmp_path / "hf")
     orm = load_orm(tmp_path / "hf")
-    ids, mask = _padded_batch()
+    ids, mask = padded_head_batch()
     ours = np.asarray(orm(jnp.asarray(ids), jnp.asarray(mask)))
     np.testing.assert_allclose(ours, _hf_scores(hf_model, ids, mask), atol=TOL)
     assert np.ptp(ours) > 1e-3  # the rows really differ
@@ -66,7 +46,7 @@ def test_orm_from_untied_language_model(hf_checkpoints):
     orm = orm_from_backbone(lm)
     assert orm.config.tie_word_embeddings and not hasattr(orm.backbone, "lm_head")
     np.testing.assert_array_equal(np.asarray(orm.backbone.embed[...]), np.asarray(lm.embed[...]))
-    ids, mask = _padded_batch()
+    ids, mask = padded_head_batch()
     np.testing.assert_array_equal(np.asarray(orm(jnp.asarray(ids), jnp.asarray(mask))), 0.0)  # zero head
 
     # The head's gradient is the last real token's hidden state: training moves the score.
@@ -85,7 +65,7 @@ def test_position_scores_end_in_the_last_token_score(tmp_path):
     """The head read at every position equals the ORM's score at each row's last real token."""
     _hf_orm("qwen2", seed=1).save_pretrained(tmp_path / "hf")
     orm = load_orm(tmp_path / "hf")
-    ids, mask = _padded_batch()
+    ids, mask = padded_head_batch()
     scores_bt = np.asarray(orm.position_scores(jnp.asarray(ids), jnp.asarray(mask)))
     assert scores_bt.shape == ids.shape
     last_b = np.array([np.flatnonzero(row).max() for row in mask])

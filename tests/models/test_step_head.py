@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import transformers
-from _model_helpers import hf_config
+from _model_helpers import hf_config, make_hf_head_model, padded_head_batch
 from flax import nnx
 
 from prime_jax.models import (ExplicitPRM, explicit_prm_from_backbone, from_pretrained, load_explicit_prm,
@@ -18,27 +18,7 @@ TOL = 2e-5
 
 
 def _hf_prm(family: str, seed: int = 0):
-    torch.manual_seed(seed)
-    config = hf_config(family)
-    config.num_labels = 1
-    config._attn_implementation = "eager"
-    model = transformers.AutoModelForTokenClassification.from_config(config, dtype=torch.float32)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.copy_((1.0 + 0.2 * torch.randn_like(p)) if name.endswith("norm.weight") else 0.08 * torch.randn_like(p))
-    return model.eval()
-
-
-def _padded_batch():
-    """Left-padded and right-padded rows; padding is token 0 (pad_token_id)."""
-    rng = np.random.default_rng(0)
-    ids = rng.integers(3, 90, size=(4, 12))
-    mask = np.ones_like(ids)
-    mask[1, :3] = 0  # left padding
-    mask[2, 9:] = 0  # right padding
-    mask[3, :2] = 0
-    mask[3, 10:] = 0  # both
-    return np.where(mask == 1, ids, 0), mask
+    return make_hf_head_model(family, transformers.AutoModelForTokenClassification, seed=seed)
 
 
 def _hf_logits(model, ids, mask) -> np.ndarray:
@@ -52,7 +32,7 @@ def test_logits_match_transformers(tmp_path, family):
     hf_model = _hf_prm(family)
     hf_model.save_pretrained(tmp_path / "hf")
     prm = load_explicit_prm(tmp_path / "hf")
-    ids, mask = _padded_batch()
+    ids, mask = padded_head_batch()
     ours = np.asarray(prm(jnp.asarray(ids), jnp.asarray(mask)))
     assert ours.shape == ids.shape
     real = mask == 1  # HF's logits at padded positions read a fully masked row: compare real tokens
@@ -75,7 +55,7 @@ def test_explicit_prm_from_untied_language_model(hf_checkpoints):
     prm = explicit_prm_from_backbone(lm)
     assert isinstance(prm, ExplicitPRM) and prm.config.tie_word_embeddings and not hasattr(prm.backbone, "lm_head")
     np.testing.assert_array_equal(np.asarray(prm.backbone.embed[...]), np.asarray(lm.embed[...]))
-    ids, mask = _padded_batch()
+    ids, mask = padded_head_batch()
     np.testing.assert_array_equal(np.asarray(prm(jnp.asarray(ids), jnp.asarray(mask))), 0.0)  # zero head
 
     graphdef, params = nnx.split(prm, nnx.Param)
