@@ -12,7 +12,7 @@ from flax import nnx
 
 from prime_jax import train_reward
 from prime_jax.data import load_tokenizer
-from prime_jax.models import ExplicitPRM, ModelConfig, Transformer, load_explicit_prm, save_pretrained
+from prime_jax.models import ExplicitPRM, Transformer, load_explicit_prm, save_pretrained
 from prime_jax.reward_models.offline import StepLabelConfig, build_step_rows, mc_step_rows
 from prime_jax.reward_models.scoring import explicit_step_scores
 from prime_jax.reward_models.updates import (StepLabelledMiniBatch, explicit_step_loss, make_explicit_prm_update,
@@ -21,18 +21,9 @@ from prime_jax.rewards import step_ends_from_tokens
 from prime_jax.training.forward import SequenceBatch
 from prime_jax.training.state import Role
 from prime_jax.training.updates import split_micro
+from tiny_run import tiny_config, tiny_reward_bindings
 
-TINY_EXPLICIT = [
-    "configs/reward_explicit_prm_arithmetic.gin",
-    "prime_jax.data.task_config.TaskConfig.num_train = 32",
-    "prime_jax.reward_models.offline.RewardDataConfig.num_prompts = 16",
-    "prime_jax.reward_models.offline.RewardDataConfig.rollout_prompts = 8",
-    "prime_jax.reward_models.offline.RewardDataConfig.val_fraction = 0.25",
-    "prime_jax.reward_models.offline.train_reward.mini_batch = 8",
-    "prime_jax.reward_models.offline.train_reward.epochs = 1",
-    "prime_jax.reward_models.offline.train_reward.verifier_workers = 1",
-    "prime_jax.rollout.SamplingConfig.max_new_tokens = 12",
-]
+TINY_EXPLICIT = tiny_reward_bindings("configs/reward_explicit_prm_arithmetic.gin", num_train=32, num_prompts=16)
 
 
 @pytest.fixture(autouse=True)
@@ -40,13 +31,6 @@ def clean_gin():
     gin.clear_config()
     yield
     gin.clear_config()
-
-
-def tiny_config(tokenizer) -> ModelConfig:
-    return ModelConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_layers=1, num_heads=4,
-                       num_kv_heads=2, head_dim=8, max_position_embeddings=128, tie_word_embeddings=True,
-                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                       pad_token_id=tokenizer.pad_token_id)
 
 
 def test_step_weights():

@@ -17,23 +17,13 @@ from prime_jax.training.forward import SequenceBatch
 from prime_jax.training.updates import split_micro
 from prime_jax.data import load_tokenizer
 from prime_jax.run_dir import load_role
-from prime_jax.models import (ModelConfig, OutcomeRewardModel, Transformer, from_pretrained, load_orm,
+from prime_jax.models import (OutcomeRewardModel, Transformer, from_pretrained, load_orm,
                               save_pretrained)
 from prime_jax.training.state import Role
 
-from tiny_run import TINY
+from tiny_run import TINY, tiny_config, tiny_reward_bindings
 
-TINY_REWARD = [
-    "configs/reward_arithmetic.gin",
-    "prime_jax.data.task_config.TaskConfig.num_train = 64",
-    "prime_jax.reward_models.offline.RewardDataConfig.num_prompts = 24",
-    "prime_jax.reward_models.offline.RewardDataConfig.rollout_prompts = 8",
-    "prime_jax.reward_models.offline.RewardDataConfig.val_fraction = 0.25",
-    "prime_jax.reward_models.offline.train_reward.mini_batch = 8",
-    "prime_jax.reward_models.offline.train_reward.epochs = 1",
-    "prime_jax.reward_models.offline.train_reward.verifier_workers = 1",
-    "prime_jax.rollout.SamplingConfig.max_new_tokens = 12",
-]
+TINY_REWARD = tiny_reward_bindings("configs/reward_arithmetic.gin", num_train=64, num_prompts=24)
 
 
 @pytest.fixture(autouse=True)
@@ -41,13 +31,6 @@ def clean_gin():
     gin.clear_config()
     yield
     gin.clear_config()
-
-
-def tiny_config(tokenizer) -> ModelConfig:
-    return ModelConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_layers=1, num_heads=4,
-                       num_kv_heads=2, head_dim=8, max_position_embeddings=128, tie_word_embeddings=True,
-                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                       pad_token_id=tokenizer.pad_token_id)
 
 
 @pytest.fixture(scope="module")

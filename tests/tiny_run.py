@@ -1,4 +1,7 @@
-"""Gin bindings on top of quickstart.gin that make a whole run take about a minute on CPU."""
+"""Tiny settings shared by the CLI tests: gin bindings on top of quickstart.gin that make a whole
+run take about a minute on CPU, the reward-model equivalents, and a tiny model config."""
+
+from prime_jax.models import ModelConfig
 
 TINY = [
     "configs/quickstart.gin",
@@ -22,3 +25,26 @@ TINY = [
     "prime_jax.models.ModelConfig.num_layers = 1",
     "prime_jax.models.ModelConfig.head_dim = 8",
 ]
+
+
+def tiny_reward_bindings(config_file: str, *, num_train: int, num_prompts: int) -> list[str]:
+    """Bindings on top of a ``configs/reward_*.gin`` file for a train_reward run of seconds."""
+    return [
+        config_file,
+        f"prime_jax.data.task_config.TaskConfig.num_train = {num_train}",
+        f"prime_jax.reward_models.offline.RewardDataConfig.num_prompts = {num_prompts}",
+        "prime_jax.reward_models.offline.RewardDataConfig.rollout_prompts = 8",
+        "prime_jax.reward_models.offline.RewardDataConfig.val_fraction = 0.25",
+        "prime_jax.reward_models.offline.train_reward.mini_batch = 8",
+        "prime_jax.reward_models.offline.train_reward.epochs = 1",
+        "prime_jax.reward_models.offline.train_reward.verifier_workers = 1",
+        "prime_jax.rollout.SamplingConfig.max_new_tokens = 12",
+    ]
+
+
+def tiny_config(tokenizer) -> ModelConfig:
+    """A 1-layer model over ``tokenizer``'s vocabulary."""
+    return ModelConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_layers=1, num_heads=4,
+                       num_kv_heads=2, head_dim=8, max_position_embeddings=128, tie_word_embeddings=True,
+                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                       pad_token_id=tokenizer.pad_token_id)
