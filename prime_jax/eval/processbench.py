@@ -242,16 +242,6 @@ def _orm_position_scores(orm, tokens_bs, mask_bs) -> jax.Array:
     return orm.position_scores(jnp.asarray(tokens_bs, jnp.int32), jnp.asarray(mask_bs, jnp.int32))
 
 
-def values_at_step_ends(values_bl: np.ndarray, step_ends_bl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(values_bk padded with 0, count_b): ``values_bl`` read at each row's step ends, in order."""
-    ends_bl = np.asarray(step_ends_bl, bool)
-    count_b = ends_bl.sum(axis=1).astype(np.int32)
-    values_bk = np.zeros((ends_bl.shape[0], max(int(count_b.max(initial=0)), 1)), np.float64)
-    for b in range(ends_bl.shape[0]):
-        values_bk[b, :count_b[b]] = np.asarray(values_bl)[b, ends_bl[b]]
-    return values_bk, count_b
-
-
 def orm_scorer(path, *, step_delimiter: str = "\n") -> StepScorer:
     """An ORM directory (``train_reward`` kind orm, or a one-label ``*ForSequenceClassification``
     HF directory) read at every step end: step score ``sigmoid(r_t)`` at the step's last token."""
@@ -261,7 +251,7 @@ def orm_scorer(path, *, step_delimiter: str = "\n") -> StepScorer:
     def score(tokens_bs, mask_bs, response_mask_bl, step_ends_bl):
         length = np.shape(response_mask_bl)[1]
         r_bl = np.asarray(_orm_position_scores(orm, tokens_bs, mask_bs))[:, -length:]
-        r_bk, count_b = values_at_step_ends(r_bl, np.asarray(step_ends_bl, bool) & np.asarray(response_mask_bl, bool))
+        r_bk, count_b = scoring.values_at_step_ends(r_bl, np.asarray(step_ends_bl, bool) & np.asarray(response_mask_bl, bool))
         return 1.0 / (1.0 + np.exp(-r_bk)), count_b
 
     return StepScorer(kind="orm", name=str(path), tokenizer=load_tokenizer(model_dir), step_delimiter=step_delimiter,

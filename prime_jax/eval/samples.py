@@ -38,14 +38,6 @@ def final_answer(text: str):
     return None if answer is None else normalize_answer(answer)
 
 
-def explicit_step_logits(prm, tokens_bs, attention_mask_bs, response_mask_bl, step_ends_bl) -> list[list[float]]:
-    """Per response, the explicit PRM's logit ``z_s`` at each of its step ends, in order."""
-    length = np.shape(response_mask_bl)[1]
-    z_bl = np.asarray(scoring.explicit_logits(prm, tokens_bs, attention_mask_bs))[:, -length:]
-    ends_bl = np.asarray(step_ends_bl, bool) & np.asarray(response_mask_bl, bool)
-    return [z_bl[b, ends_bl[b]].tolist() for b in range(z_bl.shape[0])]
-
-
 def collect_samples(policy, tokenizer, records, pool, config: EvalSampling, *, prm_pair=None,
                     step_delimiter: str = "\n", orm=None, explicit_prm=None, explicit_delimiter: str = "\n"):
     """``(out, dropped)``: per prompt the greedy score, the k samples' scores, answers, lengths and
@@ -96,5 +88,6 @@ def collect_samples(policy, tokenizer, records, pool, config: EvalSampling, *, p
         if explicit_prm is not None:
             ends_bl = step_ends_from_tokens(many.tokens_bl, many.mask_bl,
                                             tuple(tokenizer.encode(explicit_delimiter, add_special_tokens=False)))
-            out["explicit_steps"] += explicit_step_logits(explicit_prm, tokens_bs, mask_bs, many.mask_bl, ends_bl)
+            z_bk, count_b = scoring.explicit_step_logits(explicit_prm, tokens_bs, mask_bs, many.mask_bl, ends_bl)
+            out["explicit_steps"] += [z_bk[j, :count_b[j]].tolist() for j in range(real * k)]
     return out, len(records) - count

@@ -87,19 +87,34 @@ def explicit_logits(prm: ExplicitPRM, tokens_bs, attention_mask_bs) -> jax.Array
     return prm(jnp.asarray(tokens_bs, jnp.int32), jnp.asarray(attention_mask_bs, jnp.int32))
 
 
-def explicit_step_scores(prm: ExplicitPRM, tokens_bs, attention_mask_bs, response_mask_bl,
+def values_at_step_ends(values_bl: np.ndarray, step_ends_bl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(values_bk float64 padded with 0, count_b int32), K = max count: ``values_bl`` read at each
+    row's step ends, in order."""
+    ends_bl = np.asarray(step_ends_bl, bool)
+    count_b = ends_bl.sum(axis=1).astype(np.int32)
+    values_bk = np.zeros((ends_bl.shape[0], max(int(count_b.max(initial=0)), 1)), np.float64)
+    for b in range(ends_bl.shape[0]):
+        values_bk[b, :count_b[b]] = np.asarray(values_bl)[b, ends_bl[b]]
+    return values_bk, count_b
+
+
+def explicit_step_logits(prm: ExplicitPRM, tokens_bs, attention_mask_bs, response_mask_bl,
                          step_ends_bl) -> tuple[np.ndarray, np.ndarray]:
-    """(probs_bk float32 padded with 0, count_b int32), K = max count: ``p_s = sigmoid(z[b, e_s])``
-    at the step ends ``e_s`` of each response, in order.
+    """(z_bk padded with 0, count_b): the explicit PRM's logit ``z[b, e_s]`` at the step ends
+    ``e_s`` of each response, in order.
 
     The response is the last L columns of the (B, S) rows; ``step_ends_bl`` is e.g.
     ``rewards.step_ends_from_tokens`` (ends outside ``response_mask_bl`` are ignored).
     """
     length = np.shape(response_mask_bl)[1]
     z_bl = np.asarray(explicit_logits(prm, tokens_bs, attention_mask_bs), np.float64)[:, -length:]
-    ends_bl = np.asarray(step_ends_bl, bool) & np.asarray(response_mask_bl, bool)
-    count_b = ends_bl.sum(axis=1).astype(np.int32)
-    probs_bk = np.zeros((z_bl.shape[0], max(int(count_b.max(initial=0)), 1)), np.float32)
-    for b in range(z_bl.shape[0]):
-        probs_bk[b, :count_b[b]] = 1.0 / (1.0 + np.exp(-z_bl[b, ends_bl[b]]))
-    return probs_bk, count_b
+    return values_at_step_ends(z_bl, np.asarray(step_ends_bl, bool) & np.asarray(response_mask_bl, bool))
+
+
+def explicit_step_scores(prm: ExplicitPRM, tokens_bs, attention_mask_bs, response_mask_bl,
+                         step_ends_bl) -> tuple[np.ndarray, np.ndarray]:
+    """(probs_bk float32 padded with 0, count_b int32): ``p_s = sigmoid(z[b, e_s])`` of
+    :func:`explicit_step_logits`."""
+    z_bk, count_b = explicit_step_logits(prm, tokens_bs, attention_mask_bs, response_mask_bl, step_ends_bl)
+    valid_bk = np.arange(z_bk.shape[1])[None, :] < count_b[:, None]
+    return np.where(valid_bk, 1.0 / (1.0 + np.exp(-z_bk)), 0.0).astype(np.float32), count_b
