@@ -19,10 +19,11 @@ LAYERS = [  # in data-flow order; a module may import from its own layer and eve
     ["training"],
     ["experience"],
     ["reward_models"],
+    ["pav"],
     ["rl"],
     ["eval"],
     ["gin_cli"],
-    ["train", "train_reward", "evaluate", "export", "processbench", "mc_label"],
+    ["train", "train_reward", "evaluate", "export", "processbench", "mc_label", "memory_plan"],
 ]
 CLIS = set(LAYERS[-1])
 PURE = {"models", "scans", "rewards", "advantages", "losses", "verifiers", "rollout"}
