@@ -2,13 +2,16 @@
 
     python benchmarks/reproduce.py --sft runs/quickstart_benchmark/sft_model [--seeds 0 1 2] [--steps 50]
         [--config configs/quickstart_countdown.gin --root runs/reproduce_countdown]
-        [--offline-prm runs/prm_offline] [--methods prime rloo prime_dpo prime_frozen_offline]
+        [--offline-prm runs/prm_offline] [--explicit-prm runs/eprm_exact]
+        [--methods prime rloo prime_dpo prime_frozen_offline step_ppo]
 
 Methods (``--methods``, default all that can run): ``prime`` (online implicit PRM, CE loss),
 ``rloo`` (outcome reward only), ``prime_dpo`` (online PRM with the DPO loss), and with
 ``--offline-prm`` (an implicit PRM from ``prime_jax.train_reward`` on the same SFT model)
 ``prime_frozen_offline`` (that PRM, never updated: the frozen-PRM ablation) and
-``prime_offline_init`` (that PRM as the online PRM's starting point). A PRM frozen at the SFT
+``prime_offline_init`` (that PRM as the online PRM's starting point), and with ``--explicit-prm``
+(a ``train_reward`` directory of kind ``explicit_prm``) ``step_ppo`` (Math-Shepherd's step-by-step
+PPO: that frozen PRM's step probabilities as the process reward). A PRM frozen at the SFT
 weights would equal RLOO exactly (it is the reference, so every process reward is 0).
 
 Every run starts from the same SFT model (copied into its workdir, so no SFT is repeated) and
@@ -32,19 +35,27 @@ import sys
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-OFFLINE = "prime_jax.rl.trainer.train.prm_init = '{}'"
-METHODS = {  # workdir prefix -> (name, bindings); {} in a binding is the offline PRM's model directory
+OFFLINE = "prime_jax.rl.trainer.train.prm_init = '{offline}/model'"
+METHODS = {  # workdir prefix -> (name, bindings); {offline} / {explicit} are the --offline-prm / --explicit-prm dirs
     "prime": ("PRIME", []),
     "rloo": ("RLOO (outcome only)", ["prime_jax.advantages.AdvantageConfig.process_coef = 0.0"]),
     "prime_dpo": ("PRIME, DPO PRM loss", ['prime_jax.reward_models.updates.PrmLossConfig.loss = "dpo"']),
     "prime_frozen_offline": ("PRIME, frozen offline PRM", [OFFLINE, 'prime_jax.rl.config.PrimeConfig.prm_mode = "none"']),
     "prime_offline_init": ("PRIME, offline-PRM init", [OFFLINE]),
+    "step_ppo": ("Step-by-step PPO, frozen explicit PRM", ["prime_jax.rl.config.PrimeConfig.explicit_prm = '{explicit}'"]),
 }
+NEEDS = {"offline": "--offline-prm", "explicit": "--explicit-prm"}  # placeholder -> the flag that fills it
+
+
+def _needs(method: str) -> set[str]:
+    """The placeholders of ``method``'s bindings."""
+    return {name for name in NEEDS if any("{" + name + "}" in b for b in METHODS[method][1])}
 
 
 def run(prefix: str, seed: int, args) -> list[dict]:
-    method_bindings = [b.format(pathlib.Path(args.offline_prm or "").absolute() / "model")
-                       for b in METHODS[prefix][1]]
+    dirs = {"offline": pathlib.Path(args.offline_prm or "").absolute(),
+            "explicit": pathlib.Path(args.explicit_prm or "").absolute()}
+    method_bindings = [b.format(**dirs) for b in METHODS[prefix][1]]
     workdir = ROOT / args.root / f"{prefix}_{seed}"
     if not (workdir / "metrics.jsonl").exists() or args.fresh:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -79,15 +90,20 @@ def main() -> int:
     parser.add_argument("--config", default="configs/quickstart.gin", help="the gin file every run starts from")
     parser.add_argument("--offline-prm", help="an offline implicit-PRM directory (prime_jax.train_reward) trained "
                                               "on --sft's samples, for the prime_frozen_offline / prime_offline_init methods")
+    parser.add_argument("--explicit-prm", help="an explicit-PRM directory (prime_jax.train_reward kind explicit_prm) "
+                                               "for the step_ppo method")
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), help="methods to run (default: all that can)")
     args = parser.parse_args()
-    methods = args.methods or [m for m in METHODS if args.offline_prm or "offline" not in m]
-    if any("offline" in m for m in methods) and not args.offline_prm:
-        parser.error("the offline-PRM methods need --offline-prm DIR")
+    given = {name for name in NEEDS if getattr(args, f"{name}_prm")}
+    methods = args.methods or [m for m in METHODS if _needs(m) <= given]
+    for method in methods:
+        for name in _needs(method) - given:
+            parser.error(f"method {method} needs {NEEDS[name]} DIR")
 
     results = {METHODS[m][0]: [summarise(run(m, s, args), args.target) for s in args.seeds] for m in methods}
     fmt = lambda xs: f"{np.nanmean(xs):.3f} ± {np.nanstd(xs):.3f}"  # noqa: E731
-    extra = "".join(f" --gin '{g}'" for g in args.gin) + (f" --offline-prm {args.offline_prm}" if args.offline_prm else "")
+    extra = "".join(f" --gin '{g}'" for g in args.gin) + "".join(
+        f" {NEEDS[name]} {getattr(args, f'{name}_prm')}" for name in sorted(given))
     extra += f" --methods {' '.join(methods)}"
     lines = [f"## Reproduction: PRIME vs RLOO, {args.config} ({datetime.date.today().isoformat()})",
              f"- command: `python benchmarks/reproduce.py --sft {args.sft} --seeds {' '.join(map(str, args.seeds))} "
