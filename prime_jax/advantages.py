@@ -19,6 +19,10 @@ the outcome source ``x = acc`` on the last valid token only (``t = len_i - 1``).
 
 For the outcome the reference rloo form is exactly ``acc_i - mean_{j != i} acc_j``; the paper and
 reference forms differ only for the process source at t > 0 (by a zero-sum-per-row term).
+
+``credit = "min"`` (PURE, arXiv 2504.15275) reweights the process rewards of each row over its
+reward positions P_i so that their total is a soft minimum (``min_t r_t`` as the temperature goes
+to 0) instead of their sum, with PURE's own baseline (``min_form_returns``).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from prime_jax.scans import DEFAULT_SCAN_METHOD, SCAN_METHODS, discounted_revers
 
 ESTIMATORS = ("rloo", "grpo", "reinforce", "reinforce_mean")
 PROCESS_BASELINES = ("reference", "paper")
+CREDITS = ("sum", "min")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -44,8 +49,10 @@ class AdvantageConfig:
 
     ``returns = process_coef * G_process + outcome_coef * G_outcome`` with each source centred by
     ``estimator`` (module docstring), discounted by its gamma, then whitened when ``whiten``.
-    ``process_coef = 0`` is RLOO with the outcome verifier only (no PRM). Hashable: the fused
-    kernel takes it as one static argument.
+    ``process_coef = 0`` is RLOO with the outcome verifier only (no PRM). ``credit`` is the
+    process source's credit assignment: ``sum`` (PRIME) or ``min`` (PURE's min form at
+    ``min_temperature``, :func:`min_form_returns`). Hashable: the fused kernel takes it as one
+    static argument.
     """
 
     process_coef: float = 1.0
@@ -56,9 +63,14 @@ class AdvantageConfig:
     process_baseline: str = "reference"
     whiten: bool = True
     scan_method: str = DEFAULT_SCAN_METHOD
+    credit: str = "sum"
+    min_temperature: float = 0.1
 
     def __post_init__(self):
         check_choice("AdvantageConfig", "estimator", self.estimator, ESTIMATORS)
+        check_choice("AdvantageConfig", "credit", self.credit, CREDITS)
+        if not self.min_temperature > 0:
+            raise ValueError(f"AdvantageConfig.min_temperature={self.min_temperature!r}: must be > 0")
         check_choice("AdvantageConfig", "process_baseline", self.process_baseline, PROCESS_BASELINES)
         check_choice("AdvantageConfig", "scan_method", self.scan_method, SCAN_METHODS)
         for name in ("process_gamma", "outcome_gamma"):
@@ -227,7 +239,9 @@ def prime_advantages(logp_prm, logp_ref, mask, outcome, *, num_samples: int,
 
     ``advantage.process_coef == 0`` is "RLOO with outcome verifier only": the process path is not
     traced (``logp_prm``/``logp_ref`` may be None) and ``process_rewards`` is all zeros.
-    ``step_ends`` (B, L) marks step ends for ``reward.granularity == "step"``.
+    ``step_ends`` (B, L) marks step ends for ``reward.granularity == "step"``. With
+    ``advantage.credit == "min"`` G_p is :func:`min_form_returns` of r at the positions the
+    granularity puts rewards on (``process_rewards`` stays r, before the min-form weighting).
     """
     valid_bt = jnp.asarray(mask).astype(bool)
     a = advantage
@@ -237,6 +251,10 @@ def prime_advantages(logp_prm, logp_ref, mask, outcome, *, num_samples: int,
     if not a.uses_prm:
         r_bt = jnp.zeros(valid_bt.shape, jnp.float32)
         g_bt = estimator_returns(None, outcome, valid_bt, **kw)
+    elif a.credit == "min":
+        r_bt = rewards_lib.implicit_process_rewards(logp_prm, logp_ref, valid_bt, **rkw)
+        positions_bt = reward_positions(valid_bt, reward.granularity, step_ends)
+        g_bt = min_form_returns(r_bt, positions_bt, outcome, valid_bt, num_samples=num_samples, advantage=a)
     elif a.process_gamma == 1:
         r_bt, suffix_bt = rewards_lib.rewards_and_suffix(
             logp_prm, logp_ref, valid_bt, need_suffix=True, method=a.scan_method, **rkw)
@@ -253,15 +271,23 @@ def prime_advantages(logp_prm, logp_ref, mask, outcome, *, num_samples: int,
 
 @functools.partial(jax.jit, static_argnames=("num_samples", "advantage"))
 def advantages_from_rewards(process_rewards, mask, outcome, *, num_samples: int,
-                            advantage: AdvantageConfig = AdvantageConfig()) -> PrimeAdvantages:
+                            advantage: AdvantageConfig = AdvantageConfig(), positions=None) -> PrimeAdvantages:
     """The same returns and advantages from process rewards given directly (e.g. an explicit
     PRM's step scores at step ends) instead of PRM / reference log-probs:
 
         returns = process_coef * G_p(r) + outcome_coef * G_o(acc),  adv = masked_whiten(returns)
+
+    With ``advantage.credit == "min"`` G_p is :func:`min_form_returns` over ``positions`` (B, L)
+    (the rewards' positions, e.g. step ends; default every valid token).
     """
     valid_bt = jnp.asarray(mask).astype(bool)
     a = advantage
     r_bt = jnp.where(valid_bt, jnp.asarray(process_rewards, jnp.float32), 0.0)
+    if a.credit == "min" and a.uses_prm:
+        positions_bt = valid_bt if positions is None else valid_bt & jnp.asarray(positions).astype(bool)
+        g_bt = min_form_returns(r_bt, positions_bt, outcome, valid_bt, num_samples=num_samples, advantage=a)
+        adv_bt = masked_whiten(g_bt, valid_bt) if a.whiten else g_bt
+        return PrimeAdvantages(advantages=adv_bt, returns=g_bt, process_rewards=r_bt)
     g_bt = estimator_returns(r_bt, outcome, valid_bt, num_samples=num_samples, process_gamma=a.process_gamma,
                              outcome_gamma=a.outcome_gamma, process_coef=a.process_coef,
                              outcome_coef=a.outcome_coef, estimator=a.estimator,
@@ -291,3 +317,52 @@ def _returns_from_suffix(r_bt, suffix_bt, outcome, valid_bt, process_coef, *, nu
                             estimator=estimator, dtype=dtype)
         g_bt = g_bt + xo_b[:, None] * discount_from_last(len_b, l, outcome_gamma, dtype)
     return g_bt
+
+
+def reward_positions(valid_bt, granularity: str, step_ends=None):
+    """Bool (B, L): where ``rewards.implicit_process_rewards`` puts rewards for ``granularity``:
+    every valid token (``token``), each row's last valid token (``whole``), each step end and the
+    last valid token (``step``)."""
+    if granularity == "token":
+        return valid_bt
+    last_bt = rewards_lib.last_token_onehot(valid_bt)
+    if granularity == "whole":
+        return last_bt
+    return valid_bt & (jnp.asarray(step_ends).astype(bool) | last_bt)
+
+
+def min_form_weights(r_bt, positions_bt, temperature: float):
+    """PURE's min-form weights ``w[i,t] = softmax_{s in P_i}(-r[i,s] / T)_t`` on the positions
+    P_i of row i (0 elsewhere, and on rows without positions), so that ``sum_t w r -> min_{t in
+    P_i} r[i,t]`` as ``T -> 0`` and equals the plain mean as ``T -> inf``."""
+    z_bt = jnp.where(positions_bt, -r_bt / temperature, -jnp.inf)
+    top_b = jnp.max(z_bt, axis=-1, keepdims=True)
+    e_bt = jnp.where(positions_bt, jnp.exp(z_bt - jnp.where(jnp.isfinite(top_b), top_b, 0.0)), 0.0)
+    return e_bt / jnp.maximum(jnp.sum(e_bt, axis=-1, keepdims=True), jnp.finfo(e_bt.dtype).tiny)
+
+
+def min_form_returns(r_bt, positions_bt, outcome, valid_bt, *, num_samples: int, advantage: AdvantageConfig):
+    """PURE's min-form credit assignment with its leave-one-out step baseline (arXiv 2504.15275):
+
+        r'[i,t] = w[i,t] * r[i,t]                            (w = min_form_weights, T = min_temperature)
+        m_i     = sum_t r'[i,t] / |P_i|                        (mean credit per reward position)
+        x'[i,t] = scale_i * (r'[i,t] - base_i)  on P_i, 0 elsewhere   ((scale, base) of m by the
+                  estimator in its paper form: rloo = mean_{j in group, j != i} m_j)
+        G_p     = discounted reverse cumsum of x' (gamma = process_gamma)
+        returns = process_coef * G_p + outcome_coef * G_o(acc)
+
+    ``sum_t r'[i,t]`` is a soft minimum of the row's process rewards, so one bad step sets the
+    credit of the whole prefix before it instead of being averaged away by good steps.
+    """
+    a = advantage
+    r_bt = jnp.where(positions_bt, jnp.asarray(r_bt, jnp.float32), 0.0)
+    rp_bt = min_form_weights(r_bt, positions_bt, a.min_temperature) * r_bt
+    count_b = jnp.maximum(jnp.sum(positions_bt, axis=-1), 1).astype(jnp.float32)
+    scale_b, base_b = source_baseline(jnp.sum(rp_bt, axis=-1) / count_b, num_samples=num_samples,
+                                      estimator=a.estimator, process_baseline="paper")
+    xp_bt = jnp.where(positions_bt, a.process_coef * scale_b[:, None] * (rp_bt - base_b[:, None]), 0.0)
+    g_bt = discounted_reverse_cumsum(xp_bt, a.process_gamma, method=a.scan_method)
+    if outcome is None:
+        return g_bt
+    return g_bt + estimator_returns(None, outcome, valid_bt, num_samples=num_samples, outcome_gamma=a.outcome_gamma,
+                                    outcome_coef=a.outcome_coef, estimator=a.estimator, scan_method=a.scan_method)

@@ -223,6 +223,8 @@ def test_fused_estimators_run_under_jit():
     (AdvantageConfig, {"estimator": "remax"}, r"AdvantageConfig.estimator='remax': expected one of"),
     (AdvantageConfig, {"process_baseline": "mean"}, r"AdvantageConfig.process_baseline='mean'"),
     (AdvantageConfig, {"outcome_gamma": 1.5}, r"AdvantageConfig.outcome_gamma=1.5: must be in \[0, 1\]"),
+    (AdvantageConfig, {"credit": "max"}, r"AdvantageConfig.credit='max': expected one of"),
+    (AdvantageConfig, {"min_temperature": 0.0}, r"AdvantageConfig.min_temperature=0.0: must be > 0"),
     (ImplicitRewardConfig, {"granularity": "Token"}, r"ImplicitRewardConfig.granularity='Token'"),
     (ImplicitRewardConfig, {"norm": "layer_norm"}, r"ImplicitRewardConfig.norm='layer_norm'"),
     (ImplicitRewardConfig, {"beta": 0.0}, r"ImplicitRewardConfig.beta=0.0: must be > 0"),
@@ -257,3 +259,63 @@ def test_kernel_modules_import_only_jax_numpy():
             else:
                 continue
             assert all(m.split(".")[0] in allowed for m in mods), (name, mods)
+
+
+def pure_returns_numpy(r, positions, acc, n, temperature):
+    """PURE's min form and step baseline written as its loops do (per row: softmax of -r/T over the
+    reward positions, reweight, leave-one-out mean of the per-position average, reverse cumsum),
+    plus the leave-one-out outcome on the last valid token (gammas 1)."""
+    b, l = r.shape
+    rp = np.zeros((b, l))
+    for i in range(b):
+        p = np.flatnonzero(positions[i])
+        w = np.exp(-r[i, p] / temperature - np.max(-r[i, p] / temperature))
+        rp[i, p] = w / w.sum() * r[i, p]
+    avg = rp.sum(1) / positions.sum(1)
+    x = np.zeros((b, l))
+    for i in range(b):
+        group = np.arange(i // n * n, i // n * n + n)
+        others = [j for j in group if j != i]
+        x[i, positions[i]] = rp[i, positions[i]] - avg[others].mean()
+        last = positions[i].nonzero()[0].max()
+        x[i, last] += acc[i] - acc[others].mean()
+    return np.flip(np.cumsum(np.flip(x, 1), 1), 1)
+
+
+def test_min_form_returns_match_pure_on_step_rewards():
+    rng = np.random.default_rng(0)
+    n, groups, l = 4, 2, 12
+    mask = np.ones((n * groups, l), bool)
+    ends = np.zeros_like(mask)
+    ends[:, [3, 7, 11]] = True  # three steps; the last token ends the last one
+    r = np.where(ends, rng.normal(size=mask.shape), 0.0).astype(np.float32)
+    acc = (rng.random(n * groups) < 0.5).astype(np.float32)
+    config = AdvantageConfig(credit="min", min_temperature=0.1, whiten=False)
+    out = adv_lib.advantages_from_rewards(r, mask, acc, num_samples=n, advantage=config, positions=ends)
+    np.testing.assert_allclose(out.returns, pure_returns_numpy(r, ends, acc, n, 0.1), atol=1e-5)
+
+
+def test_min_form_credit_tends_to_the_minimum_and_to_the_mean():
+    r = np.array([[0.5, -0.2, 0.9, 0.0]], np.float32)
+    positions = np.array([[True, True, True, False]])
+    for temperature, expected in ((1e-3, -0.2), (1e4, np.mean([0.5, -0.2, 0.9]))):
+        w = adv_lib.min_form_weights(jnp.asarray(r), jnp.asarray(positions), temperature)
+        np.testing.assert_allclose(float(jnp.sum(w * r)), expected, atol=1e-4)
+        assert float(w[0, 3]) == 0.0
+    empty = adv_lib.min_form_weights(jnp.zeros((1, 4)), jnp.zeros((1, 4), bool), 0.1)
+    assert np.all(np.asarray(empty) == 0.0)
+
+
+@pytest.mark.parametrize("granularity", ["token", "step", "whole"])
+def test_min_form_kernel_uses_the_granularity_positions(granularity):
+    d = make_batch(3, 2, 3, 9)
+    step_ends = np.zeros_like(d["mask"], bool)
+    step_ends[:, ::3] = True
+    reward = ImplicitRewardConfig(granularity=granularity)
+    config = AdvantageConfig(credit="min", whiten=False)
+    out = adv_lib.prime_advantages(d["lp"], d["lr"], d["mask"], d["acc"], num_samples=2, reward=reward,
+                                   advantage=config, step_ends=step_ends)
+    positions = np.asarray(adv_lib.reward_positions(jnp.asarray(d["mask"], bool), granularity, step_ends))
+    assert np.all(np.asarray(out.process_rewards)[~positions] == 0)
+    expected = pure_returns_numpy(np.asarray(out.process_rewards, np.float64), positions, d["acc"], 2, 0.1)
+    np.testing.assert_allclose(np.where(d["mask"], out.returns, 0), np.where(d["mask"], expected, 0), atol=1e-5)

@@ -125,11 +125,10 @@ def explicit_advantage_phase(batch: ScoredRollouts, reward_fn: Callable, params,
                              delimiter_ids: tuple[int, ...], mesh) -> advantages.PrimeAdvantages:
     """Step-by-step PPO's advantages: the explicit PRM's step rewards (``make_explicit_reward_fn``)
     plus the outcome, through the same baselines, discounts and whitening as PRIME's."""
-    ends = step_ends(batch, delimiter_ids)
-    rewards_bl = reward_fn(params, sharding.place(batch.sequences(), mesh), sharding.place(ends, mesh))
-    mask, acc = sharding.place((batch.response_mask_bl, batch.acc_b), mesh)
+    ends, mask, acc = sharding.place((step_ends(batch, delimiter_ids), batch.response_mask_bl, batch.acc_b), mesh)
+    rewards_bl = reward_fn(params, sharding.place(batch.sequences(), mesh), ends)
     out = advantages.advantages_from_rewards(rewards_bl, mask, acc, num_samples=config.num_samples,
-                                             advantage=config.advantage)
+                                             advantage=config.advantage, positions=ends)
     return advantages.PrimeAdvantages(*sharding.fetch(tuple(out), mesh))
 
 
