@@ -22,13 +22,19 @@ def masked_mean(x, mask, axis=None):
     return jnp.sum(x * w, axis=axis) / jnp.maximum(den, jnp.asarray(1, x.dtype))
 
 
+def row_valid(mask_bt):
+    """Bool (B,): rows with at least one valid token. A response always has one (its EOS or its
+    last sampled token); an empty row is a placeholder that no loss or statistic may count."""
+    return jnp.any(jnp.asarray(mask_bt).astype(bool), axis=-1)
+
+
 def aggregate(x_bt, mask_bt, agg: str = "seq-mean-token-mean"):
-    """``token-mean``: masked mean over all valid tokens; ``seq-mean-token-mean``: mean over rows
-    of each row's masked token mean (rows with no valid token count as 0)."""
+    """``token-mean``: masked mean over all valid tokens; ``seq-mean-token-mean``: mean over the
+    non-empty rows (:func:`row_valid`) of each row's masked token mean (0 if every row is empty)."""
     if agg == "token-mean":
         return masked_mean(x_bt, mask_bt)
     if agg == "seq-mean-token-mean":
-        return jnp.mean(masked_mean(x_bt, mask_bt, axis=-1))
+        return masked_mean(masked_mean(x_bt, mask_bt, axis=-1), row_valid(mask_bt))
     raise ValueError(f"agg must be one of {AGGREGATIONS}, got {agg!r}")
 
 
@@ -97,21 +103,23 @@ def bce_with_clamp(z_b, y_b):
 
 def prm_ce_loss(logp_prm, logp_ref, mask, labels, *, beta: float = 0.05, num_samples=None):
     """Implicit-PRM cross entropy: ``s_i = sigmoid(beta * sum_t q[i,t] mask[i,t])``,
-    ``loss = mean_i BCE(s_i, acc_i)`` (soft labels in [0,1] allowed).
+    ``loss = mean_i BCE(s_i, acc_i)`` over the non-empty rows (:func:`row_valid`; soft labels in
+    [0,1] allowed).
 
-    Metrics: ``prm_score_mean`` (mean s_i), ``prm_acc`` (share with (s_i > 0.5) == (acc_i > 0.5)),
-    and ``pairwise_acc`` (:func:`pairwise_accuracy`) when ``num_samples`` is given.
+    Metrics (same rows): ``prm_score_mean`` (mean s_i), ``prm_acc`` (share with (s_i > 0.5) ==
+    (acc_i > 0.5)), and ``pairwise_acc`` (:func:`pairwise_accuracy`) when ``num_samples`` is given.
     """
     score_b = sequence_scores(logp_prm, logp_ref, mask)
     y_b = jnp.asarray(labels, score_b.dtype)
     z_b = beta * score_b
-    loss = jnp.mean(bce_with_clamp(z_b, y_b))
+    valid_b = row_valid(mask)
+    loss = masked_mean(bce_with_clamp(z_b, y_b), valid_b)
     metrics = {
-        "prm_score_mean": jnp.mean(jax.nn.sigmoid(z_b)),
-        "prm_acc": jnp.mean(((z_b > 0) == (y_b > 0.5)).astype(score_b.dtype)),
+        "prm_score_mean": masked_mean(jax.nn.sigmoid(z_b), valid_b),
+        "prm_acc": masked_mean(((z_b > 0) == (y_b > 0.5)).astype(score_b.dtype), valid_b),
     }
     if num_samples is not None:
-        metrics["pairwise_acc"] = pairwise_accuracy(score_b, y_b, num_samples=num_samples)
+        metrics["pairwise_acc"] = pairwise_accuracy(score_b, y_b, num_samples=num_samples, valid=valid_b)
     return loss, metrics
 
 
@@ -121,13 +129,13 @@ def _pair_diffs(x_b, num_samples):
     return x_gn[:, :, None] - x_gn[:, None, :]
 
 
-def pairwise_accuracy(scores, labels, *, num_samples: int):
+def pairwise_accuracy(scores, labels, *, num_samples: int, valid=None):
     """Within-group pairwise accuracy of the implicit reward (the reference's ``dpo_acc``).
 
     For pairs i < j of a group, with ``da = acc_i - acc_j`` and ``ds = score_i - score_j``:
     ``acc_g = sum [ (ds > 0) == (da > 0) ] |da| / sum |da|``, or 0.5 when all labels of the group
-    are equal; the result is the mean over groups. (Exactly like the reference, a score tie counts
-    as "j ranks higher".)
+    are equal; the result is the mean over groups (over the groups with a ``valid`` row when
+    ``valid`` (B,) is given). (Exactly like the reference, a score tie counts as "j ranks higher".)
     """
     score_b = jnp.asarray(scores)
     da_gnn = _pair_diffs(jnp.asarray(labels, score_b.dtype), num_samples)
@@ -138,7 +146,9 @@ def pairwise_accuracy(scores, labels, *, num_samples: int):
     den_g = jnp.sum(w_gnn, axis=(1, 2))
     num_g = jnp.sum(hit_gnn * w_gnn, axis=(1, 2))
     acc_g = jnp.where(den_g > 0, num_g / jnp.where(den_g > 0, den_g, 1), 0.5)
-    return jnp.mean(acc_g)
+    if valid is None:
+        return jnp.mean(acc_g)
+    return masked_mean(acc_g, jnp.any(jnp.asarray(valid).reshape(-1, num_samples), axis=-1))
 
 
 def prm_dpo_loss(logp_prm, logp_ref, mask, labels, *, num_samples: int, beta: float = 0.05):

@@ -106,3 +106,25 @@ def test_prm_dpo_loss_matches_pairwise_numpy():
     assert int(met["num_pairs"]) == 4
     loss, _ = losses.prm_dpo_loss(lp[4:], ref[4:], mask[4:], acc[4:], num_samples=4)
     assert float(loss) == 0.0
+
+
+def test_empty_rows_count_in_no_loss_or_metric():
+    """Placeholder rows (no valid token) of a short batch change neither the losses nor the metrics."""
+    rng = np.random.default_rng(3)
+    n, l = 2, 5
+    logp = -rng.random((4, l)).astype(np.float32)
+    ref = -rng.random((4, l)).astype(np.float32)
+    mask = np.ones((4, l), np.float32)
+    labels = np.array([1.0, 0.0, 0.0, 1.0], np.float32)
+    kept = (logp[:2], ref[:2], mask[:2], labels[:2])
+    padded_mask = mask.copy()
+    padded_mask[2:] = 0.0
+    ce_kept, m_kept = losses.prm_ce_loss(*kept, beta=1.0, num_samples=n)
+    ce_padded, m_padded = losses.prm_ce_loss(logp, ref, padded_mask, labels, beta=1.0, num_samples=n)
+    np.testing.assert_allclose(ce_padded, ce_kept, rtol=1e-6)
+    for key in m_kept:
+        np.testing.assert_allclose(m_padded[key], m_kept[key], rtol=1e-6)
+    adv = rng.normal(size=(4, l)).astype(np.float32)
+    pg_kept, _ = losses.ppo_policy_loss(logp[:2], ref[:2], adv[:2], mask[:2])
+    pg_padded, _ = losses.ppo_policy_loss(logp, ref, adv, padded_mask)
+    np.testing.assert_allclose(pg_padded, pg_kept, rtol=1e-6)

@@ -107,6 +107,85 @@ def test_group_buffer_keeps_surplus_and_fills_short_batches(setting):
     buffer.add(batch, np.array([True, False, True, True]))
     assert buffer.full and buffer.surplus == [int(batch.prompt_index_b[12])]
     np.testing.assert_array_equal(buffer.batch().prompt_index_b, batch.prompt_index_b[np.r_[0:4, 8:12]])
-    short = GroupBuffer(capacity=2, num_samples=N)
+    short = GroupBuffer(capacity=3, num_samples=N)
     short.add(batch, np.array([False, False, True, False]))
-    assert short.fill_from_dropped() == 1 and short.full
+    short.fill_from_dropped()  # 3 dropped groups, nearest mean accuracy 0.5 first
+    assert short.full
+    np.testing.assert_array_equal(short.batch().acc_b, batch.acc_b[np.r_[8:12, 0:4, 4:8]])
+
+
+def test_placeholder_groups_are_empty_rows(setting):
+    _, _, batch, _ = setting
+    buffer = GroupBuffer(capacity=3, num_samples=N)
+    buffer.add(batch, np.array([False, True, False, False]))
+    buffer.pad_with_placeholders()
+    padded = buffer.batch()
+    assert padded.num_rows == 3 * N
+    np.testing.assert_array_equal(padded.tokens_bs[:N], batch.tokens_bs[N:2 * N])
+    assert padded.response_mask_bl[N:].sum() == 0 and padded.acc_b[N:].sum() == 0
+    assert padded.attention_mask_bs[N:].sum() > 0  # the forward passes still see a prompt
+
+
+def _short_and_kept(batch):
+    """Groups 0 and 2 kept and two placeholder groups after them, and the kept groups alone."""
+    buffer = GroupBuffer(capacity=4, num_samples=N)
+    buffer.add(batch, np.array([True, False, True, False]))
+    buffer.pad_with_placeholders()
+    return buffer.batch(), batch.rows(np.r_[0:N, 2 * N:3 * N])
+
+
+def test_a_short_batch_trains_like_its_kept_groups_alone(setting):
+    """Placeholder rows change no advantage, no PRM update and no policy update: every loss,
+    baseline and whitening statistic sees only the kept groups (CollectConfig.short_batch='mask')."""
+    mesh, role, batch, _ = setting
+    padded, kept = _short_and_kept(batch)
+    tx = optax.sgd(0.1)
+    results = []
+    for rows, size in ((padded, 4 * N), (kept, 2 * N)):
+        # "before": rewards from the updated PRM (a PRM still equal to the reference gives q that is
+        # float rounding, which batch_norm would scale to O(1) differently in the two batches)
+        config = PrimeConfig(collect=CollectConfig(num_samples=N, batch_prompts=rows.num_rows // N),
+                             prm_mini_batch=size, policy_mini_batch=size, prm_mode="before")
+        updaters = rl_update.make_updaters(role.graphdef, role.graphdef, tx, tx, config,
+                                           PolicyLossConfig(max_grad_norm=1e9), PrmLossConfig(max_grad_norm=1e9))
+        with jax.set_mesh(mesh):
+            state, logp_prm, prm_metrics = rl_update.prm_phase(_state(role, tx, tx), rows, updaters, config, mesh)
+            adv = np.asarray(rl_update.advantage_phase(rows, logp_prm, config, (8,), mesh).advantages)
+            state, metrics = rl_update.policy_phase(state, rows, adv, updaters, config, mesh,
+                                                    np.random.default_rng(0))
+        results.append((state, adv, prm_metrics, metrics))
+    (padded_state, padded_adv, padded_prm, padded_policy), (kept_state, kept_adv, kept_prm, kept_policy) = results
+    np.testing.assert_allclose(padded_adv[:2 * N], kept_adv, atol=1e-5)
+    assert np.all(padded_adv[2 * N:] == 0)
+    # (prm_acc and prm_pairwise_acc read signs of scores that are float rounding before the update)
+    np.testing.assert_allclose(padded_prm["prm_loss"], kept_prm["prm_loss"], rtol=1e-5)
+    np.testing.assert_allclose(padded_policy["policy_loss"], kept_policy["policy_loss"], rtol=1e-4, atol=1e-7)
+    for params in ("prm_params", "policy_params"):
+        for a, b in zip(jax.tree.leaves(getattr(padded_state, params)), jax.tree.leaves(getattr(kept_state, params))):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+
+
+def test_a_mini_batch_of_placeholders_only_changes_nothing(setting):
+    mesh, role, batch, _ = setting
+    buffer = GroupBuffer(capacity=2, num_samples=N)
+    buffer.add(batch.rows(np.r_[0:N]), np.array([False]))
+    buffer.pad_with_placeholders()
+    empty = buffer.batch()
+    config = PrimeConfig(collect=CollectConfig(num_samples=N, batch_prompts=2), prm_mini_batch=2 * N,
+                         policy_mini_batch=2 * N)
+    tx = optax.adam(1e-2)
+    updaters = rl_update.make_updaters(role.graphdef, role.graphdef, tx, tx, config, PolicyLossConfig(), PrmLossConfig())
+    before = _state(role, tx, tx)
+    before_leaves = [np.array(x) for x in jax.tree.leaves(before)]  # the updates donate their inputs
+    with jax.set_mesh(mesh):
+        state, logp_prm, prm_metrics = rl_update.prm_phase(before, empty, updaters, config, mesh)
+        adv = np.asarray(rl_update.advantage_phase(empty, logp_prm, config, (8,), mesh).advantages)
+        state, metrics = rl_update.policy_phase(state, empty, adv, updaters, config, mesh, np.random.default_rng(0))
+    for a, b in zip(before_leaves, jax.tree.leaves(state)):
+        np.testing.assert_array_equal(a, np.asarray(b))
+    assert metrics["policy_skipped"] == 0.0 and prm_metrics["prm_skipped"] == 0.0
+
+
+def test_collect_config_names_a_bad_short_batch():
+    with pytest.raises(ValueError, match=r"CollectConfig.short_batch='fill': expected one of \('mask', 'fill_from_dropped'\)"):
+        CollectConfig(short_batch="fill")

@@ -89,8 +89,8 @@ class GroupBuffer:
 
     ``add`` takes a round and its kept-group mask; groups beyond ``capacity``
     give their prompt back (``surplus``) to be re-sampled first next step, as
-    in PRIME's oversampling. ``fill_from_dropped`` completes a short batch
-    with dropped groups (counted) so every step keeps its static shape.
+    in PRIME's oversampling. A short batch keeps its static shape through
+    ``pad_with_placeholders`` (empty rows) or ``fill_from_dropped``.
     """
 
     def __init__(self, capacity: int, num_samples: int):
@@ -115,12 +115,25 @@ class GroupBuffer:
     def full(self) -> bool:
         return len(self.groups) >= self.capacity
 
-    def fill_from_dropped(self) -> int:
-        """Top up with dropped groups (closest mean accuracy to 0.5 first); returns how many."""
-        missing = self.capacity - len(self.groups)
+    def fill_from_dropped(self) -> None:
+        """Top up with dropped groups (closest mean accuracy to 0.5 first), then placeholders if
+        too few were dropped."""
         order = sorted(self.dropped, key=lambda g: abs(float(g.acc_b.mean()) - 0.5))
-        self.groups += order[:missing]
-        return max(0, min(missing, len(order)))
+        self.groups += order[:self.capacity - len(self.groups)]
+        self.pad_with_placeholders()
+
+    def pad_with_placeholders(self) -> None:
+        """Top up with placeholder groups: copies of a collected group (kept first, else dropped)
+        whose response masks, outcome and log-probs are zero. A row without a valid response token
+        counts in no loss, baseline or statistic (``losses.row_valid``); its prompt still gives the
+        forward passes finite inputs."""
+        template = (self.groups or self.dropped)[0]
+        empty = dataclasses.replace(
+            template, response_mask_bl=np.zeros_like(template.response_mask_bl),
+            acc_b=np.zeros_like(template.acc_b), old_logp_bl=np.zeros_like(template.old_logp_bl),
+            ref_logp_bl=np.zeros_like(template.ref_logp_bl), truncated_b=np.zeros_like(template.truncated_b),
+            responses=[""] * self.n)
+        self.groups += [empty] * (self.capacity - len(self.groups))
 
     def batch(self) -> ScoredRollouts:
         if len(self.groups) < self.capacity:

@@ -3,7 +3,8 @@
 Rounds of prompts (surplus prompts of the last step first) are sampled from the policy through
 ``generate``; their outcome verification runs in the verifier pool while the accelerator computes
 the policy's ``old_logp`` and the reference's log-probs of the same rows (``logprob_fn``); groups
-whose mean accuracy is inside the band are kept until the batch is full.
+whose mean accuracy is inside the band are kept until the batch is full. A batch still short after
+``max_rollout_rounds`` is, by default, trained on its kept groups only (``short_batch``).
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ import jax
 import numpy as np
 
 from prime_jax import rewards, sharding
+from prime_jax.rewards import check_choice
 from prime_jax.experience.batch import GroupBuffer, ScoredRollouts, join_sequences, score_rows
 from prime_jax.experience.generate import generate
 from prime_jax.rollout import SamplingConfig
 from prime_jax.training.state import Role
+
+SHORT_BATCH = ("mask", "fill_from_dropped")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -29,6 +33,12 @@ class CollectConfig:
     ``oversample``) repeat, at most ``max_rollout_rounds`` times, until the accuracy filter
     ``acc_low <= mean acc <= acc_high`` (when ``filter_accuracy``) has kept enough groups;
     ``drop_truncated`` also drops groups with a truncated response.
+
+    ``short_batch`` says what a batch still short after the last round holds in its missing
+    groups: ``mask`` (the reference's semantics: no out-of-band group is ever trained on; the
+    missing groups are empty placeholder rows that every loss, baseline and whitening statistic
+    skips) or ``fill_from_dropped`` (dropped groups, those closest to mean accuracy 0.5 first,
+    trained on like kept ones). Either way the step logs ``short_batch_groups``.
     """
 
     num_samples: int = 4
@@ -40,8 +50,10 @@ class CollectConfig:
     acc_low: float = 0.2
     acc_high: float = 0.8
     drop_truncated: bool = False
+    short_batch: str = "mask"
 
     def __post_init__(self):
+        check_choice("CollectConfig", "short_batch", self.short_batch, SHORT_BATCH)
         for name in ("num_samples", "batch_prompts", "max_rollout_rounds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"CollectConfig.{name}={getattr(self, name)!r}: must be >= 1")
@@ -101,12 +113,16 @@ def collect(*, policy: Role, policy_params, reference_params, logprob_fn, pipeli
         kept += int(keep_g.sum())
         generated += int(out.mask_bl.sum())
         rounds += 1
-    fallback = buffer.fill_from_dropped() if not buffer.full else 0
+    short = buffer.capacity - len(buffer.groups) if not buffer.full else 0
+    if short and config.short_batch == "fill_from_dropped":
+        buffer.fill_from_dropped()
+    elif short:
+        buffer.pad_with_placeholders()
     sampled = rounds * per_round
     local = {
         "accuracy": float(np.mean(np.concatenate(accs))),
         "kept_fraction": kept / max(sampled, 1),
-        "rollout_rounds": rounds, "filter_fallback_groups": fallback,
+        "rollout_rounds": rounds, "short_batch_groups": short,
         "response_length": float(np.mean(np.concatenate(lengths))),
         "truncated_fraction": float(np.mean(np.concatenate(truncated))),
         "rollout_tokens_per_s": generated / max(seconds["rollout"], 1e-9),
@@ -114,7 +130,7 @@ def collect(*, policy: Role, policy_params, reference_params, logprob_fn, pipeli
     }
     # Equal shares per process: the global value is the mean (counts: the sum) over processes.
     gathered = sharding.all_processes(np.array(list(local.values()), np.float64))
-    summed = ("filter_fallback_groups", "rollout_tokens_per_s")
+    summed = ("short_batch_groups", "rollout_tokens_per_s")
     metrics = {k: float(gathered[:, i].sum() if k in summed else gathered[:, i].mean())
                for i, k in enumerate(local)}
     return buffer.batch(), surplus + buffer.surplus, metrics

@@ -55,8 +55,10 @@ def make_prm_update(graphdef, tx: optax.GradientTransformation, config: PrmLossC
     """Jitted PRM step ``(params, opt, LabelledMiniBatch) -> (params, opt, metrics, logp_bl)``.
 
     CE: ``s_i = sigmoid(beta * sum_t q_it)``, ``loss = mean_i BCE(s_i, acc_i)``;
-    ``dpo``: pairwise within groups. Returns the PRM token log-probs of the
-    forward that computed the gradient (the reference's "after" rewards).
+    ``dpo``: pairwise within groups. Empty rows (placeholders of a short batch) count nowhere:
+    micro-batches are weighted by their non-empty rows and a mini-batch of placeholders only
+    leaves the PRM as it is. Returns the PRM token log-probs of the forward that computed the
+    gradient (the reference's "after" rewards).
     """
     loss_of = losses.prm_dpo_loss if config.loss == "dpo" else losses.prm_ce_loss
 
@@ -71,9 +73,10 @@ def make_prm_update(graphdef, tx: optax.GradientTransformation, config: PrmLossC
         return loss, (metrics, jax.lax.stop_gradient(logp_bl))
 
     def step(params, opt_state, mb: LabelledMiniBatch):
-        k = mb.acc_b.shape[0]
-        grads, metrics, logp_kbl = accumulate(loss_fn, params, mb, jnp.full((k,), 1.0 / k))
-        params, opt_state, info = clip_and_apply(tx, params, opt_state, grads, config.max_grad_norm)
+        rows_k = losses.row_valid(mb.sequences.response_mask_bl).sum(axis=1).astype(jnp.float32)
+        grads, metrics, logp_kbl = accumulate(loss_fn, params, mb, rows_k / jnp.maximum(rows_k.sum(), 1.0))
+        params, opt_state, info = clip_and_apply(tx, params, opt_state, grads, config.max_grad_norm,
+                                                 active=rows_k.sum() > 0)
         logp_bl = logp_kbl.reshape((-1,) + logp_kbl.shape[2:])
         return params, opt_state, {**metrics, **{f"prm_{k}": v for k, v in info.items()}}, logp_bl
 

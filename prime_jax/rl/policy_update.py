@@ -76,13 +76,12 @@ def make_policy_update(graphdef, tx: optax.GradientTransformation, config: Polic
         return loss, (metrics, None)
 
     def step(params, opt_state, mb: PolicyMiniBatch):
-        mask_k = mb.sequences.response_mask_bl.sum(axis=(1, 2)).astype(jnp.float32)
-        if config.agg == "token-mean":
-            weights_k = mask_k / jnp.maximum(mask_k.sum(), 1.0)
-        else:
-            weights_k = jnp.full_like(mask_k, 1.0 / mask_k.shape[0])
-        grads, metrics, _ = accumulate(loss_fn, params, mb, weights_k)
-        params, opt_state, info = clip_and_apply(tx, params, opt_state, grads, config.max_grad_norm)
+        mask_kbl = mb.sequences.response_mask_bl
+        count_k = (mask_kbl.sum(axis=(1, 2)) if config.agg == "token-mean"
+                   else losses.row_valid(mask_kbl).sum(axis=1)).astype(jnp.float32)
+        grads, metrics, _ = accumulate(loss_fn, params, mb, count_k / jnp.maximum(count_k.sum(), 1.0))
+        params, opt_state, info = clip_and_apply(tx, params, opt_state, grads, config.max_grad_norm,
+                                                 active=count_k.sum() > 0)
         return params, opt_state, {**metrics, **{f"policy_{k}": v for k, v in info.items()}}
 
     return jit_update(step, state_shardings, 1)

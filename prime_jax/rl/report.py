@@ -14,6 +14,7 @@ from collections.abc import Sequence
 STEP_FIELDS = (  # (metrics key, label, format)
     ("accuracy", "acc", "{:.3f}"),
     ("kept_fraction", "kept", "{:.2f}"),
+    ("short_batch_groups", "short", "{:.0f}"),
     ("prm_pairwise_acc", "prm_pair", "{:.2f}"),
     ("approx_kl", "kl", "{:.1e}"),
     ("eval_accuracy", "eval", "{:.3f}"),
@@ -23,10 +24,11 @@ STEP_FIELDS = (  # (metrics key, label, format)
 
 def step_line(row: dict) -> str:
     """``step 12 | acc 0.684 | kept 0.75 | prm_pair 0.81 | kl 2.1e-03 | s 0.91`` (absent keys
-    are left out; non-finite values print as they are)."""
+    are left out, and ``short`` (groups missing from a short batch) while it is 0; non-finite
+    values print as they are)."""
     parts = [f"step {row['step']}"]
     for key, label, fmt in STEP_FIELDS:
-        if key in row:
+        if key in row and not (key == "short_batch_groups" and row[key] == 0):
             value = row[key]
             text = fmt.format(value) if isinstance(value, (int, float)) and math.isfinite(value) else str(value)
             parts.append(f"{label} {text}")
@@ -49,6 +51,11 @@ def closing_summary(rows: Sequence[dict], workdir: pathlib.Path, *, last_checkpo
         if first is not None and last is not None:
             lines.append(f"  training accuracy (T as sampled): {first:.3f} (first {min(window, len(steps))} steps) "
                          f"-> {last:.3f} (last {min(window, len(steps))}), steps {steps[0]['step']}-{steps[-1]['step']}")
+    short = [r for r in steps if r.get("short_batch_groups")]
+    if short:
+        lines.append(f"  short batches: {len(short)} of {len(steps)} steps, "
+                     f"{sum(r['short_batch_groups'] for r in short):.0f} groups missing in all "
+                     "(CollectConfig.short_batch; raise max_rollout_rounds or widen the accuracy band)")
     evals = [r for r in rows if "eval_accuracy" in r]
     if evals:
         lines.append("  held-out greedy accuracy: " + ", ".join(

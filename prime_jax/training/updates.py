@@ -31,15 +31,19 @@ def shardings_of(tree):
     return jax.tree.map(lambda x: x.sharding, tree)
 
 
-def clip_and_apply(tx: optax.GradientTransformation, params, opt_state, grads, max_grad_norm: float):
-    """Clip to ``max_grad_norm`` and apply; skip the update when the norm is not finite."""
+def clip_and_apply(tx: optax.GradientTransformation, params, opt_state, grads, max_grad_norm: float,
+                   active=True):
+    """Clip to ``max_grad_norm`` and apply; skip the update when the norm is not finite (counted
+    as ``skipped``) or when ``active`` is False (a mini-batch of placeholder rows only: weights and
+    optimiser state stay, nothing is counted)."""
     grad_norm = optax.global_norm(grads)
     finite = jnp.isfinite(grad_norm)
+    apply = finite & active
     scale = jnp.minimum(1.0, max_grad_norm / (grad_norm + 1e-6))
     grads = jax.tree.map(lambda g: jnp.where(finite, g * scale, jnp.zeros_like(g)), grads)
     updates, new_opt = tx.update(grads, opt_state, params)
     new_params = optax.apply_updates(params, updates)
-    keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
+    keep = lambda new, old: jnp.where(apply, new, old)  # noqa: E731
     return (jax.tree.map(keep, new_params, params), jax.tree.map(keep, new_opt, opt_state),
             {"grad_norm": grad_norm, "skipped": (~finite).astype(jnp.float32)})
 
