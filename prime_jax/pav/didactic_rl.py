@@ -22,6 +22,7 @@ estimate, and the effective weight is the outcome weight plus ``alpha * A^mu``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable
 
 import jax
@@ -78,9 +79,12 @@ SAMPLING = SamplingConfig(max_new_tokens=didactic.LENGTH, eos_id=didactic.EOS, p
                           decode_segments=1)
 
 
-def make_update(graphdef, tx: optax.GradientTransformation) -> Callable:
-    """Jitted ``(params, opt_state, tokens_bl, mask_bl, w_bl) -> (params, opt_state, loss)``: one
-    Adam step on ``L = -(1/B) sum m w log pi`` (module docstring) for responses after BOS."""
+@functools.lru_cache(maxsize=8)
+def make_update(graphdef, learning_rate: float) -> tuple[optax.GradientTransformation, Callable]:
+    """Adam and its jitted step ``(params, opt_state, tokens_bl, mask_bl, w_bl) -> (params,
+    opt_state, loss)`` on ``L = -(1/B) sum m w log pi`` (module docstring) for responses after BOS.
+    Cached, so SFT and every run of one policy shape share a compiled step."""
+    tx = optax.adam(learning_rate)
 
     def loss_fn(params, tokens_bl, mask_bl, w_bl):
         policy = nnx.merge(graphdef, params)
@@ -94,7 +98,7 @@ def make_update(graphdef, tx: optax.GradientTransformation) -> Callable:
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
-    return update
+    return tx, update
 
 
 def sft_policy(config: DidacticConfig, target, seed: int):
@@ -103,8 +107,8 @@ def sft_policy(config: DidacticConfig, target, seed: int):
     rng = np.random.default_rng(seed)
     tokens_nl, mask_nl = didactic.sample_prover(target, config.sft_gamma, config.sft_samples, rng)
     graphdef, params = nnx.split(Transformer(policy_config(config), rngs=nnx.Rngs(seed)))
-    tx = optax.adam(config.learning_rate)
-    opt_state, update = tx.init(params), make_update(graphdef, tx)
+    tx, update = make_update(graphdef, config.learning_rate)
+    opt_state = tx.init(params)
     batch = min(config.batch_size, config.sft_samples)
     order = rng.permutation(config.sft_samples)
     for i in range(config.sft_iterations):
@@ -142,8 +146,8 @@ def train_policy_gradient(mode: str, config: DidacticConfig, target, graphdef, p
     """Run up to ``iterations`` REINFORCE steps from ``params`` with ``mode``'s weights; returns
     the mean training outcome reward of every iteration's batch. Stops early once
     ``stop(rewards so far)`` is true; ``on_iteration`` sees each batch's mean reward."""
-    tx = optax.adam(config.learning_rate)
-    opt_state, update = tx.init(params), make_update(graphdef, tx)
+    tx, update = make_update(graphdef, config.learning_rate)
+    opt_state = tx.init(params)
     key = jax.random.key(seed)
     prompt_b1 = jnp.full((config.batch_size, 1), BOS, jnp.int32)
     history: list[float] = []
