@@ -20,9 +20,8 @@ the outcome source ``x = acc`` on the last valid token only (``t = len_i - 1``).
 For the outcome the reference rloo form is exactly ``acc_i - mean_{j != i} acc_j``; the paper and
 reference forms differ only for the process source at t > 0 (by a zero-sum-per-row term).
 
-``credit = "min"`` (PURE, arXiv 2504.15275) reweights the process rewards of each row over its
-reward positions P_i so that their total is a soft minimum (``min_t r_t`` as the temperature goes
-to 0) instead of their sum, with PURE's own baseline (``min_form_returns``).
+``credit = "min"`` (PURE, arXiv 2504.15275): the process return at t is the minimum of the process
+rewards at s >= t instead of their sum, centred by PURE's baseline (``min_form_returns``).
 """
 
 from __future__ import annotations
@@ -50,9 +49,8 @@ class AdvantageConfig:
     ``returns = process_coef * G_process + outcome_coef * G_outcome`` with each source centred by
     ``estimator`` (module docstring), discounted by its gamma, then whitened when ``whiten``.
     ``process_coef = 0`` is RLOO with the outcome verifier only (no PRM). ``credit`` is the
-    process source's credit assignment: ``sum`` (PRIME) or ``min`` (PURE's min form at
-    ``min_temperature``, :func:`min_form_returns`). Hashable: the fused kernel takes it as one
-    static argument.
+    process source's credit assignment: ``sum`` (PRIME) or ``min`` (PURE, :func:`min_form_returns`).
+    Hashable: the fused kernel takes it as one static argument.
     """
 
     process_coef: float = 1.0
@@ -64,13 +62,14 @@ class AdvantageConfig:
     whiten: bool = True
     scan_method: str = DEFAULT_SCAN_METHOD
     credit: str = "sum"
-    min_temperature: float = 0.1
 
     def __post_init__(self):
         check_choice("AdvantageConfig", "estimator", self.estimator, ESTIMATORS)
         check_choice("AdvantageConfig", "credit", self.credit, CREDITS)
-        if not self.min_temperature > 0:
-            raise ValueError(f"AdvantageConfig.min_temperature={self.min_temperature!r}: must be > 0")
+        if self.credit == "min" and (self.estimator != "rloo" or self.process_gamma != 1):
+            raise ValueError(f"AdvantageConfig.credit='min' takes PURE's leave-one-out baseline and no process "
+                             f"discount: needs estimator='rloo' and process_gamma=1, got estimator="
+                             f"{self.estimator!r}, process_gamma={self.process_gamma!r}")
         check_choice("AdvantageConfig", "process_baseline", self.process_baseline, PROCESS_BASELINES)
         check_choice("AdvantageConfig", "scan_method", self.scan_method, SCAN_METHODS)
         for name in ("process_gamma", "outcome_gamma"):
@@ -241,7 +240,7 @@ def prime_advantages(logp_prm, logp_ref, mask, outcome, *, num_samples: int,
     traced (``logp_prm``/``logp_ref`` may be None) and ``process_rewards`` is all zeros.
     ``step_ends`` (B, L) marks step ends for ``reward.granularity == "step"``. With
     ``advantage.credit == "min"`` G_p is :func:`min_form_returns` of r at the positions the
-    granularity puts rewards on (``process_rewards`` stays r, before the min-form weighting).
+    granularity puts rewards on.
     """
     valid_bt = jnp.asarray(mask).astype(bool)
     a = advantage
@@ -331,37 +330,37 @@ def reward_positions(valid_bt, granularity: str, step_ends=None):
     return valid_bt & (jnp.asarray(step_ends).astype(bool) | last_bt)
 
 
-def min_form_weights(r_bt, positions_bt, temperature: float):
-    """PURE's min-form weights ``w[i,t] = softmax_{s in P_i}(-r[i,s] / T)_t`` on the positions
-    P_i of row i (0 elsewhere, and on rows without positions), so that ``sum_t w r -> min_{t in
-    P_i} r[i,t]`` as ``T -> 0`` and equals the plain mean as ``T -> inf``."""
-    z_bt = jnp.where(positions_bt, -r_bt / temperature, -jnp.inf)
-    top_b = jnp.max(z_bt, axis=-1, keepdims=True)
-    e_bt = jnp.where(positions_bt, jnp.exp(z_bt - jnp.where(jnp.isfinite(top_b), top_b, 0.0)), 0.0)
-    return e_bt / jnp.maximum(jnp.sum(e_bt, axis=-1, keepdims=True), jnp.finfo(e_bt.dtype).tiny)
-
-
 def min_form_returns(r_bt, positions_bt, outcome, valid_bt, *, num_samples: int, advantage: AdvantageConfig):
-    """PURE's min-form credit assignment with its leave-one-out step baseline (arXiv 2504.15275):
+    """Min-form credit assignment (PURE, arXiv 2504.15275) with PURE's leave-one-out baseline:
 
-        r'[i,t] = w[i,t] * r[i,t]                            (w = min_form_weights, T = min_temperature)
-        m_i     = sum_t r'[i,t] / |P_i|                        (mean credit per reward position)
-        x'[i,t] = scale_i * (r'[i,t] - base_i)  on P_i, 0 elsewhere   ((scale, base) of m by the
-                  estimator in its paper form: rloo = mean_{j in group, j != i} m_j)
-        G_p     = discounted reverse cumsum of x' (gamma = process_gamma)
+        M[i,t]  = min_{s >= t, s in P_i} r[i,s]        (the future process rewards' minimum)
+        m_i     = M[i,0],   len_i = valid tokens of row i
+        b_i     = sum_{j in group, j != i} m_j / sum_{j in group, j != i} len_j   (the other samples'
+                  per-token mean)
+        G_p     = M[i,t] - b_i * (len_i - start_i(t))   on valid tokens (the baseline scaled to the
+                  length from the start of t's step, start_i(t) = 1 + the last position before t)
         returns = process_coef * G_p + outcome_coef * G_o(acc)
 
-    ``sum_t r'[i,t]`` is a soft minimum of the row's process rewards, so one bad step sets the
-    credit of the whole prefix before it instead of being averaged away by good steps.
+    ``P_i`` are the positions that carry process rewards (``reward_positions``). One bad step sets
+    the process credit of everything before it, where a sum would let good steps outweigh it.
     """
     a = advantage
-    r_bt = jnp.where(positions_bt, jnp.asarray(r_bt, jnp.float32), 0.0)
-    rp_bt = min_form_weights(r_bt, positions_bt, a.min_temperature) * r_bt
-    count_b = jnp.maximum(jnp.sum(positions_bt, axis=-1), 1).astype(jnp.float32)
-    scale_b, base_b = source_baseline(jnp.sum(rp_bt, axis=-1) / count_b, num_samples=num_samples,
-                                      estimator=a.estimator, process_baseline="paper")
-    xp_bt = jnp.where(positions_bt, a.process_coef * scale_b[:, None] * (rp_bt - base_b[:, None]), 0.0)
-    g_bt = discounted_reverse_cumsum(xp_bt, a.process_gamma, method=a.scan_method)
+    valid_bt = jnp.asarray(valid_bt).astype(bool)
+    positions_bt = jnp.asarray(positions_bt).astype(bool) & valid_bt
+    l = valid_bt.shape[-1]
+    r_bt = jnp.where(positions_bt, jnp.asarray(r_bt, jnp.float32), jnp.inf)
+    future_min_bt = jax.lax.cummin(r_bt, axis=1, reverse=True)
+    t_l = jnp.arange(l, dtype=jnp.int32)
+    last_before_bt = jax.lax.cummax(jnp.where(positions_bt, t_l[None, :], -1), axis=1)
+    start_bt = jnp.concatenate([jnp.zeros_like(last_before_bt[:, :1]), last_before_bt[:, :-1] + 1], axis=1)
+    len_b = jnp.sum(valid_bt, axis=-1).astype(jnp.float32)
+    m_b = jnp.where(jnp.isfinite(future_min_bt[:, 0]), future_min_bt[:, 0], 0.0)
+    m_gn, len_gn = m_b.reshape(-1, num_samples), len_b.reshape(-1, num_samples)
+    others_m = jnp.sum(m_gn, axis=1, keepdims=True) - m_gn
+    others_len = jnp.sum(len_gn, axis=1, keepdims=True) - len_gn
+    base_b = (others_m / jnp.maximum(others_len, 1.0)).reshape(-1)
+    g_bt = future_min_bt - base_b[:, None] * (len_b[:, None] - start_bt.astype(jnp.float32))
+    g_bt = jnp.where(valid_bt & jnp.isfinite(future_min_bt), a.process_coef * g_bt, 0.0)
     if outcome is None:
         return g_bt
     return g_bt + estimator_returns(None, outcome, valid_bt, num_samples=num_samples, outcome_gamma=a.outcome_gamma,

@@ -224,7 +224,8 @@ def test_fused_estimators_run_under_jit():
     (AdvantageConfig, {"process_baseline": "mean"}, r"AdvantageConfig.process_baseline='mean'"),
     (AdvantageConfig, {"outcome_gamma": 1.5}, r"AdvantageConfig.outcome_gamma=1.5: must be in \[0, 1\]"),
     (AdvantageConfig, {"credit": "max"}, r"AdvantageConfig.credit='max': expected one of"),
-    (AdvantageConfig, {"min_temperature": 0.0}, r"AdvantageConfig.min_temperature=0.0: must be > 0"),
+    (AdvantageConfig, {"credit": "min", "estimator": "grpo"}, r"credit='min' takes PURE's leave-one-out"),
+    (AdvantageConfig, {"credit": "min", "process_gamma": 0.9}, r"needs estimator='rloo' and process_gamma=1"),
     (ImplicitRewardConfig, {"granularity": "Token"}, r"ImplicitRewardConfig.granularity='Token'"),
     (ImplicitRewardConfig, {"norm": "layer_norm"}, r"ImplicitRewardConfig.norm='layer_norm'"),
     (ImplicitRewardConfig, {"beta": 0.0}, r"ImplicitRewardConfig.beta=0.0: must be > 0"),
@@ -261,49 +262,53 @@ def test_kernel_modules_import_only_jax_numpy():
             assert all(m.split(".")[0] in allowed for m in mods), (name, mods)
 
 
-def pure_returns_numpy(r, positions, acc, n, temperature):
-    """PURE's min form and step baseline written as its loops do (per row: softmax of -r/T over the
-    reward positions, reweight, leave-one-out mean of the per-position average, reverse cumsum),
-    plus the leave-one-out outcome on the last valid token (gammas 1)."""
+def min_form_returns_numpy(r, positions, mask, acc, n):
+    """The min form written as loops: for each valid token t of row i, the minimum of the rewards at
+    positions s >= t, minus the other samples' per-token mean of their minima times the length
+    from the start of t's step; plus the leave-one-out outcome on every valid token (gammas 1)."""
     b, l = r.shape
-    rp = np.zeros((b, l))
+    out = np.zeros((b, l))
+    lengths = mask.sum(1)
+    minima = np.array([r[i][positions[i]].min() for i in range(b)])
     for i in range(b):
-        p = np.flatnonzero(positions[i])
-        w = np.exp(-r[i, p] / temperature - np.max(-r[i, p] / temperature))
-        rp[i, p] = w / w.sum() * r[i, p]
-    avg = rp.sum(1) / positions.sum(1)
-    x = np.zeros((b, l))
-    for i in range(b):
-        group = np.arange(i // n * n, i // n * n + n)
-        others = [j for j in group if j != i]
-        x[i, positions[i]] = rp[i, positions[i]] - avg[others].mean()
-        last = positions[i].nonzero()[0].max()
-        x[i, last] += acc[i] - acc[others].mean()
-    return np.flip(np.cumsum(np.flip(x, 1), 1), 1)
+        others = [j for j in range(i // n * n, i // n * n + n) if j != i]
+        base = minima[others].sum() / lengths[others].sum()
+        outcome = acc[i] - acc[others].mean()
+        for t in range(lengths[i]):
+            start = max([s + 1 for s in np.flatnonzero(positions[i]) if s < t], default=0)
+            future = [r[i, s] for s in np.flatnonzero(positions[i]) if s >= t]
+            out[i, t] = min(future) - base * (lengths[i] - start) + outcome
+    return out
 
 
-def test_min_form_returns_match_pure_on_step_rewards():
+def test_min_form_returns_match_the_loops_on_step_rewards():
     rng = np.random.default_rng(0)
     n, groups, l = 4, 2, 12
-    mask = np.ones((n * groups, l), bool)
+    len_b = rng.integers(6, l + 1, size=n * groups)
+    mask = np.arange(l)[None, :] < len_b[:, None]
     ends = np.zeros_like(mask)
-    ends[:, [3, 7, 11]] = True  # three steps; the last token ends the last one
+    ends[:, [1, 4]] = True
+    ends[np.arange(n * groups), len_b - 1] = True  # the last token ends the last step
     r = np.where(ends, rng.normal(size=mask.shape), 0.0).astype(np.float32)
     acc = (rng.random(n * groups) < 0.5).astype(np.float32)
-    config = AdvantageConfig(credit="min", min_temperature=0.1, whiten=False)
+    config = AdvantageConfig(credit="min", whiten=False)
     out = adv_lib.advantages_from_rewards(r, mask, acc, num_samples=n, advantage=config, positions=ends)
-    np.testing.assert_allclose(out.returns, pure_returns_numpy(r, ends, acc, n, 0.1), atol=1e-5)
+    np.testing.assert_allclose(out.returns, min_form_returns_numpy(r, ends, mask, acc, n), atol=1e-5)
 
 
-def test_min_form_credit_tends_to_the_minimum_and_to_the_mean():
-    r = np.array([[0.5, -0.2, 0.9, 0.0]], np.float32)
-    positions = np.array([[True, True, True, False]])
-    for temperature, expected in ((1e-3, -0.2), (1e4, np.mean([0.5, -0.2, 0.9]))):
-        w = adv_lib.min_form_weights(jnp.asarray(r), jnp.asarray(positions), temperature)
-        np.testing.assert_allclose(float(jnp.sum(w * r)), expected, atol=1e-4)
-        assert float(w[0, 3]) == 0.0
-    empty = adv_lib.min_form_weights(jnp.zeros((1, 4)), jnp.zeros((1, 4), bool), 0.1)
-    assert np.all(np.asarray(empty) == 0.0)
+def test_one_bad_step_sets_the_credit_of_everything_before_it():
+    """Sum form: a good later step outweighs a bad one; min form: the bad step caps the prefix."""
+    r = np.array([[0.0, 0.9, 0.0, -0.5, 0.0, 0.8], [0.0, 0.1, 0.0, 0.1, 0.0, 0.1]], np.float32)
+    mask = np.ones_like(r, bool)
+    ends = r != 0
+    config = AdvantageConfig(credit="min", whiten=False, outcome_coef=0.0)
+    g_min = np.asarray(adv_lib.advantages_from_rewards(r, mask, None, num_samples=2, advantage=config,
+                                                       positions=ends).returns)
+    base = np.array([0.1 / 6, -0.5 / 6])  # the other row's minimum per token
+    np.testing.assert_allclose(g_min[0, :4], -0.5 - base[0] * np.array([6, 6, 4, 4]), atol=1e-6)
+    np.testing.assert_allclose(g_min[0, 4:], 0.8 - base[0] * 2, atol=1e-6)
+    np.testing.assert_allclose(g_min[1, 0], 0.1 - base[1] * 6, atol=1e-6)
+    assert g_min[0, 0] < g_min[1, 0]  # the row with a bad step gets less credit, though its sum is larger
 
 
 @pytest.mark.parametrize("granularity", ["token", "step", "whole"])
@@ -317,5 +322,5 @@ def test_min_form_kernel_uses_the_granularity_positions(granularity):
                                    advantage=config, step_ends=step_ends)
     positions = np.asarray(adv_lib.reward_positions(jnp.asarray(d["mask"], bool), granularity, step_ends))
     assert np.all(np.asarray(out.process_rewards)[~positions] == 0)
-    expected = pure_returns_numpy(np.asarray(out.process_rewards, np.float64), positions, d["acc"], 2, 0.1)
-    np.testing.assert_allclose(np.where(d["mask"], out.returns, 0), np.where(d["mask"], expected, 0), atol=1e-5)
+    expected = min_form_returns_numpy(np.asarray(out.process_rewards, np.float64), positions, d["mask"], d["acc"], 2)
+    np.testing.assert_allclose(np.where(d["mask"], out.returns, 0), expected, atol=1e-5)
