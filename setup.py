@@ -34,7 +34,9 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6.100", "pytest-xdist>=3.5", "torch>=2.4",
-                 "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29"],
+                 "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29",
+                 # TPU compiler for the ahead-of-time memory plans (prime_jax.memory_plan); no TPU needed
+                 "libtpu==0.0.42.1"],
         "gpu": ["jax[cuda12]>=0.6,<0.13"],
         "tpu": ["jax[tpu]>=0.6,<0.13"],
     },

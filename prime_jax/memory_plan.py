@@ -1,0 +1,479 @@
+"""CLI: ``python -m prime_jax.memory_plan --gin CONFIG --topology NAME [--gin BINDING ...] [--out FILE.json]``.
+Exit status 0 when every program fits, 1 when one does not, 2 on a bad argument.
+
+Compile-time memory plan of a PRIME run on a TPU slice, without the hardware. The gin config is
+parsed as ``prime_jax.train`` parses it; the run's step programs are then lowered and compiled
+ahead of time (``jax.jit(...).lower(...).compile()``) for the TPU topology ``NAME`` that ``libtpu``
+describes (``jax.experimental.topologies``: ``v5e:2x4``, ``v4:4x4x4``, ...), over the config's
+``MeshConfig`` mesh built on that topology's devices. No weight is ever materialised: the model,
+its optimiser states, the KV cache and the batches are abstract arrays (``nnx.eval_shape``,
+``jax.ShapeDtypeStruct`` with their ``NamedSharding``), laid out by ``sharding.PARAM_RULES`` /
+``ACTIVATION_RULES`` exactly as the trainer lays them out. The programs are the project's own:
+
+* ``decode``        one rollout step: ``Transformer.__call__`` on one token per row over the KV
+                    cache at its largest length (P + L - 1 slots, ``SamplingConfig.cache_dtype``),
+                    then ``rollout.engine``'s token choice; B = prompts per round x samples, the
+                    cache donated (it is the while-loop carry of the real sampler);
+* ``sample``        (on request) the whole sampler ``rollout.engine._sample_jit``: prefill + all
+                    decode segments (slow to compile);
+* ``logprob``       ``training.forward.make_logprob_fn`` (old / reference log-probs) over one
+                    rollout round, ``PrimeConfig.logprob_rows_per_pass`` rows per pass;
+* ``prm_update``    ``reward_models.updates.make_prm_update`` on one PRM mini-batch split into
+                    its micro-batches, weights and optimiser state donated;
+* ``policy_update`` ``rl.policy_update.make_policy_update`` on one PPO mini-batch likewise.
+
+For each program ``compiled.memory_analysis()`` gives, per device: argument, output, alias
+(outputs written into donated arguments), temp (XLA's scratch and activations) and generated-code
+bytes. ``program = argument + output - alias + temp + code`` is the program's own footprint; the
+trainer also keeps the rest of its state on the device meanwhile (policy, PRM and reference
+weights, both optimiser states: whatever the program does not take as an argument), counted as
+``resident``. ``fits`` compares ``program + resident`` with the device's HBM (``HBM_GIB``, per
+chip; v4 and v5p are compiled as megacore, one device per chip, as JAX runs them).
+
+``--optimizer-layout trainer`` (default) takes the optimiser state in the shardings
+``training.state.make_train_state`` gives it today: ``jax.jit(tx.init)`` does not carry the weights'
+sharding over to Adam's moments (zeros), so they end up replicated on every device;
+``--optimizer-layout params`` plans them sharded like their weights. ``--extrapolate-from A,B``
+compiles the update programs at A and B layers and takes each byte count linearly to the model's
+depth (an update's backward pass costs XLA's TPU compiler about a CPU minute per layer; the forward
+programs stay compiled at full depth); such rows say so.
+
+The weights' architecture comes from ``ModelSource.config``, else ``ModelSource.hf_path``'s
+config.json, else ``--model PRESET`` or a known checkpoint name in ``hf_path``
+(``KNOWN_CHECKPOINTS``). ``--num-layers`` plans a shallower copy (cheaper to compile; every layer
+holds the same bytes). libtpu's host-discovery warnings are silenced through its environment
+variables (``LIBTPU_ENV``); the compile runs on the CPU and needs no TPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import json
+import math
+import os
+import pathlib
+import sys
+import time
+
+HBM_GIB = {"v4": 32.0, "v5e": 16.0, "v5p": 95.0, "v6e": 32.0}  # HBM per chip, GiB
+MEGACORE = ("v4", "v5p")  # two TensorCores per chip, one JAX device (chip_config_name="megacore")
+WORKING_TOPOLOGIES = ("v5e:2x2", "v5e:2x4", "v5e:4x4", "v6e:2x2", "v6e:2x4", "v4:2x2x1", "v4:2x2x2",
+                      "v4:4x4x4", "v5p:2x2x1", "v5p:2x2x4", "v5p:4x4x4")
+LIBTPU_ENV = {  # no metadata server, no worker discovery, no log spam (checked with libtpu 0.0.42.1)
+    "TPU_SKIP_MDS_QUERY": "1", "TPU_WORKER_HOSTNAMES": "localhost", "TPU_WORKER_ID": "0",
+    "TPU_HOST_BOUNDS": "1,1,1", "TPU_MIN_LOG_LEVEL": "3", "TPU_STDERR_LOG_LEVEL": "3",
+    "GRPC_VERBOSITY": "ERROR",
+    "ALLOW_MULTIPLE_LIBTPU_LOAD": "1",  # another jax process may hold /tmp/libtpu_lockfile
+}
+KNOWN_CHECKPOINTS = {  # a substring of ModelSource.hf_path (lower case) -> models.PRESETS name
+    "qwen2.5-0.5b": "qwen2.5-0.5b", "qwen2.5-math-7b": "qwen2.5-math-7b",
+    "eurus-2-7b": "qwen2.5-math-7b",  # Eurus-2-7B-SFT is Qwen2.5-Math-7B fine-tuned
+}
+PROGRAMS = ("decode", "logprob", "prm_update", "policy_update")
+ALL_PROGRAMS = (*PROGRAMS, "sample")
+GIB = 1024 ** 3
+
+
+class PlanError(ValueError):
+    """A topology, model or config the plan cannot use; the message says which and why."""
+
+
+for _name, _value in LIBTPU_ENV.items():  # before libtpu is loaded (it reads them once)
+    os.environ.setdefault(_name, _value)
+
+import gin  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import optax  # noqa: E402
+from flax import nnx  # noqa: E402
+
+from prime_jax import gin_cli, sharding  # noqa: E402
+from prime_jax.models import PRESETS, KVCache, ModelConfig, Transformer, param_shardings  # noqa: E402
+from prime_jax.models.cache import KV_AXES  # noqa: E402
+from prime_jax.reward_models.updates import LabelledMiniBatch, make_prm_update  # noqa: E402
+from prime_jax.rl.policy_update import PolicyMiniBatch, make_policy_update  # noqa: E402
+from prime_jax.rollout import engine  # noqa: E402
+from prime_jax.training.forward import SequenceBatch, make_logprob_fn  # noqa: E402
+
+
+# ----------------------------------------------------------------------------- topology + config
+def topology_devices(name: str) -> list:
+    """The devices of TPU topology ``name`` (e.g. "v5e:2x4"), described by libtpu."""
+    generation = name.split(":")[0]
+    if generation not in HBM_GIB or ":" not in name:
+        raise PlanError(f"--topology {name!r}: expected GENERATION:CHIPS with GENERATION one of "
+                        f"{sorted(HBM_GIB)}, e.g. {', '.join(WORKING_TOPOLOGIES)}")
+    from jax.experimental import topologies
+    extra = {"chip_config_name": "megacore"} if generation in MEGACORE else {}
+    try:
+        return list(topologies.get_topology_desc(platform="tpu", topology_name=name, **extra).devices)
+    except Exception as error:  # noqa: BLE001 - libtpu raises JaxRuntimeError / RuntimeError
+        raise PlanError(f"--topology {name!r}: libtpu does not describe it ({error}); topologies that "
+                        f"work: {', '.join(WORKING_TOPOLOGIES)}") from error
+
+
+def hbm_bytes_per_device(name: str) -> int:
+    return int(HBM_GIB[name.split(":")[0]] * GIB)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSettings:
+    """What the plan reads from the gin config of ``trainer.train``."""
+
+    model: ModelConfig
+    mesh: sharding.MeshConfig
+    prime: object
+    sampling: object
+    policy_loss: object
+    prm_loss: object
+    policy_tx: optax.GradientTransformation
+    prm_tx: optax.GradientTransformation
+    prompt_length: int
+    optimizer_layout: str = "trainer"
+
+
+def model_config(source, preset: str | None = None, num_layers: int | None = None) -> ModelConfig:
+    """The architecture (see the module docstring) with ``ModelSource``'s compute settings."""
+    hf_path = source.hf_path or ""
+    if preset is not None:
+        if preset not in PRESETS:
+            raise PlanError(f"--model {preset!r}: not a preset; one of {sorted(PRESETS)}")
+        base = PRESETS[preset]
+    elif source.config is not None:
+        base = source.config
+    elif hf_path and (pathlib.Path(hf_path) / "config.json").is_file():
+        base = ModelConfig.from_hf_file(hf_path)
+    else:
+        known = [v for k, v in KNOWN_CHECKPOINTS.items() if k in pathlib.Path(hf_path).name.lower()]
+        if not known:
+            raise PlanError(f"ModelSource.hf_path={hf_path!r} has no config.json here and is no known "
+                            f"checkpoint name; give --model, one of {sorted(PRESETS)}")
+        base = PRESETS[known[0]]
+    base = base.replace(dtype=source.dtype, param_dtype=source.param_dtype or source.dtype,
+                        remat=source.remat, logits_chunk=source.logits_chunk)
+    return base.replace(num_layers=num_layers) if num_layers else base
+
+
+def read_settings(values, preset=None, num_layers=None) -> RunSettings:
+    """Parse ``--gin`` values as ``prime_jax.train`` does and read ``trainer.train``'s arguments."""
+    from prime_jax.rl import trainer  # gin files bind prime_jax.rl.trainer.train
+
+    if not values:
+        raise PlanError("give at least one --gin config file (e.g. configs/prime_qwen2.5_0.5b.gin)")
+    try:
+        gin_cli.parse(values)
+    except gin_cli.GinError as error:
+        raise PlanError(str(error)) from error
+    bound = gin.get_bindings("prime_jax.rl.trainer.train")
+    defaults = {k: p.default for k, p in inspect.signature(trainer.train).parameters.items()}
+    arg = lambda name: bound.get(name, defaults.get(name))  # noqa: E731
+    task = arg("task")
+    return RunSettings(
+        model=model_config(arg("model"), preset, num_layers), mesh=arg("mesh"), prime=arg("prime"),
+        sampling=arg("sampling"), policy_loss=arg("policy_loss"), prm_loss=arg("prm_loss"),
+        # trainer.train's own defaults when no optimiser is bound
+        policy_tx=arg("policy_optimizer") or optax.adamw(5e-7, weight_decay=0.01),
+        prm_tx=arg("prm_optimizer") or optax.adamw(1e-6, weight_decay=0.0),
+        prompt_length=task.max_prompt_length)
+
+
+# ----------------------------------------------------------------------------- abstract arrays
+def per_device_bytes(tree) -> int:
+    """Bytes one device holds of the abstract arrays of ``tree`` (the largest shard)."""
+    total = 0
+    for x in jax.tree.leaves(tree):
+        shape = x.sharding.shard_shape(x.shape) if x.sharding is not None else x.shape
+        total += math.prod(shape) * jnp.dtype(x.dtype).itemsize
+    return total
+
+
+def abstract_model(config: ModelConfig, mesh):
+    """(graphdef, abstract params): the weights as ``ShapeDtypeStruct``s in their mesh sharding."""
+    with jax.set_mesh(mesh), nnx.logical_axis_rules(sharding.PARAM_RULES):
+        module = nnx.eval_shape(lambda: Transformer(config, rngs=nnx.Rngs(0)))
+    graphdef, params = nnx.split(module, nnx.Param)
+    shardings = param_shardings(params, mesh)
+    return graphdef, jax.tree.map(lambda p, s: jax.ShapeDtypeStruct(p.shape, p.dtype, sharding=s),
+                                  params, shardings)
+
+
+def abstract_opt_state(tx: optax.GradientTransformation, params, mesh, layout: str = "trainer"):
+    """The abstract optimiser state. ``layout="trainer"``: in the shardings ``jax.jit(tx.init)``
+    gives it, as ``training.state.make_train_state`` creates it, unsharded leaves replicated (as
+    ``sharding.replicate_unsharded``). ``"params"``: every leaf shaped like a weight (Adam's
+    moments) stored like that weight, the rest replicated."""
+    with jax.set_mesh(mesh):
+        shapes = jax.eval_shape(tx.init, params)
+        out = jax.jit(tx.init).lower(params).compile().output_shardings
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    if layout == "params":
+        like = {jax.tree_util.keystr(path): x for path, x in jax.tree_util.tree_leaves_with_path(params)}
+
+        def weight_sharding(path, x):
+            name = jax.tree_util.keystr(path)
+            match = [w for key, w in like.items() if name.endswith(key) and w.shape == x.shape]
+            return match[0].sharding if match else replicated
+
+        out = jax.tree_util.tree_map_with_path(weight_sharding, shapes)
+    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s or replicated),
+                        shapes, out)
+
+
+def rows_array(mesh, shape, dtype, micro: bool = False):
+    """A batch array laid out as ``sharding.place`` lays it out (rows over data x fsdp)."""
+    axes = ((None, "batch") if micro else ("batch",)) + (None,) * (len(shape) - (2 if micro else 1))
+    return jax.ShapeDtypeStruct(shape, dtype, sharding=sharding.named_sharding(mesh, axes, shape))
+
+
+def sequence_batch(mesh, lead: tuple, s: int, length: int) -> SequenceBatch:
+    micro = len(lead) == 2
+    return SequenceBatch(tokens_bs=rows_array(mesh, (*lead, s), jnp.int32, micro),
+                         attention_mask_bs=rows_array(mesh, (*lead, s), jnp.int32, micro),
+                         response_mask_bl=rows_array(mesh, (*lead, length), jnp.int32, micro))
+
+
+def abstract_cache(config: ModelConfig, mesh, batch: int, max_len: int, dtype) -> KVCache:
+    shape = (batch, config.num_kv_heads, max_len, config.head_dim)
+    kv = lambda: jax.ShapeDtypeStruct(shape, dtype, sharding=sharding.named_sharding(mesh, KV_AXES, shape))  # noqa: E731
+    return KVCache(keys=tuple(kv() for _ in range(config.num_layers)),
+                   values=tuple(kv() for _ in range(config.num_layers)),
+                   mask_bs=rows_array(mesh, (batch, max_len), jnp.bool_),
+                   index=jax.ShapeDtypeStruct((), jnp.int32, sharding=sharding.named_sharding(mesh, ())))
+
+
+# ----------------------------------------------------------------------------- the programs
+@dataclasses.dataclass(frozen=True)
+class Program:
+    """A jitted function, its abstract arguments, and which training state it takes."""
+
+    name: str
+    fn: object
+    args: tuple
+    takes: tuple[str, ...]  # keys of the state table passed as arguments
+    shapes: str
+
+
+def decode_step_fn(graphdef, sampling):
+    """One step of the sampler's decode loop (``rollout.engine``'s loop body without the loop)."""
+    def step(params, cache, prev_b, positions_b1, key_data, i):
+        policy = nnx.merge(graphdef, params)
+        logits_b1v, cache = policy(prev_b[:, None], positions_bt=positions_b1, cache=cache)
+        key = jax.random.fold_in(jax.random.wrap_key_data(key_data), i)
+        token_b, logp_b = engine._pick(logits_b1v[:, 0], key, sampling)
+        return token_b, logp_b, cache
+
+    return jax.jit(step, donate_argnums=(1,))
+
+
+def build_programs(run: RunSettings, mesh, names=PROGRAMS):
+    """The step programs of ``run`` on ``mesh`` with abstract arguments, and the abstract state."""
+    prime, sampling = run.prime, run.sampling
+    n = prime.num_samples
+    p, length = run.prompt_length, sampling.max_new_tokens
+    s = p + length
+    rollout_rows = prime.collect.prompts_per_round * n
+    graphdef, params = abstract_model(run.model, mesh)
+    layout = run.optimizer_layout
+    state = {"policy_params": params, "policy_opt": abstract_opt_state(run.policy_tx, params, mesh, layout)}
+    if prime.uses_prm:
+        state["prm_params"] = params
+        state["prm_opt"] = abstract_opt_state(run.prm_tx, params, mesh, layout)
+    if prime.uses_prm or run.policy_loss.kl_coef:
+        state["reference_params"] = params
+    shardings = lambda tree: jax.tree.map(lambda x: x.sharding, tree)  # noqa: E731
+    replicated = sharding.named_sharding(mesh, ())
+    scalar = lambda dtype: jax.ShapeDtypeStruct((), dtype, sharding=replicated)  # noqa: E731
+    programs = []
+    if "decode" in names:
+        cache_dtype = jnp.dtype(sampling.cache_dtype or run.model.compute_dtype)
+        cache = abstract_cache(run.model, mesh, rollout_rows, s - 1, cache_dtype)
+        args = (params, cache, rows_array(mesh, (rollout_rows,), jnp.int32),
+                rows_array(mesh, (rollout_rows, 1), jnp.int32),
+                jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=replicated), scalar(jnp.int32))
+        programs.append(Program("decode", decode_step_fn(graphdef, sampling), args, ("policy_params",),
+                                f"B={rollout_rows} rows, cache {s - 1} slots {cache_dtype.name}"))
+    if "sample" in names:
+        args = (params, rows_array(mesh, (rollout_rows, p), jnp.int32), rows_array(mesh, (rollout_rows, p), jnp.int32),
+                jax.random.key(0))
+        fn = lambda *a: engine._sample_jit(graphdef, *a, config=sampling)  # noqa: E731
+        programs.append(Program("sample", jax.jit(fn), args, ("policy_params",),
+                                f"B={rollout_rows} rows, P={p}, L={length}, {sampling.decode_segments} segments"))
+    if "logprob" in names:
+        rows = prime.logprob_rows_per_pass
+        args = (params, sequence_batch(mesh, (rollout_rows,), s, length))
+        # remat only changes a backward pass; with it, nnx.remat inside make_logprob_fn's lax.map
+        # raises TraceContextError (flax 0.12.8), so the gradient-free pass is planned without it.
+        forward_graphdef = abstract_model(run.model.replace(remat=False), mesh)[0] if run.model.remat else graphdef
+        programs.append(Program("logprob", make_logprob_fn(forward_graphdef, rows), args, ("policy_params",),
+                                f"B={rollout_rows} rows x S={s}, {rows} rows per pass"))
+    if "prm_update" in names and prime.uses_prm:
+        k, b = prime.prm_micro_batches, prime.prm_mini_batch // prime.prm_micro_batches
+        mb = LabelledMiniBatch(sequences=sequence_batch(mesh, (k, b), s, length),
+                               ref_logp_bl=rows_array(mesh, (k, b, length), jnp.float32, True),
+                               acc_b=rows_array(mesh, (k, b), jnp.float32, True))
+        fn = make_prm_update(graphdef, run.prm_tx, run.prm_loss, prime.reward, n,
+                             (shardings(state["prm_params"]), shardings(state["prm_opt"])))
+        programs.append(Program("prm_update", fn, (state["prm_params"], state["prm_opt"], mb),
+                                ("prm_params", "prm_opt"), f"{k} micro-batches x {b} rows x S={s}"))
+    if "policy_update" in names:
+        k, b = prime.policy_micro_batches, prime.policy_mini_batch // prime.policy_micro_batches
+        logp = lambda: rows_array(mesh, (k, b, length), jnp.float32, True)  # noqa: E731
+        mb = PolicyMiniBatch(sequences=sequence_batch(mesh, (k, b), s, length), old_logp_bl=logp(),
+                             advantages_bl=logp(), ref_logp_bl=logp())
+        fn = make_policy_update(graphdef, run.policy_tx, run.policy_loss,
+                                (shardings(state["policy_params"]), shardings(state["policy_opt"])))
+        programs.append(Program("policy_update", fn, (state["policy_params"], state["policy_opt"], mb),
+                                ("policy_params", "policy_opt"), f"{k} micro-batches x {b} rows x S={s}"))
+    return programs, state
+
+
+def compile_program(program: Program, mesh) -> dict:
+    """Compile ``program``; its per-device bytes from ``memory_analysis`` (see the module docstring)."""
+    t0 = time.time()
+    with jax.set_mesh(mesh):
+        lowered = program.fn.lower(*program.args)
+        t1 = time.time()
+        compiled = lowered.compile()
+    stats = compiled.memory_analysis()
+    return {"shapes": program.shapes,
+            "argument": int(stats.argument_size_in_bytes), "output": int(stats.output_size_in_bytes),
+            "alias": int(stats.alias_size_in_bytes), "temp": int(stats.temp_size_in_bytes),
+            "code": int(stats.generated_code_size_in_bytes),
+            "peak": int(getattr(stats, "peak_memory_in_bytes", 0) or 0),
+            "lower_seconds": round(t1 - t0, 1), "compile_seconds": round(time.time() - t1, 1)}
+
+
+BYTE_KEYS = ("argument", "output", "alias", "temp", "code", "peak")
+UPDATES = ("prm_update", "policy_update")
+
+
+def _finish(row: dict, resident: int, hbm: int) -> dict:
+    row["program"] = row["argument"] + row["output"] - row["alias"] + row["temp"] + row["code"]
+    row["resident"] = resident
+    row["total"] = row["program"] + resident
+    row["fits"] = row["total"] <= hbm
+    return row
+
+
+def extrapolate(rows: dict[int, dict], layers: int) -> dict:
+    """Each byte count of ``rows`` (compiled at two depths ``a < b``) taken linearly to ``layers``:
+    ``x(n) = x(a) + (x(b) - x(a)) (n - a) / (b - a)`` (every layer holds the same bytes)."""
+    (a, ra), (b, rb) = sorted(rows.items())
+    row = {k: int(round(ra[k] + (rb[k] - ra[k]) * (layers - a) / (b - a))) for k in BYTE_KEYS}
+    return {"shapes": ra["shapes"], **row, "extrapolated_from_layers": [a, b],
+            "compile_seconds": ra["compile_seconds"] + rb["compile_seconds"]}
+
+
+def plan(values, topology: str, *, preset=None, num_layers=None, programs=PROGRAMS, extrapolate_from=None,
+         optimizer_layout="trainer", log=print) -> dict:
+    """The memory plan of the gin config ``values`` on ``topology`` (see the module docstring).
+    With ``extrapolate_from = (a, b)`` the update programs are compiled at a and b layers and
+    their bytes extrapolated to the model's depth (``extrapolate``)."""
+    devices = topology_devices(topology)
+    run = dataclasses.replace(read_settings(values, preset, num_layers), optimizer_layout=optimizer_layout)
+    try:
+        mesh = sharding.make_mesh(run.mesh, devices)
+    except ValueError as error:
+        raise PlanError(f"{error} (topology {topology} has {len(devices)} devices; bind "
+                        "prime_jax.sharding.MeshConfig.* to fit it)") from error
+    hbm = hbm_bytes_per_device(topology)
+    shallow = tuple(p for p in programs if p in UPDATES) if extrapolate_from else ()
+    built, state = build_programs(run, mesh, tuple(p for p in programs if p not in shallow))
+    state_bytes = {k: per_device_bytes(v) for k, v in state.items()}
+    c = run.model
+    result = {
+        "topology": topology, "devices": len(devices), "device_kind": devices[0].device_kind,
+        "hbm_per_device": hbm, "mesh": dict(mesh.shape), "gin": list(values),
+        "model": {"layers": c.num_layers, "hidden": c.hidden_size, "vocab": c.vocab_size, "dtype": c.dtype,
+                  "param_dtype": c.param_dtype, "remat": c.remat, "logits_chunk": c.logits_chunk},
+        "optimizer_layout": optimizer_layout, "state_per_device": state_bytes, "programs": {},
+    }
+    resident = lambda takes: sum(v for k, v in state_bytes.items() if k not in takes)  # noqa: E731
+    for program in built:
+        log(f"compiling {program.name} ({program.shapes}) ...")
+        result["programs"][program.name] = _finish(compile_program(program, mesh), resident(program.takes), hbm)
+    depth_rows: dict[str, dict[int, dict]] = {}
+    for depth in extrapolate_from or ():
+        shallow_run = dataclasses.replace(run, model=c.replace(num_layers=depth))
+        for program in build_programs(shallow_run, mesh, shallow)[0]:
+            log(f"compiling {program.name} at {depth} layers ({program.shapes}) ...")
+            depth_rows.setdefault(program.name, {})[depth] = compile_program(program, mesh)
+    for name, rows in depth_rows.items():
+        takes = ("prm_params", "prm_opt") if name == "prm_update" else ("policy_params", "policy_opt")
+        result["programs"][name] = _finish(extrapolate(rows, c.num_layers), resident(takes), hbm)
+    return result
+
+
+# ----------------------------------------------------------------------------- output
+def table(result: dict) -> str:
+    gib = lambda x: f"{x / GIB:8.2f}"  # noqa: E731
+    head = (f"memory plan: {result['topology']} ({result['devices']} x {result['device_kind']}, "
+            f"{result['hbm_per_device'] / GIB:.0f} GiB HBM per device), mesh {result['mesh']}, "
+            f"{result['model']['layers']} layers, optimizer layout {result['optimizer_layout']}\n"
+            "per device, GiB (resident: the trainer's other weights and optimiser states):\n")
+    cols = ("argument", "output", "alias", "temp", "code", "program", "resident", "total")
+    lines = [f"{'program':<14}" + "".join(f"{c:>9}" for c in cols) + "  fits   shapes"]
+    for name, row in result["programs"].items():
+        depths = row.get("extrapolated_from_layers")
+        note = f" (extrapolated from {depths[0]} and {depths[1]} layers)" if depths else ""
+        lines.append(f"{name:<14}" + "".join(" " + gib(row[c]) for c in cols)
+                     + f"  {'yes' if row['fits'] else 'NO ':<5}  {row['shapes']}{note}")
+    return head + "\n".join(lines)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m prime_jax.memory_plan",
+        description="Ahead-of-time compile a PRIME config's step programs for a TPU topology (no TPU "
+                    "needed: libtpu describes it) and report per-device memory. Example: python -m "
+                    "prime_jax.memory_plan --gin configs/prime_qwen2.5_0.5b.gin --topology v5e:2x4")
+    gin_cli.add_gin_arguments(parser)
+    parser.add_argument("--topology", required=True,
+                        help=f"TPU topology, GENERATION:CHIPS, e.g. {', '.join(WORKING_TOPOLOGIES)}")
+    parser.add_argument("--out", help="write the plan as JSON here")
+    parser.add_argument("--model", help=f"architecture preset when hf_path has no config.json: {sorted(PRESETS)}")
+    parser.add_argument("--num-layers", type=int, help="plan a model with this many layers (cheaper compile)")
+    parser.add_argument("--programs", default=",".join(PROGRAMS),
+                        help=f"comma-separated subset of {', '.join(ALL_PROGRAMS)} (default: {','.join(PROGRAMS)})")
+    parser.add_argument("--extrapolate-from", metavar="A,B",
+                        help="compile the update programs at A and B layers and extrapolate their bytes to the "
+                             "model's depth (an update's backward pass costs XLA's TPU compiler about a CPU "
+                             "minute per layer); forward programs are compiled at full depth")
+    parser.add_argument("--optimizer-layout", choices=("trainer", "params"), default="trainer",
+                        help="'trainer': optimiser state as make_train_state creates it (jax.jit(tx.init)); "
+                             "'params': Adam moments sharded like their weights")
+    return parser.parse_args(gin_cli.split_gin_args(argv))
+
+
+def main(argv=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    programs = tuple(p for p in args.programs.split(",") if p)
+    unknown = sorted(set(programs) - set(ALL_PROGRAMS))
+    try:
+        if unknown:
+            raise PlanError(f"--programs: unknown {unknown}; choose from {', '.join(ALL_PROGRAMS)}")
+        depths = None
+        if args.extrapolate_from:
+            try:
+                depths = tuple(sorted(int(x) for x in args.extrapolate_from.split(",")))
+            except ValueError:
+                depths = ()
+            if len(depths) != 2 or depths[0] < 1 or depths[0] == depths[1]:
+                raise PlanError(f"--extrapolate-from {args.extrapolate_from!r}: give two different depths A,B >= 1")
+        result = plan(args.gin, args.topology, preset=args.model, num_layers=args.num_layers, programs=programs,
+                      extrapolate_from=depths, optimizer_layout=args.optimizer_layout,
+                      log=lambda m: print(m, file=sys.stderr))
+    except PlanError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(table(result))
+    if args.out:
+        pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        pathlib.Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    return 0 if all(r["fits"] for r in result["programs"].values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""``python -m prime_jax.memory_plan``: the 0.5B config's rollout decode step and log-prob pass,
+compiled ahead of time for a TPU v5e 2x2 slice by libtpu on the CPU (no TPU), report per-device
+bytes that match a hand count of the sharded weights, cache and batch.
+
+The plan runs in a subprocess: libtpu stays out of the test worker, and the CLI, its gin
+parsing and its JSON file are what is checked. One layer instead of 24 (``--num-layers 1``) and
+the two gradient-free programs keep it near a minute on 2 cores: every layer holds the same
+bytes, and an update program's backward pass costs XLA's TPU compiler over a minute per layer.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("libtpu", reason="libtpu (the test extra) compiles for TPU without one")
+
+from prime_jax import memory_plan  # noqa: E402
+
+GIB = 1024 ** 3
+# Qwen2.5-0.5B (configs/prime_qwen2.5_0.5b.gin): float32 weights, tied embedding.
+V, D, F, HEADS, KV, HD = 151936, 896, 4864, 14, 2, 64
+P, L, ROLLOUT_ROWS = 1024, 3072, 64 * 4 * 4  # max_prompt_length, max_new_tokens, prompts x oversample x n
+FSDP = 4  # v5e:2x2 has 4 chips: MeshConfig.fsdp = 4 instead of the config's 8
+
+
+def _run(*args, timeout=600):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env.pop("XLA_FLAGS", None)  # no virtual CPU devices needed: the devices are the topology's
+    return subprocess.run([sys.executable, "-m", "prime_jax.memory_plan", *args], capture_output=True,
+                          text=True, env=env, timeout=timeout)
+
+
+def _param_bytes(layers: int, fsdp: int) -> int:
+    """Per-device float32 weight bytes: every matrix has an ``embed`` dim, stored over fsdp;
+    biases and norms are replicated."""
+    matrices = V * D + layers * (D * HEADS * HD + 2 * D * KV * HD + HEADS * HD * D + 3 * D * F)
+    replicated = layers * ((HEADS + 2 * KV) * HD + 2 * D) + D
+    return 4 * (matrices // fsdp + replicated)
+
+
+@pytest.fixture(scope="module")
+def plan(tmp_path_factory):
+    out = tmp_path_factory.mktemp("plan") / "plan.json"
+    result = _run("--gin", "configs/prime_qwen2.5_0.5b.gin", "--topology", "v5e:2x2",
+                  "--gin", f"prime_jax.sharding.MeshConfig.fsdp = {FSDP}", "--num-layers", "1",
+                  "--programs", "decode,logprob", "--out", str(out))
+    assert result.returncode in (0, 1), result.stderr[-3000:]
+    return json.loads(out.read_text()), result.stdout
+
+
+def test_plan_reads_the_config_and_the_topology(plan):
+    data, stdout = plan
+    assert data["devices"] == 4 and data["device_kind"] == "TPU v5 lite"
+    assert data["mesh"] == {"data": 1, "fsdp": FSDP, "tensor": 1}
+    assert data["hbm_per_device"] == 16 * GIB
+    assert data["model"] == {"layers": 1, "hidden": D, "vocab": V, "dtype": "bfloat16", "param_dtype": "float32",
+                             "remat": True, "logits_chunk": 512}
+    assert set(data["programs"]) == {"decode", "logprob"}
+    assert "decode" in stdout and "logprob" in stdout and "fits" in stdout
+    for row in data["programs"].values():
+        for key in ("argument", "output", "temp", "code", "program", "total"):
+            assert row[key] > 0, (key, row)
+        assert row["program"] == row["argument"] + row["output"] - row["alias"] + row["temp"] + row["code"]
+
+
+def test_argument_bytes_match_the_sharded_weights(plan):
+    data, _ = plan
+    weights, unsharded = _param_bytes(1, FSDP), _param_bytes(1, 1)
+    # old/ref log-probs: weights + one rollout round's tokens and attention mask (int32); the
+    # response mask gives only its shape, and jax.jit drops arguments a program does not read
+    batch = 4 * ROLLOUT_ROWS * 2 * (P + L) // FSDP
+    assert data["programs"]["logprob"]["argument"] == pytest.approx(weights + batch, rel=0.01)
+    # the decode step: weights + bf16 KV cache of P + L - 1 slots (+ its bool mask) + tokens, positions
+    slots = P + L - 1
+    cache = (2 * ROLLOUT_ROWS * KV * slots * HD * 2 + ROLLOUT_ROWS * slots) // FSDP
+    decode = data["programs"]["decode"]
+    assert decode["argument"] == pytest.approx(weights + cache + 8 * ROLLOUT_ROWS // FSDP, rel=0.01)
+    # the cache is donated: written in place, as the sampler's while-loop carry is
+    assert decode["alias"] == pytest.approx(cache, rel=0.01)
+    # while a program runs the trainer also holds the rest: PRM weights, reference and two Adam
+    # states, whose moments make_train_state leaves unsharded (optimizer layout "trainer")
+    assert data["state_per_device"]["policy_params"] == pytest.approx(weights, rel=0.001)
+    assert data["state_per_device"]["policy_opt"] == pytest.approx(2 * unsharded, rel=0.001)
+    assert data["programs"]["logprob"]["resident"] == pytest.approx(2 * weights + 4 * unsharded, rel=0.01)
+
+
+def test_a_bad_topology_is_named_with_the_ones_that_work():
+    with pytest.raises(memory_plan.PlanError, match="'v9:2x2'.*v5e:2x2"):
+        memory_plan.topology_devices("v9:2x2")
+    result = _run("--gin", "configs/prime_qwen2.5_0.5b.gin", "--topology", "v5e:3x3", timeout=120)
+    assert result.returncode == 2
+    assert "'v5e:3x3'" in result.stderr and "v5e:2x4" in result.stderr
