@@ -19,6 +19,7 @@ from prime_jax.data import PromptPipeline, load_tokenizer, make_synthetic_rl_pro
 from prime_jax.models.source import ModelSource, build_model
 from prime_jax.models import ModelConfig
 from prime_jax.rl.config import PrimeConfig
+from prime_jax.rewards import ImplicitRewardConfig
 from prime_jax.experience.batch import GroupBuffer, score_rows
 from prime_jax.training.state import Role, make_train_state
 
@@ -189,3 +190,29 @@ def test_a_mini_batch_of_placeholders_only_changes_nothing(setting):
 def test_collect_config_names_a_bad_short_batch():
     with pytest.raises(ValueError, match=r"CollectConfig.short_batch='fill': expected one of \('mask', 'fill_from_dropped'\)"):
         CollectConfig(short_batch="fill")
+
+
+def test_prm_row_order_is_the_reference_shard_layout():
+    np.testing.assert_array_equal(rl_update.prm_row_order(8, 4, 1), np.arange(8))
+    # 2 shards of 4 rows, 2-row mini-batches per shard: global mini-batch k = slice k of each shard
+    np.testing.assert_array_equal(rl_update.prm_row_order(8, 4, 2), [0, 1, 4, 5, 2, 3, 6, 7])
+    with pytest.raises(ValueError, match="do not split 12 rows into 8 equal normalisation chunks"):
+        rl_update.prm_row_order(12, 8, 8)
+    with pytest.raises(ValueError, match=r"prm_mini_batch=8 with ImplicitRewardConfig.num_chunks=4"):
+        PrimeConfig(collect=CollectConfig(num_samples=N, batch_prompts=4), prm_mini_batch=8, policy_mini_batch=8,
+                    reward=ImplicitRewardConfig(num_chunks=4))
+
+
+def test_every_normalisation_chunk_mixes_prm_versions(setting):
+    """With num_chunks = 2 and two PRM mini-batches ("after"), each chunk of 8 rows holds rows scored
+    before the first update (PRM = reference) and rows scored after it, as in the reference's
+    per-shard mini-batches; in plain row order chunk 0 would be scored by the reference alone."""
+    mesh, role, batch, _ = setting
+    config = PrimeConfig(collect=CollectConfig(num_samples=N, batch_prompts=4), prm_mini_batch=8,
+                         policy_mini_batch=8, reward=ImplicitRewardConfig(num_chunks=2))
+    tx = optax.adam(1e-2)
+    updaters = rl_update.make_updaters(role.graphdef, role.graphdef, tx, tx, config, PolicyLossConfig(), PrmLossConfig())
+    with jax.set_mesh(mesh):
+        _, logp_prm, _ = rl_update.prm_phase(_state(role, tx, tx), batch, updaters, config, mesh)
+    moved_b = ~np.all(np.isclose(logp_prm, batch.ref_logp_bl, atol=1e-5), axis=1)
+    np.testing.assert_array_equal(moved_b, np.repeat([False, True, False, True], N))

@@ -27,6 +27,8 @@ class PrimeConfig:
     the batch's ``batch_prompts * num_samples`` - and (checked when the pass is compiled) be a
     multiple of the mesh's data x fsdp size, so that each pass is spread over every device.
     ``max_nonfinite_steps`` consecutive steps with skipped (non-finite) updates stop the run.
+    With ``reward.num_chunks > 1`` the PRM's mini-batches take an equal whole-group share of every
+    normalisation chunk (the reference's shard layout, ``rl.update.prm_row_order``).
 
     ``explicit_prm`` (a directory from ``train_reward`` kind ``explicit_prm``) replaces the online
     implicit PRM as the process-reward source: Math-Shepherd's step-by-step PPO, with the frozen
@@ -59,6 +61,11 @@ class PrimeConfig:
             micro, size = getattr(self, name), getattr(self, name.replace("micro_batches", "mini_batch"))
             if micro < 1 or size % micro:
                 raise ValueError(f"PrimeConfig.{name}={micro} must divide the mini-batch of {size} responses")
+        chunks = self.reward.num_chunks
+        if self.uses_prm and chunks > 1 and (self.prm_mini_batch % chunks or (self.prm_mini_batch // chunks) % n):
+            raise ValueError(f"PrimeConfig.prm_mini_batch={self.prm_mini_batch} with ImplicitRewardConfig.num_chunks="
+                             f"{chunks}: each chunk's share of a PRM mini-batch must hold whole groups of "
+                             f"num_samples={n} (the reference's per-shard mini-batches)")
         if self.logprob_rows_per_pass is not None:
             self._check_rows_per_pass()
         if self.explicit_prm is not None and not self.advantage.uses_prm:

@@ -238,8 +238,8 @@ def train(*, workdir: str, steps: int, task: TaskConfig = TaskConfig(), model: M
             state = dataclasses.replace(state, step=jnp.asarray(step, jnp.int32))
             skipped = policy_metrics.get("policy_skipped", 0.0) + prm_metrics.get("prm_skipped", 0.0)
             nonfinite_run = nonfinite_run + 1 if skipped > 0 else 0
-            metrics.update(prm_metrics, **policy_metrics,
-                           process_reward_mean=float(np.sum(out.process_rewards) / batch.response_mask_bl.sum()),
+            tokens = max(int(batch.response_mask_bl.sum()), 1)
+            metrics.update(prm_metrics, **policy_metrics, process_reward_mean=float(np.sum(out.process_rewards) / tokens),
                            seconds_step=time.time() - t_step)
             if eval_every and task_data.eval_prompts and (step % eval_every == 0 or step == steps):
                 metrics.update(evaluate(state))

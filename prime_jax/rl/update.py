@@ -59,8 +59,8 @@ def _mean_metrics(parts: list[dict]) -> dict[str, float]:
 
 def prm_phase(state: TrainState, batch: ScoredRollouts, updaters: Updaters, config: PrimeConfig,
               mesh) -> tuple[TrainState, np.ndarray | None, dict]:
-    """Update the implicit PRM on the batch (mini-batches in order) and return its token
-    log-probs for the rewards, per ``config.prm_mode`` (SPEC 1.5):
+    """Update the implicit PRM on the batch (mini-batches in :func:`prm_row_order`) and return
+    its token log-probs for the rewards (in batch row order), per ``config.prm_mode`` (SPEC 1.5):
 
     * ``after``: each mini-batch's log-probs come from the forward that computes its gradient,
       before that mini-batch's update;
@@ -74,8 +74,10 @@ def prm_phase(state: TrainState, batch: ScoredRollouts, updaters: Updaters, conf
         return state, sharding.fetch(logp, mesh), {}
     params, opt, parts, logps = state.prm_params, state.prm_opt, [], []
     size = sharding.local_rows(config.prm_mini_batch)
+    chunks = max(1, sharding.local_rows(config.reward.num_chunks))  # this process's whole chunks
+    order = prm_row_order(batch.num_rows, size, chunks)
     for start in range(0, batch.num_rows, size):
-        rows = batch.rows(np.arange(start, start + size))
+        rows = batch.rows(order[start:start + size])
         mb = sharding.place(LabelledMiniBatch.of(rows), mesh, micro=config.prm_micro_batches)
         params, opt, metrics, logp = updaters.prm_update(params, opt, mb)
         parts.append(metrics)
@@ -84,8 +86,28 @@ def prm_phase(state: TrainState, batch: ScoredRollouts, updaters: Updaters, conf
     if config.prm_mode == "before":
         logp_prm = sharding.fetch(updaters.prm_logprobs(params, sharding.place(batch.sequences(), mesh)), mesh)
     else:
-        logp_prm = np.concatenate(logps)
+        logp_prm = np.empty((batch.num_rows,) + logps[0].shape[1:], logps[0].dtype)
+        logp_prm[order] = np.concatenate(logps)
     return state, logp_prm, _mean_metrics(parts)
+
+
+def prm_row_order(rows: int, mini_batch: int, chunks: int) -> np.ndarray:
+    """The rows of the PRM's mini-batches, in order, in the reference's shard layout.
+
+    The reference normalises each of its ``chunks`` data-parallel shards (``rows / chunks``
+    contiguous rows) alone, and each shard runs its own sequence of ``m = mini_batch / chunks``-row
+    mini-batches; global mini-batch k is the k-th slice of every shard::
+
+        order = [c * rows/chunks + k*m + j  for k, then c < chunks, then j < m]
+
+    so every normalisation chunk holds rows of every PRM version ("after" mode), never only
+    rows that the PRM scored before its first update. ``chunks = 1`` is plain row order.
+    """
+    if rows % chunks or mini_batch % chunks or (rows // chunks) % (mini_batch // chunks):
+        raise ValueError(f"PRM mini-batches of {mini_batch} rows do not split {rows} rows into {chunks} "
+                         "equal normalisation chunks (ImplicitRewardConfig.num_chunks)")
+    m = mini_batch // chunks
+    return np.arange(rows).reshape(chunks, rows // chunks // m, m).transpose(1, 0, 2).reshape(-1)
 
 
 def step_ends(batch: ScoredRollouts, delimiter_ids: tuple[int, ...]) -> np.ndarray:
