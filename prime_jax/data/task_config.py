@@ -12,8 +12,9 @@ class TaskConfig:
     """A synthetic task (``arithmetic``, ``countdown``) or Eurus-2-RL rows (``eurus``).
 
     Synthetic problems are generated from ``seed``; the eval split is disjoint
-    from train by construction. ``eurus`` reads ``path`` (parquet/jsonl) and
-    ``eval_path``. ``tokenizer`` is ``"char"`` (shipped) or a local HF directory.
+    from train by construction; ``synthetic`` sets their difficulty (an ``ArithmeticConfig`` or
+    ``CountdownConfig``; None: the task's defaults, SPEC section 6). ``eurus`` reads ``path``
+    (parquet/jsonl) and ``eval_path``. ``tokenizer`` is ``"char"`` (shipped) or a local HF directory.
     """
 
     name: str = "arithmetic"
@@ -25,6 +26,13 @@ class TaskConfig:
     eval_path: str | None = None
     tokenizer: str = "char"
     max_prompt_length: int = 64
+    synthetic: data.ArithmeticConfig | data.CountdownConfig | None = None
+
+    def __post_init__(self):
+        expected = {"arithmetic": data.ArithmeticConfig, "countdown": data.CountdownConfig}.get(self.name)
+        if self.synthetic is not None and not isinstance(self.synthetic, expected or ()):
+            raise ValueError(f"TaskConfig.synthetic={self.synthetic!r} does not configure task {self.name!r}"
+                             + (f": expected a {expected.__name__}" if expected else " (not a synthetic task)"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,9 +50,10 @@ def load_task(config: TaskConfig) -> TaskData:
     if config.name in ("arithmetic", "countdown"):
         make = data.make_synthetic_rl_prompts
         return TaskData(
-            train_prompts=make(config.name, config.seed, config.num_train, "train"),
-            eval_prompts=make(config.name, config.seed, config.num_eval, "eval"),
-            sft_examples=data.make_synthetic_sft_examples(config.name, config.seed + 1, config.num_sft),
+            train_prompts=make(config.name, config.seed, config.num_train, "train", config.synthetic),
+            eval_prompts=make(config.name, config.seed, config.num_eval, "eval", config.synthetic),
+            sft_examples=data.make_synthetic_sft_examples(config.name, config.seed + 1, config.num_sft,
+                                                          config=config.synthetic),
             tokenizer=tokenizer, stats={})
     if config.name == "eurus":
         if not config.path:

@@ -100,3 +100,16 @@ def test_synthetic_rl_task_matches_generator():
     assert [ex["ground_truth"].decode() for ex in got] == [r.ground_truth for r in want]
     assert all(ex["ability"] == b"countdown" for ex in got)
     assert tasks.records_from_task(task.name, "eval") == want
+
+
+def test_task_config_sets_the_synthetic_difficulty():
+    from prime_jax.data import ArithmeticConfig, CountdownConfig
+    from prime_jax.data.task_config import TaskConfig, load_task
+
+    long = load_task(TaskConfig(num_train=8, num_eval=4, num_sft=4, synthetic=ArithmeticConfig(num_ops=7, min_ops=6)))
+    for record in long.train_prompts + long.eval_prompts:
+        problem = record.messages[-1][1]
+        assert 6 <= sum(problem.count(op) for op in "+-*") <= 7, problem  # operands are non-negative
+    assert all(6 <= len(example.response.splitlines()) - 1 <= 7 for example in long.sft_examples)
+    with pytest.raises(ValueError, match=r"does not configure task 'arithmetic': expected a ArithmeticConfig"):
+        TaskConfig(synthetic=CountdownConfig())
