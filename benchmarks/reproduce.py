@@ -11,7 +11,11 @@ Methods (``--methods``, default all that can run): ``prime`` (online implicit PR
 ``prime_frozen_offline`` (that PRM, never updated: the frozen-PRM ablation) and
 ``prime_offline_init`` (that PRM as the online PRM's starting point), and with ``--explicit-prm``
 (a ``train_reward`` directory of kind ``explicit_prm``) ``step_ppo`` (Math-Shepherd's step-by-step
-PPO: that frozen PRM's step probabilities as the process reward). A PRM frozen at the SFT
+PPO: that frozen PRM's step probabilities as the process reward). Batch-semantics and credit
+variants: ``prime_min`` (PURE's min-form credit), ``shadow_prm`` (the PRM trains online on the
+rollouts but barely steers: process coefficient 1e-3), ``prime_fill`` (short batches topped up with
+dropped groups, the pre-reference behaviour), ``prime_prm_lr0.2x`` / ``prime_prm_lr2x`` (PRM
+learning rate relative to the policy's). A PRM frozen at the SFT
 weights would equal RLOO exactly (it is the reference, so every process reward is 0).
 
 Every run starts from the same SFT model (copied into its workdir, so no SFT is repeated) and
@@ -36,6 +40,7 @@ import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 OFFLINE = "prime_jax.rl.trainer.train.prm_init = '{offline}/model'"
+POLICY_LR = 5e-5  # the quickstart configs' policy (and PRM) learning rate
 METHODS = {  # workdir prefix -> (name, bindings); {offline} / {explicit} are the --offline-prm / --explicit-prm dirs
     "prime": ("PRIME", []),
     "rloo": ("RLOO (outcome only)", ["prime_jax.advantages.AdvantageConfig.process_coef = 0.0"]),
@@ -43,6 +48,13 @@ METHODS = {  # workdir prefix -> (name, bindings); {offline} / {explicit} are th
     "prime_frozen_offline": ("PRIME, frozen offline PRM", [OFFLINE, 'prime_jax.rl.config.PrimeConfig.prm_mode = "none"']),
     "prime_offline_init": ("PRIME, offline-PRM init", [OFFLINE]),
     "step_ppo": ("Step-by-step PPO, frozen explicit PRM", ["prime_jax.rl.config.PrimeConfig.explicit_prm = '{explicit}'"]),
+    "prime_min": ("PRIME, min-form credit (PURE)", ["prime_jax.advantages.AdvantageConfig.credit = 'min'"]),
+    "shadow_prm": ("Shadow PRM (process coef 1e-3)", ["prime_jax.advantages.AdvantageConfig.process_coef = 1e-3"]),
+    "prime_fill": ("PRIME, short batches filled from dropped groups",
+                   ["prime_jax.experience.collect.CollectConfig.short_batch = 'fill_from_dropped'"]),
+    **{f"prime_prm_lr{ratio}x": (f"PRIME, PRM lr {ratio}x the policy's",
+                                 [f"prm/optax.adamw.learning_rate = {ratio * POLICY_LR:g}"])
+       for ratio in (0.2, 2)},
 }
 NEEDS = {"offline": "--offline-prm", "explicit": "--explicit-prm"}  # placeholder -> the flag that fills it
 
