@@ -74,6 +74,7 @@ KNOWN_CHECKPOINTS = {  # a substring of ModelSource.hf_path (lower case) -> mode
 PROGRAMS = ("decode", "logprob", "prm_update", "policy_update")
 ALL_PROGRAMS = (*PROGRAMS, "sample")
 GIB = 1024 ** 3
+FITS = {True: "yes", False: "NO", None: "?"}
 
 
 class PlanError(ValueError):
@@ -353,7 +354,7 @@ def _finish(row: dict, resident: int, hbm: int) -> dict:
     row["program"] = row["argument"] + row["output"] - row["alias"] + row["temp"] + row["code"]
     row["resident"] = resident
     row["total"] = row["program"] + resident
-    row["fits"] = row["total"] <= hbm
+    row["fits"] = row["total"] <= hbm if row.get("extrapolation_valid", True) else None
     return row
 
 
@@ -362,7 +363,11 @@ def extrapolate(rows: dict[int, dict], layers: int) -> dict:
     ``x(n) = x(a) + (x(b) - x(a)) (n - a) / (b - a)`` (every layer holds the same bytes)."""
     (a, ra), (b, rb) = sorted(rows.items())
     row = {k: int(round(ra[k] + (rb[k] - ra[k]) * (layers - a) / (b - a))) for k in BYTE_KEYS}
-    return {"shapes": ra["shapes"], **row, "extrapolated_from_layers": [a, b],
+    # XLA may plan a shallow program's scratch differently (e.g. less temp at b than at a layers):
+    # then the line says nothing about the full depth, and the row says so.
+    linear = all(rb[k] >= ra[k] for k in BYTE_KEYS if k != "peak")
+    return {"shapes": ra["shapes"], **row, "extrapolated_from_layers": [a, b], "extrapolation_valid": linear,
+            "at_layers": {str(a): ra, str(b): rb},
             "compile_seconds": ra["compile_seconds"] + rb["compile_seconds"]}
 
 
@@ -418,8 +423,10 @@ def table(result: dict) -> str:
     for name, row in result["programs"].items():
         depths = row.get("extrapolated_from_layers")
         note = f" (extrapolated from {depths[0]} and {depths[1]} layers)" if depths else ""
+        if depths and not row["extrapolation_valid"]:
+            note = f" (NOT linear between {depths[0]} and {depths[1]} layers: no plan, see at_layers)"
         lines.append(f"{name:<14}" + "".join(" " + gib(row[c]) for c in cols)
-                     + f"  {'yes' if row['fits'] else 'NO ':<5}  {row['shapes']}{note}")
+                     + f"  {FITS[row['fits']]:<5}  {row['shapes']}{note}")
     return head + "\n".join(lines)
 
 
