@@ -330,13 +330,23 @@ def build_programs(run: RunSettings, mesh, names=PROGRAMS):
     return programs, state
 
 
+class OutOfMemory(Exception):  # noqa: N818 - XLA's TPU compiler refused: the buffers exceed the HBM
+    pass
+
+
 def compile_program(program: Program, mesh) -> dict:
-    """Compile ``program``; its per-device bytes from ``memory_analysis`` (see the module docstring)."""
+    """Compile ``program``; its per-device bytes from ``memory_analysis`` (see the module docstring).
+    Raise ``OutOfMemory`` when the compiler itself finds that it cannot fit."""
     t0 = time.time()
     with jax.set_mesh(mesh):
         lowered = program.fn.lower(*program.args)
         t1 = time.time()
-        compiled = lowered.compile()
+        try:
+            compiled = lowered.compile()
+        except jax.errors.JaxRuntimeError as error:
+            if "RESOURCE_EXHAUSTED" not in str(error):
+                raise
+            raise OutOfMemory(str(error).splitlines()[0]) from error
     stats = compiled.memory_analysis()
     return {"shapes": program.shapes,
             "argument": int(stats.argument_size_in_bytes), "output": int(stats.output_size_in_bytes),
@@ -398,7 +408,10 @@ def plan(values, topology: str, *, preset=None, num_layers=None, programs=PROGRA
     resident = lambda takes: sum(v for k, v in state_bytes.items() if k not in takes)  # noqa: E731
     for program in built:
         log(f"compiling {program.name} ({program.shapes}) ...")
-        result["programs"][program.name] = _finish(compile_program(program, mesh), resident(program.takes), hbm)
+        try:
+            result["programs"][program.name] = _finish(compile_program(program, mesh), resident(program.takes), hbm)
+        except OutOfMemory as error:
+            result["programs"][program.name] = {"shapes": program.shapes, "fits": False, "compile_error": str(error)}
     depth_rows: dict[str, dict[int, dict]] = {}
     for depth in extrapolate_from or ():
         shallow_run = dataclasses.replace(run, model=c.replace(num_layers=depth))
@@ -421,6 +434,9 @@ def table(result: dict) -> str:
     cols = ("argument", "output", "alias", "temp", "code", "program", "resident", "total")
     lines = [f"{'program':<14}" + "".join(f"{c:>9}" for c in cols) + "  fits   shapes"]
     for name, row in result["programs"].items():
+        if "compile_error" in row:
+            lines.append(f"{name:<14} does not fit: the TPU compiler refused it: {row['compile_error']}")
+            continue
         depths = row.get("extrapolated_from_layers")
         note = f" (extrapolated from {depths[0]} and {depths[1]} layers)" if depths else ""
         if depths and not row["extrapolation_valid"]:
@@ -463,10 +479,8 @@ def main(argv=None) -> int:
             raise PlanError(f"--programs: unknown {unknown}; choose from {', '.join(ALL_PROGRAMS)}")
         depths = None
         if args.extrapolate_from:
-            try:
-                depths = tuple(sorted(int(x) for x in args.extrapolate_from.split(",")))
-            except ValueError:
-                depths = ()
+            parts = args.extrapolate_from.split(",")
+            depths = tuple(sorted(int(x) for x in parts)) if all(x.isdigit() for x in parts) else ()
             if len(depths) != 2 or depths[0] < 1 or depths[0] == depths[1]:
                 raise PlanError(f"--extrapolate-from {args.extrapolate_from!r}: give two different depths A,B >= 1")
         result = plan(args.gin, args.topology, preset=args.model, num_layers=args.num_layers, programs=programs,
