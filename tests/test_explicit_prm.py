@@ -1,6 +1,7 @@
 """Explicit PRM: step weights, the update learns a planted per-step label, step rows align labels
 with the step ends best-of-N reads, and a tiny train_reward run with exact labels writes a usable model."""
 
+import dataclasses
 import json
 
 import gin
@@ -13,7 +14,8 @@ from flax import nnx
 from prime_jax import train_reward
 from prime_jax.data import load_tokenizer
 from prime_jax.models import ExplicitPRM, Transformer, load_explicit_prm, save_pretrained
-from prime_jax.reward_models.offline import StepLabelConfig, build_step_rows, mc_step_rows
+from prime_jax.reward_models.offline import (StepLabelConfig, StepRows, balance_step_weights, build_step_rows,
+                                             mc_step_rows)
 from prime_jax.reward_models.scoring import explicit_step_scores
 from prime_jax.reward_models.updates import (StepLabelledMiniBatch, explicit_step_loss, make_explicit_prm_update,
                                              step_weights)
@@ -38,6 +40,21 @@ def test_step_weights():
     np.testing.assert_array_equal(step_weights([1, 0, 1, 0], up_to_first_error=True), [1, 1, 0, 0])
     np.testing.assert_array_equal(step_weights([1, 1], up_to_first_error=True), [1, 1])
     np.testing.assert_array_equal(step_weights([0.75, 0.25, 1.0], up_to_first_error=True), [1, 1, 0])
+
+
+def test_balanced_step_weights_give_each_class_half():
+    rows = StepRows(tokens_bs=np.zeros((2, 5), np.int32), attention_mask_bs=np.ones((2, 5), np.int32),
+                    response_mask_bl=np.ones((2, 4), np.int32),
+                    step_ends_bl=np.array([[1, 0, 1, 1], [1, 1, 0, 0]], bool),
+                    step_targets_bl=np.array([[1, 0, 1, 0], [0.8, 0.0, 0, 0]], np.float32),
+                    step_weights_bl=np.array([[1, 0, 1, 1], [1, 1, 0, 0]], np.float32))
+    balanced = balance_step_weights(rows)  # right: 3 weighted steps, wrong: 2 -> 0.5/0.6 and 0.5/0.4
+    np.testing.assert_allclose(balanced.step_weights_bl, [[5 / 6, 0, 5 / 6, 1.25], [5 / 6, 1.25, 0, 0]], rtol=1e-6)
+    m_bl = rows.step_ends_bl * balanced.step_weights_bl
+    right = rows.step_targets_bl >= 0.5
+    assert np.isclose((m_bl * right).sum(), (m_bl * ~right).sum())
+    one_class = dataclasses.replace(rows, step_targets_bl=np.ones((2, 4), np.float32))
+    np.testing.assert_array_equal(balance_step_weights(one_class).step_weights_bl, rows.step_weights_bl)
 
 
 def test_explicit_step_loss_on_a_hand_computed_batch():

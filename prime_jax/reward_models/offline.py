@@ -87,11 +87,14 @@ class StepLabelConfig:
     countdown, newline steps), "mc_hard" / "mc_soft" (the ``hard`` / ``soft`` labels of the
     Monte-Carlo label file ``mc_labels_path``). ``up_to_first_error``: weight steps only up to and
     including the first wrong one (``updates.step_weights``; wrong = hard label 0).
+    ``balance_classes``: reweight the training steps so that right and wrong steps carry equal total
+    weight (``balance_step_weights``); validation stays unweighted.
     """
 
     labels: str = "exact"
     mc_labels_path: str | None = None
     up_to_first_error: bool = False
+    balance_classes: bool = False
 
     def __post_init__(self):
         check_choice("StepLabelConfig", "labels", self.labels, STEP_LABELS)
@@ -128,6 +131,22 @@ class StepRows:
     def mini_batch(self) -> StepLabelledMiniBatch:
         return StepLabelledMiniBatch(sequences=self.sequences(), step_ends_bl=self.step_ends_bl,
                                      step_targets_bl=self.step_targets_bl, step_weights_bl=self.step_weights_bl)
+
+
+def balance_step_weights(rows: StepRows) -> StepRows:
+    """``rows`` with class-balanced step weights: with ``w`` the weights at step ends and
+    ``p = sum w [y >= 0.5] / sum w`` the weighted share of right steps,
+
+        w'_bt = w_bt * 0.5 / p  (y >= 0.5),    w_bt * 0.5 / (1 - p)  (y < 0.5)
+
+    so both classes weigh half and the loss's fixed 0.5 threshold is not pulled to the majority."""
+    m_bl = rows.step_ends_bl * rows.step_weights_bl
+    right_bl = rows.step_targets_bl >= 0.5
+    p = float(np.sum(m_bl * right_bl) / max(float(np.sum(m_bl)), 1e-12))
+    if not 0 < p < 1:
+        return rows
+    scale_bl = np.where(right_bl, 0.5 / p, 0.5 / (1 - p)).astype(np.float32)
+    return dataclasses.replace(rows, step_weights_bl=rows.step_weights_bl * scale_bl)
 
 
 def build_step_rows(tokenizer, prompt_ids_bp: np.ndarray, prompt_mask_bp: np.ndarray, steps: list[list[str]],
@@ -352,6 +371,8 @@ def train_reward(*, workdir: str, kind: str = "implicit_prm", task: TaskConfig =
         data_info = {"num_samples": rows.num_rows, "label_mean": float(rows.acc_b.mean())}
         log(f"{kind}: {rows.num_rows} samples of {groups} prompts in {time.time() - t0:.1f}s, label mean "
             f"{rows.acc_b.mean():.3f}; {val_groups} prompts held out")
+    if kind == "explicit_prm" and step_labels.balance_classes:
+        train_rows = balance_step_weights(train_rows)
 
     if kind == "orm":
         role = Role.of(orm_from_backbone(base.module(), seed=seed))
