@@ -1,7 +1,7 @@
 """Rollout engine: continuous vs static batching, shared-prefix vs plain sampling (issue 16).
 
     nice python benchmarks/rollout_engine.py                 # ~2-3 min on 2 loaded cores
-    python benchmarks/rollout_engine.py --repeats 5 --write /tmp/rollout_engine_results.md
+    python benchmarks/rollout_engine.py --repeats 11 --write /tmp/rollout_engine_results.md
 
 One random-weight model (``ModelConfig``: 2 layers x 128, 4 heads / 2 kv heads, vocabulary
 512), float32, with a switchable logit bias that forces per-request lengths (``Countdown``):
@@ -21,7 +21,8 @@ at L if t > L). The model still runs every layer; only the choice is steered.
   the same key) and a greedy check with the bias off (random-model tokens, EOS rarely) on small
   shapes: continuous (more requests than slots) and shared vs ``sample``.
 
-Times: best of ``--repeats`` calls after one warm-up call (which compiles). Ends with the line
+Times: best of ``--repeats`` calls after one warm-up call (which compiles), the two sides of
+each ratio alternating call by call. Ends with the line
 ``rollout_engine: continuous/static=<x>x shared_prefix/plain=<y>x greedy_equal=<yes|no>``.
 ``--write PATH`` also writes the markdown section (command, machine, date, table, summary).
 """
@@ -67,17 +68,23 @@ class Countdown(Transformer):
         return logits_btv + self.bias[...] * jax.nn.one_hot(next_bt, logits_btv.shape[-1])
 
 
-def timed(fn, repeats: int):
-    """(seconds of the first call, best of ``repeats`` later calls, last result)."""
-    t0 = time.perf_counter()
-    out = jax.block_until_ready(fn())
-    first = time.perf_counter() - t0
-    best = float("inf")
-    for _ in range(repeats):
+def timed_pair(fn_a, fn_b, repeats: int):
+    """[(first-call seconds, best of ``repeats`` later calls, last result)] for ``fn_a``, ``fn_b``.
+
+    The later calls alternate a, b, a, b, ...: on shared, loaded cores a burst of load then
+    slows both sides instead of one.
+    """
+    stats = []
+    for fn in (fn_a, fn_b):
         t0 = time.perf_counter()
         out = jax.block_until_ready(fn())
-        best = min(best, time.perf_counter() - t0)
-    return first, best, out
+        stats.append([time.perf_counter() - t0, float("inf"), out])
+    for _ in range(repeats):
+        for st, fn in zip(stats, (fn_a, fn_b)):
+            t0 = time.perf_counter()
+            st[2] = jax.block_until_ready(fn())
+            st[1] = min(st[1], time.perf_counter() - t0)
+    return [tuple(st) for st in stats]
 
 
 def random_prompts(rng, rows: int, length: int, vocab: int, last=None):
@@ -102,7 +109,7 @@ def main(argv=None):
     ap.add_argument("--max-new", type=int, default=256)
     ap.add_argument("--median-len", type=float, default=24.0)
     ap.add_argument("--sigma", type=float, default=1.0)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--write", default=None, help="also write the markdown section here")
     args = ap.parse_args(argv)
     vocab, prompt_len = 512, 16
@@ -126,9 +133,9 @@ def main(argv=None):
         return [sample(policy, ids_rp[i:i + s], mask_rp[i:i + s], key=key, config=greedy)
                 for i in range(0, r, s)]
 
-    first_s, t_static, outs = timed(static, args.repeats)
-    first_c, t_cont, cont = timed(lambda: sample_continuous(
-        policy, ids_rp, mask_rp, key=key, config=greedy, num_slots=s), args.repeats)
+    (first_s, t_static, outs), (first_c, t_cont, cont) = timed_pair(
+        static, lambda: sample_continuous(policy, ids_rp, mask_rp, key=key, config=greedy,
+                                          num_slots=s), args.repeats)
     lengths = np.asarray(cont.lengths)
     expected = np.minimum(target_r, steps)
     static_steps = sum(int(np.max(lengths[i:i + s])) for i in range(0, r, s))
@@ -137,9 +144,9 @@ def main(argv=None):
         same(o, jax.tree.map(lambda x, i=i: x[i:i + s], cont)) for o, i in zip(outs, range(0, r, s)))
     spread = f"lengths p50/p90/max {np.percentile(lengths, 50):.0f}/{np.percentile(lengths, 90):.0f}/{lengths.max()}"
     rows.append((f"static `sample`, {r} requests in chunks of {s}, {spread}", t_static, first_s - t_static,
-                 f"{static_steps} decode steps"))
+                 f"{static_steps} = sum of chunk max lengths"))
     rows.append((f"continuous, {s} slots", t_cont, first_c - t_cont,
-                 f"~{int(np.ceil(lengths.sum() / s))} steps if slots stay full"))
+                 f"{int(np.ceil(lengths.sum() / s))} = sum of lengths / slots"))
     cont_ratio = t_static / t_cont
 
     # Shared prefix vs plain: n = 4 samples, N = 8 MC completions of long prefixes.
@@ -149,10 +156,10 @@ def main(argv=None):
         ids_gp, mask_gp = random_prompts(rng, g, p, vocab)
         sampled = SamplingConfig(max_new_tokens=new, temperature=1.0)
         rep = repeat_prompts(ids_gp, mask_gp, n)
-        first_p, t_plain, plain = timed(lambda: sample(
-            plain_model, *rep, key=key, config=sampled), args.repeats)
-        first_h, t_shared, shared = timed(lambda: sample_shared(
-            plain_model, ids_gp, mask_gp, n=n, key=key, config=sampled), args.repeats)
+        (first_p, t_plain, plain), (first_h, t_shared, shared) = timed_pair(
+            lambda: sample(plain_model, *rep, key=key, config=sampled),
+            lambda: sample_shared(plain_model, ids_gp, mask_gp, n=n, key=key, config=sampled),
+            args.repeats)
         equal[f"shared, {label} (timed, T=1)"] = same(plain, shared)
         ratios[label] = t_plain / t_shared
         shape = f"{g} prompts x {n}, P={p}, L={new}"
