@@ -1,3 +1,30 @@
 """prime_jax: PRIME (process reinforcement through implicit rewards) in JAX/Flax NNX."""
 
+import glob
+import os
+
 __version__ = "0.1.0"
+
+# libtpu (in the test extra, for ``prime_jax.memory_plan``) is probed by JAX whenever it starts its
+# backends. On a machine without a TPU chip the probe can only fail, and libtpu's host discovery
+# prints errors while it does; a one-host description makes it fail quietly. Only libtpu reads these
+# variables, and nothing is set where a TPU chip (PCI vendor 0x1ae0) is present or already configured.
+_LIBTPU_QUIET = {"TPU_SKIP_MDS_QUERY": "1", "TPU_WORKER_HOSTNAMES": "localhost", "TPU_WORKER_ID": "0",
+                 "TPU_HOST_BOUNDS": "1,1,1",
+                 "TPU_MIN_LOG_LEVEL": "3", "TPU_STDERR_LOG_LEVEL": "3"}
+
+
+def _has_tpu_chip() -> bool:
+    for path in glob.glob("/sys/bus/pci/devices/*/vendor"):
+        try:
+            with open(path) as f:
+                if f.read().strip() == "0x1ae0":
+                    return True
+        except OSError:
+            continue
+    return False
+
+
+if not any(name in os.environ for name in _LIBTPU_QUIET) and not _has_tpu_chip():
+    for _name, _value in _LIBTPU_QUIET.items():
+        os.environ.setdefault(_name, _value)
