@@ -67,10 +67,8 @@ LIBTPU_ENV = {  # no metadata server, no worker discovery, no log spam (checked 
     "GRPC_VERBOSITY": "ERROR",
     "ALLOW_MULTIPLE_LIBTPU_LOAD": "1",  # another jax process may hold /tmp/libtpu_lockfile
 }
-KNOWN_CHECKPOINTS = {  # a substring of ModelSource.hf_path (lower case) -> models.PRESETS name
-    "qwen2.5-0.5b": "qwen2.5-0.5b", "qwen2.5-math-7b": "qwen2.5-math-7b",
-    "eurus-2-7b": "qwen2.5-math-7b",  # Eurus-2-7B-SFT is Qwen2.5-Math-7B fine-tuned
-}
+KNOWN_CHECKPOINTS = {"qwen2.5-0.5b": "qwen2.5-0.5b", "qwen2.5-math-7b": "qwen2.5-math-7b",  # hf_path name
+                     "eurus-2-7b": "qwen2.5-math-7b"}  # -> models.PRESETS (Eurus-2-7B-SFT: a Qwen2.5-Math-7B)
 PROGRAMS = ("decode", "logprob", "prm_update", "policy_update")
 ALL_PROGRAMS = (*PROGRAMS, "sample")
 GIB = 1024 ** 3
@@ -113,10 +111,6 @@ def topology_devices(name: str) -> list:
     except Exception as error:  # noqa: BLE001 - libtpu raises JaxRuntimeError / RuntimeError
         raise PlanError(f"--topology {name!r}: libtpu does not describe it ({error}); topologies that "
                         f"work: {', '.join(WORKING_TOPOLOGIES)}") from error
-
-
-def hbm_bytes_per_device(name: str) -> int:
-    return int(HBM_GIB[name.split(":")[0]] * GIB)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,10 +199,15 @@ def abstract_opt_state(tx: optax.GradientTransformation, params, mesh, layout: s
     gives it, as ``training.state.make_train_state`` creates it, unsharded leaves replicated (as
     ``sharding.replicate_unsharded``). ``"params"``: every leaf shaped like a weight (Adam's
     moments) stored like that weight, the rest replicated."""
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     with jax.set_mesh(mesh):
         shapes = jax.eval_shape(tx.init, params)
-        out = jax.jit(tx.init).lower(params).compile().output_shardings
-    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        try:
+            out = jax.jit(tx.init).lower(params).compile().output_shardings
+        except jax.errors.JaxRuntimeError as error:  # the replicated moments alone exceed the HBM
+            if "RESOURCE_EXHAUSTED" not in str(error):
+                raise
+            out = jax.tree.map(lambda _: replicated, shapes)
     if layout == "params":
         like = {jax.tree_util.keystr(path): x for path, x in jax.tree_util.tree_leaves_with_path(params)}
 
@@ -393,7 +392,7 @@ def plan(values, topology: str, *, preset=None, num_layers=None, programs=PROGRA
     except ValueError as error:
         raise PlanError(f"{error} (topology {topology} has {len(devices)} devices; bind "
                         "prime_jax.sharding.MeshConfig.* to fit it)") from error
-    hbm = hbm_bytes_per_device(topology)
+    hbm = int(HBM_GIB[topology.split(":")[0]] * GIB)
     shallow = tuple(p for p in programs if p in UPDATES) if extrapolate_from else ()
     built, state = build_programs(run, mesh, tuple(p for p in programs if p not in shallow))
     state_bytes = {k: per_device_bytes(v) for k, v in state.items()}
