@@ -142,7 +142,8 @@ def main(argv=None):
     assert np.array_equal(lengths, expected), "the countdown bias did not set the lengths"
     equal["continuous (timed, countdown)"] = all(
         same(o, jax.tree.map(lambda x, i=i: x[i:i + s], cont)) for o, i in zip(outs, range(0, r, s)))
-    spread = f"lengths p50/p90/max {np.percentile(lengths, 50):.0f}/{np.percentile(lengths, 90):.0f}/{lengths.max()}"
+    p50, p90 = np.percentile(lengths, [50, 90])
+    spread = f"lengths p50/p90/max {p50:.0f}/{p90:.0f}/{lengths.max()}"
     rows.append((f"static `sample`, {r} requests in chunks of {s}, {spread}", t_static, first_s - t_static,
                  f"{static_steps} = sum of chunk max lengths"))
     rows.append((f"continuous, {s} slots", t_cont, first_c - t_cont,
@@ -188,7 +189,8 @@ def main(argv=None):
                f"shared_prefix/plain={ratios['N = 8 MC completions']:.2f}x "
                f"greedy_equal={'yes' if all(equal.values()) else 'no'}")
     if args.write:
-        command = "nice python benchmarks/rollout_engine.py " + " ".join(sys.argv[1:] if argv is None else argv)
+        flags = sys.argv[1:] if argv is None else argv
+        command = "nice python benchmarks/rollout_engine.py " + " ".join(flags)
         section = ["## rollout_engine: continuous batching and shared prefixes (2 layers x 128, "
                    "vocab 512, float32)",
                    f"- command: `{command.strip()}`",

@@ -16,8 +16,9 @@ So the result equals ``sample`` on the repeated prompts token for token - greedy
 temperature / top-k / top-p sampling with the same ``key`` - as long as the prefill of G rows
 gives the same per-row numbers as that of G * n rows up to rounding: on XLA:CPU the prompt's
 keys / values can move by an ulp (a matmul over fewer rows), so log-probs agree to ~1e-6 and
-tokens exactly unless two candidates tie within that (the tests check tokens). Prefill cost drops from ``G * n * P`` to ``G * P`` token positions; the decode
-cost and the KV cache (``G * n * (P + L - 1)`` slots) are those of ``sample``.
+tokens exactly unless two candidates tie within that (the tests check tokens). Prefill cost
+drops from ``G * n * P`` to ``G * P`` token positions; the decode cost and the KV cache
+(``G * n * (P + L - 1)`` slots) are those of ``sample``.
 """
 
 from __future__ import annotations
