@@ -133,7 +133,7 @@ def main() -> int:
         lines.append(f"| {method} | {fmt([r['first_train_acc'] for r in rs])} | "
                      f"{fmt([r['final_train_acc'] for r in rs])} | " + " | ".join(timed) + " | "
                      f"{fmt([r['final_greedy_eval'] for r in rs])} |")
-    png = ROOT / "benchmarks" / f"reproduce_curves_{pathlib.Path(args.config).stem}_{args.steps}steps.png"
+    png = ROOT / "benchmarks" / f"reproduce_curves_{pathlib.Path(args.root).name}.png"  # one image per --root
     plot(results, png, args.target)
     lines += ["", f"![training accuracy by method]({png.name})", ""]
     report = "\n".join(lines)
