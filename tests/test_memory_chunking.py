@@ -26,6 +26,7 @@ from prime_jax.models import (
     token_logprobs_and_entropy,
 )
 from prime_jax.rl.config import PrimeConfig
+from prime_jax.training.state import Role
 
 CONFIG = ModelConfig(architecture="qwen2", vocab_size=96, hidden_size=32, intermediate_size=64, num_layers=2,
                      num_heads=4, num_kv_heads=2, head_dim=8, max_position_embeddings=64)
@@ -166,3 +167,22 @@ def test_logits_chunk_is_a_compute_setting_not_an_hf_field(tmp_path):
     assert loaded.config.logits_chunk == 7
     with pytest.raises(ValueError, match="logits_chunk=-1"):
         CONFIG.replace(logits_chunk=-1)
+
+
+def test_remat_model_log_probs_in_passes():
+    """A rematerialised model (ModelSource.remat, as the shipped TPU configs set it) runs the
+    log-prob pass in several passes (lax.map) and gives the one-pass log-probs."""
+    config = ModelConfig(architecture="qwen2", vocab_size=64, hidden_size=32, intermediate_size=64, num_layers=2,
+                         num_heads=4, num_kv_heads=2, head_dim=8, max_position_embeddings=64,
+                         tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    mesh = sharding.make_mesh()
+    role = Role.of(build_model(ModelSource(config=config, remat=True), mesh, seed=0))
+    assert role.module().config.remat
+    rows = 2 * sharding.data_parallel_size(mesh)
+    tokens = jnp.asarray(np.random.default_rng(0).integers(3, 60, size=(rows, 12)), jnp.int32)
+    batch = SequenceBatch(tokens_bs=tokens, attention_mask_bs=jnp.ones_like(tokens),
+                          response_mask_bl=jnp.ones((rows, 5), jnp.int32))
+    with jax.set_mesh(mesh):
+        one_pass = make_logprob_fn(role.graphdef)(role.params, sharding.place(batch, mesh))
+        two_passes = make_logprob_fn(role.graphdef, rows // 2)(role.params, sharding.place(batch, mesh))
+    np.testing.assert_allclose(np.asarray(two_passes), np.asarray(one_pass), atol=1e-6)

@@ -62,7 +62,16 @@ def _call_block(block: Block, *args):
     return block(*args)
 
 
-_remat_block = nnx.remat(_call_block)
+def _remat_block(block: Block, x_btd, positions_bt, mask_bts, kv, index):
+    """``block(...)`` whose activations are recomputed in the backward pass (``jax.checkpoint``
+    over the block's split state, so it also works inside ``lax.map`` / ``scan`` bodies, where
+    flax's lifted ``nnx.remat`` refuses a module merged at another trace level)."""
+    graphdef, state = nnx.split(block)
+
+    def pure(state, x_btd, positions_bt, mask_bts):
+        return nnx.merge(graphdef, state)(x_btd, positions_bt, mask_bts, kv, index)
+
+    return jax.checkpoint(pure)(state, x_btd, positions_bt, mask_bts)
 
 
 def default_positions(attention_mask_bt: jax.Array) -> jax.Array:
