@@ -60,7 +60,7 @@ from prime_jax.reward_models.updates import (LabelledMiniBatch, PrmLossConfig, S
 from prime_jax.rewards import ImplicitRewardConfig, check_choice, step_ends_from_tokens
 from prime_jax.rollout import SamplingConfig
 from prime_jax.training.forward import SequenceBatch, make_logprob_fn, response_logprobs
-from prime_jax.training.state import Role
+from prime_jax.training.state import Role, init_optimizer
 from prime_jax.training.updates import shardings_of
 from prime_jax.verifiers import VerifierPool
 
@@ -381,7 +381,7 @@ def train_reward(*, workdir: str, kind: str = "implicit_prm", task: TaskConfig =
     else:
         role = base
     params = role.params
-    opt_state = sharding.replicate_unsharded(jax.jit(optimizer.init)(params), device_mesh)
+    opt_state = sharding.replicate_unsharded(init_optimizer(optimizer, params), device_mesh)
     shardings = (shardings_of(params), shardings_of(opt_state))
     if kind == "orm":
         update_fn = make_orm_update(role.graphdef, optimizer, data.num_samples, state_shardings=shardings)

@@ -24,7 +24,7 @@ from prime_jax import sharding
 from prime_jax.data import SFTBatcher
 from prime_jax.models import token_logprobs
 from prime_jax.models.source import save_model
-from prime_jax.training.state import Role
+from prime_jax.training.state import Role, init_optimizer
 from prime_jax.training.updates import accumulate, clip_and_apply, jit_update, shardings_of, split_micro
 
 
@@ -91,7 +91,7 @@ def run_sft(policy: Role, examples, tokenizer, config: SFTConfig, mesh, *, workd
         raise ValueError(f"SFT: none of {len(examples)} examples fits seq_len={config.seq_len}")
     tx = make_sft_optimizer(config)
     params = policy.params
-    opt_state = sharding.replicate_unsharded(jax.jit(tx.init)(params), mesh)
+    opt_state = sharding.replicate_unsharded(init_optimizer(tx, params), mesh)
     update = make_sft_update(policy.graphdef, tx, config.max_grad_norm,
                              (shardings_of(params), shardings_of(opt_state)))
     history, start = [], time.time()

@@ -51,11 +51,22 @@ class TrainState:
     rng: jax.Array
 
 
+def init_optimizer(tx: optax.GradientTransformation, params):
+    """``tx.init(params)`` with every parameter-shaped leaf (Adam's moments) created in the sharding
+    of its parameter, so a sharded model's optimiser state is sharded too (``jax.jit(tx.init)``
+    alone left the moments on one device, to be replicated on every chip). Other leaves (counts)
+    are left to the compiler; ``sharding.replicate_unsharded`` gives them the mesh."""
+    abstract = jax.eval_shape(tx.init, params)
+    shardings = optax.tree_map_params(tx, lambda _, param: param.sharding, abstract, params,
+                                      transform_non_params=lambda _: None)
+    return jax.jit(tx.init, out_shardings=shardings)(params)
+
+
 def make_train_state(policy_params, prm_params, policy_tx: optax.GradientTransformation,
                      prm_tx: optax.GradientTransformation | None, seed: int) -> TrainState:
     """Initial state: optimiser moments created with the same sharding as the weights."""
-    policy_opt = jax.jit(policy_tx.init)(policy_params)
-    prm_opt = jax.jit(prm_tx.init)(prm_params) if prm_params is not None else None
+    policy_opt = init_optimizer(policy_tx, policy_params)
+    prm_opt = init_optimizer(prm_tx, prm_params) if prm_params is not None else None
     return TrainState(step=jnp.zeros((), jnp.int32), policy_params=policy_params,
                       policy_opt=policy_opt, prm_params=prm_params, prm_opt=prm_opt,
                       rng=jax.random.key_data(jax.random.key(seed)))

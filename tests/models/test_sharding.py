@@ -90,3 +90,25 @@ def test_param_shardings_reshards_a_host_built_model(hf_checkpoints, checkpoint)
     with jax.set_mesh(mesh):
         logits = _forward(model, jnp.asarray(ids), jnp.asarray(mask))
     np.testing.assert_allclose(np.asarray(logits), np.asarray(expected), atol=2e-5, rtol=0)
+
+
+def test_optimizer_moments_are_sharded_like_their_weights():
+    """Adam's mu and nu take each weight's sharding (replicated moments cost 2x the unsharded model
+    on every chip: the 7B config's plan did not fit)."""
+    import optax
+
+    from prime_jax.training.state import init_optimizer
+
+    mesh = _mesh(2, 2, 2)
+    config = PRESETS["tiny"].replace(num_layers=1)
+    with jax.set_mesh(mesh), nnx.logical_axis_rules(sharding.PARAM_RULES):
+        model = nnx.jit(lambda: Transformer(config, rngs=nnx.Rngs(3)))()
+    params = nnx.state(model, nnx.Param)
+    opt = init_optimizer(optax.adamw(1e-3), params)
+    adam = opt[0]
+    for moments in (adam.mu, adam.nu):
+        for param, moment in zip(jax.tree.leaves(params), jax.tree.leaves(moments)):
+            assert moment.sharding.is_equivalent_to(param.sharding, param.ndim)
+            assert not np.any(np.asarray(moment))
+    q = adam.mu["layers"][0]["attn"]["q_proj"]
+    assert q.sharding.shard_shape(q.shape) == (16, 2, 8)
