@@ -30,10 +30,8 @@ weights, both optimiser states: whatever the program does not take as an argumen
 ``resident``. ``fits`` compares ``program + resident`` with the device's HBM (``HBM_GIB``, per
 chip; v4 and v5p are compiled as megacore, one device per chip, as JAX runs them).
 
-``--optimizer-layout trainer`` (default) takes the optimiser state in the shardings
-``training.state.make_train_state`` gives it today: ``jax.jit(tx.init)`` does not carry the weights'
-sharding over to Adam's moments (zeros), so they end up replicated on every device;
-``--optimizer-layout params`` plans them sharded like their weights. ``--extrapolate-from A,B``
+The optimiser state is laid out as ``training.state.init_optimizer`` creates it (Adam's moments
+sharded like their weights). ``--extrapolate-from A,B``
 compiles the update programs at A and B layers and takes each byte count linearly to the model's
 depth (an update's backward pass costs XLA's TPU compiler about a CPU minute per layer; the forward
 programs stay compiled at full depth); such rows say so.
@@ -95,6 +93,7 @@ from prime_jax.reward_models.updates import LabelledMiniBatch, make_prm_update  
 from prime_jax.rl.policy_update import PolicyMiniBatch, make_policy_update  # noqa: E402
 from prime_jax.rollout import engine  # noqa: E402
 from prime_jax.training.forward import SequenceBatch, make_logprob_fn  # noqa: E402
+from prime_jax.training.state import optimizer_shardings  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- topology + config
@@ -126,7 +125,6 @@ class RunSettings:
     policy_tx: optax.GradientTransformation
     prm_tx: optax.GradientTransformation
     prompt_length: int
-    optimizer_layout: str = "trainer"
 
 
 def model_config(source, preset: str | None = None, num_layers: int | None = None) -> ModelConfig:
@@ -194,31 +192,15 @@ def abstract_model(config: ModelConfig, mesh):
                                   params, shardings)
 
 
-def abstract_opt_state(tx: optax.GradientTransformation, params, mesh, layout: str = "trainer"):
-    """The abstract optimiser state. ``layout="trainer"``: in the shardings ``jax.jit(tx.init)``
-    gives it, as ``training.state.make_train_state`` creates it, unsharded leaves replicated (as
-    ``sharding.replicate_unsharded``). ``"params"``: every leaf shaped like a weight (Adam's
-    moments) stored like that weight, the rest replicated."""
+def abstract_opt_state(tx: optax.GradientTransformation, params, mesh):
+    """The abstract optimiser state as ``training.state.init_optimizer`` lays it out: every leaf
+    shaped like a weight (Adam's moments) sharded like that weight, the rest replicated."""
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     with jax.set_mesh(mesh):
         shapes = jax.eval_shape(tx.init, params)
-        try:
-            out = jax.jit(tx.init).lower(params).compile().output_shardings
-        except jax.errors.JaxRuntimeError as error:  # the replicated moments alone exceed the HBM
-            if "RESOURCE_EXHAUSTED" not in str(error):
-                raise
-            out = jax.tree.map(lambda _: replicated, shapes)
-    if layout == "params":
-        like = {jax.tree_util.keystr(path): x for path, x in jax.tree_util.tree_leaves_with_path(params)}
-
-        def weight_sharding(path, x):
-            name = jax.tree_util.keystr(path)
-            match = [w for key, w in like.items() if name.endswith(key) and w.shape == x.shape]
-            return match[0].sharding if match else replicated
-
-        out = jax.tree_util.tree_map_with_path(weight_sharding, shapes)
-    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s or replicated),
-                        shapes, out)
+    with jax.default_device(jax.devices("cpu")[0]):  # optax builds a placeholder state eagerly
+        shardings = optimizer_shardings(tx, params, replicated)
+    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), shapes, shardings)
 
 
 def rows_array(mesh, shape, dtype, micro: bool = False):
@@ -275,11 +257,10 @@ def build_programs(run: RunSettings, mesh, names=PROGRAMS):
     s = p + length
     rollout_rows = prime.collect.prompts_per_round * n
     graphdef, params = abstract_model(run.model, mesh)
-    layout = run.optimizer_layout
-    state = {"policy_params": params, "policy_opt": abstract_opt_state(run.policy_tx, params, mesh, layout)}
+    state = {"policy_params": params, "policy_opt": abstract_opt_state(run.policy_tx, params, mesh)}
     if prime.uses_prm:
         state["prm_params"] = params
-        state["prm_opt"] = abstract_opt_state(run.prm_tx, params, mesh, layout)
+        state["prm_opt"] = abstract_opt_state(run.prm_tx, params, mesh)
     if prime.uses_prm or run.policy_loss.kl_coef:
         state["reference_params"] = params
     shardings = lambda tree: jax.tree.map(lambda x: x.sharding, tree)  # noqa: E731
@@ -381,12 +362,12 @@ def extrapolate(rows: dict[int, dict], layers: int) -> dict:
 
 
 def plan(values, topology: str, *, preset=None, num_layers=None, programs=PROGRAMS, extrapolate_from=None,
-         optimizer_layout="trainer", log=print) -> dict:
+         log=print) -> dict:
     """The memory plan of the gin config ``values`` on ``topology`` (see the module docstring).
     With ``extrapolate_from = (a, b)`` the update programs are compiled at a and b layers and
     their bytes extrapolated to the model's depth (``extrapolate``)."""
     devices = topology_devices(topology)
-    run = dataclasses.replace(read_settings(values, preset, num_layers), optimizer_layout=optimizer_layout)
+    run = read_settings(values, preset, num_layers)
     try:
         mesh = sharding.make_mesh(run.mesh, devices)
     except ValueError as error:
@@ -402,7 +383,7 @@ def plan(values, topology: str, *, preset=None, num_layers=None, programs=PROGRA
         "hbm_per_device": hbm, "mesh": dict(mesh.shape), "gin": list(values),
         "model": {"layers": c.num_layers, "hidden": c.hidden_size, "vocab": c.vocab_size, "dtype": c.dtype,
                   "param_dtype": c.param_dtype, "remat": c.remat, "logits_chunk": c.logits_chunk},
-        "optimizer_layout": optimizer_layout, "state_per_device": state_bytes, "programs": {},
+        "state_per_device": state_bytes, "programs": {},
     }
     resident = lambda takes: sum(v for k, v in state_bytes.items() if k not in takes)  # noqa: E731
     for program in built:
@@ -428,7 +409,7 @@ def table(result: dict) -> str:
     gib = lambda x: f"{x / GIB:8.2f}"  # noqa: E731
     head = (f"memory plan: {result['topology']} ({result['devices']} x {result['device_kind']}, "
             f"{result['hbm_per_device'] / GIB:.0f} GiB HBM per device), mesh {result['mesh']}, "
-            f"{result['model']['layers']} layers, optimizer layout {result['optimizer_layout']}\n"
+            f"{result['model']['layers']} layers\n"
             "per device, GiB (resident: the trainer's other weights and optimiser states):\n")
     cols = ("argument", "output", "alias", "temp", "code", "program", "resident", "total")
     lines = [f"{'program':<14}" + "".join(f"{c:>9}" for c in cols) + "  fits   shapes"]
@@ -463,9 +444,6 @@ def parse_args(argv):
                         help="compile the update programs at A and B layers and extrapolate their bytes to the "
                              "model's depth (an update's backward pass costs XLA's TPU compiler about a CPU "
                              "minute per layer); forward programs are compiled at full depth")
-    parser.add_argument("--optimizer-layout", choices=("trainer", "params"), default="trainer",
-                        help="'trainer': optimiser state as make_train_state creates it (jax.jit(tx.init)); "
-                             "'params': Adam moments sharded like their weights")
     return parser.parse_args(gin_cli.split_gin_args(argv))
 
 
@@ -483,7 +461,7 @@ def main(argv=None) -> int:
             if len(depths) != 2 or depths[0] < 1 or depths[0] == depths[1]:
                 raise PlanError(f"--extrapolate-from {args.extrapolate_from!r}: give two different depths A,B >= 1")
         result = plan(args.gin, args.topology, preset=args.model, num_layers=args.num_layers, programs=programs,
-                      extrapolate_from=depths, optimizer_layout=args.optimizer_layout,
+                      extrapolate_from=depths,
                       log=lambda m: print(m, file=sys.stderr))
     except PlanError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -56,10 +56,14 @@ def init_optimizer(tx: optax.GradientTransformation, params):
     of its parameter, so a sharded model's optimiser state is sharded too (``jax.jit(tx.init)``
     alone left the moments on one device, to be replicated on every chip). Other leaves (counts)
     are left to the compiler; ``sharding.replicate_unsharded`` gives them the mesh."""
-    abstract = jax.eval_shape(tx.init, params)
-    shardings = optax.tree_map_params(tx, lambda _, param: param.sharding, abstract, params,
-                                      transform_non_params=lambda _: None)
-    return jax.jit(tx.init, out_shardings=shardings)(params)
+    return jax.jit(tx.init, out_shardings=optimizer_shardings(tx, params))(params)
+
+
+def optimizer_shardings(tx: optax.GradientTransformation, params, other=None):
+    """The sharding of each leaf of ``tx.init(params)``: a parameter-shaped leaf takes its
+    parameter's, any other leaf ``other`` (None: the compiler's choice)."""
+    return optax.tree_map_params(tx, lambda _, param: param.sharding, jax.eval_shape(tx.init, params), params,
+                                 transform_non_params=lambda _: other)
 
 
 def make_train_state(policy_params, prm_params, policy_tx: optax.GradientTransformation,
