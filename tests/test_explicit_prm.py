@@ -164,7 +164,8 @@ def test_train_reward_explicit_prm_with_exact_labels(base_model, tmp_path):
     assert train_reward.main([a for b in bindings for a in ("--gin", b)] + ["--workdir", str(workdir)]) == 0
     info = json.loads((workdir / "reward.json").read_text())
     assert info["kind"] == "explicit_prm" and info["reward"] is None and info["step_delimiter"] == "\n"
-    assert info["step_labels"] == {"labels": "exact", "mc_labels_path": None, "up_to_first_error": False}
+    assert info["step_labels"] == {"labels": "exact", "mc_labels_path": None, "up_to_first_error": False,
+                                   "balance_classes": False}
     rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert rows[0]["step"] == 0 and rows[-1]["epoch"] == 1
     assert {"val_loss", "val_step_acc", "val_first_error_acc", "train_eprm_loss"} <= set(rows[-1])
