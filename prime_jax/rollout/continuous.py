@@ -38,12 +38,11 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from prime_jax.models.cache import KVCache
 from prime_jax.models.transformer import Transformer
-from prime_jax.rollout.engine import Rollouts, SamplingConfig, _is_eos
+from prime_jax.rollout.engine import Rollouts, SamplingConfig, _is_eos, check_left_padded
 from prime_jax.rollout.sampling import choose_tokens
 
 
@@ -174,10 +173,7 @@ def sample_continuous(policy: Transformer, prompt_ids_rp: jax.Array, prompt_mask
     """
     if num_slots < 1:
         raise ValueError(f"sample_continuous: num_slots must be >= 1, got {num_slots}")
-    checkable = not isinstance(prompt_mask_rp, jax.core.Tracer) and getattr(
-        prompt_mask_rp, "is_fully_addressable", True)
-    if checkable and not np.all(np.asarray(prompt_mask_rp)[:, -1]):
-        raise ValueError("sample_continuous: prompts must be left-padded (prompt_mask[:, -1] == 1)")
+    check_left_padded(prompt_mask_rp, "sample_continuous")
     graphdef, state = nnx.split(policy)
     return _continuous_jit(graphdef, state, prompt_ids_rp, prompt_mask_rp, key,
                            num_slots=num_slots, config=config)

@@ -117,6 +117,14 @@ class Rollouts:
     lengths: jax.Array
 
 
+def check_left_padded(prompt_mask, caller: str) -> None:
+    """Raise unless every prompt ends in its last column (``prompt_mask[:, -1] == 1``), when the
+    mask can be read on this host (not a tracer, fully addressable)."""
+    readable = not isinstance(prompt_mask, jax.core.Tracer) and getattr(prompt_mask, "is_fully_addressable", True)
+    if readable and not np.all(np.asarray(prompt_mask)[:, -1]):
+        raise ValueError(f"{caller}: prompts must be left-padded (prompt_mask[:, -1] == 1)")
+
+
 def repeat_prompts(prompt_ids: jax.Array, prompt_mask: jax.Array, n: int):
     """Each prompt row repeated ``n`` times contiguously: out row ``p * n + k`` = prompt ``p``."""
     return jnp.repeat(prompt_ids, n, axis=0), jnp.repeat(prompt_mask, n, axis=0)

@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from prime_jax import sharding
 from prime_jax.models.cache import KVCache
 from prime_jax.models.transformer import Transformer
 from prime_jax.rollout.engine import (DecodeCarry, Rollouts, SamplingConfig, _grow, _is_eos, _pick,
-                                      decode_segments)
+                                      check_left_padded, decode_segments)
 
 
 def _repeat_rows(cache: KVCache, n: int) -> KVCache:
@@ -110,10 +109,7 @@ def sample_shared(policy: Transformer, prompt_ids_gp: jax.Array, prompt_mask_gp:
     """
     if n < 1:
         raise ValueError(f"sample_shared: n must be >= 1, got {n}")
-    checkable = not isinstance(prompt_mask_gp, jax.core.Tracer) and getattr(
-        prompt_mask_gp, "is_fully_addressable", True)
-    if checkable and not np.all(np.asarray(prompt_mask_gp)[:, -1]):
-        raise ValueError("sample_shared: prompts must be left-padded (prompt_mask[:, -1] == 1)")
+    check_left_padded(prompt_mask_gp, "sample_shared")
     graphdef, state = nnx.split(policy)
     return _sample_shared_jit(graphdef, state, prompt_ids_gp, prompt_mask_gp, key, n=n,
                               config=config)
