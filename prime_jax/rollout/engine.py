@@ -193,28 +193,36 @@ class DecodeCarry(NamedTuple):
 
 
 def _sample_impl(graphdef, state, prompt_ids_bp, prompt_mask_bp, key, *, config: SamplingConfig):
-    """Traced body of ``sample``: prefill, then while_loops over the remaining positions."""
+    """Traced body of ``sample``: prefill, then ``decode``."""
     policy: Transformer = nnx.merge(graphdef, state)
     b, p = prompt_ids_bp.shape
-    steps = config.max_new_tokens
-    segments = decode_segments(steps, config.decode_segments)
+    segments = decode_segments(config.max_new_tokens, config.decode_segments)
     bl_axes = ("batch", "length")
     prompt_ids_bp = sharding.constrain(prompt_ids_bp.astype(jnp.int32), bl_axes)
     prompt_mask_bp = sharding.constrain(prompt_mask_bp.astype(jnp.int32), bl_axes)
     prompt_len_b = jnp.sum(prompt_mask_bp, axis=-1, dtype=jnp.int32)
-    eos_ids = config.eos_ids
 
     # Step i feeds token i-1 at slot p + i - 1: a segment ending at step `stop` needs p + stop - 1.
     first_len = p + (segments[0][1] - 1 if segments else 0)
     cache = policy.init_cache(b, first_len, dtype=config.cache_dtype)
     h_bpd, cache = policy.hidden_states(prompt_ids_bp, attention_mask_bt=prompt_mask_bp,
                                         cache=cache, cache_index=0)
-    logits_bv = policy.logits(h_bpd[:, -1:])[:, 0]
+    return decode(policy, policy.logits(h_bpd[:, -1:])[:, 0], cache, prompt_len_b, p, key, config)
+
+
+def decode(policy: Transformer, logits_bv, cache: KVCache, prompt_len_b, p: int, key: jax.Array,
+           config: SamplingConfig) -> Rollouts:
+    """The decode after a prefill of ``p`` prompt columns into ``cache``: token 0 from the
+    prefill's last-position ``logits_bv``, then one while_loop per decode segment over the
+    remaining positions (step i feeds token i-1 at slot p + i - 1; each segment first grows the
+    cache to its own static length ``p + stop - 1``)."""
+    b, steps = logits_bv.shape[0], config.max_new_tokens
+    bl_axes = ("batch", "length")
+    eos_ids = config.eos_ids
     token_b, logp_b = _pick(logits_bv, jax.random.fold_in(key, 0), config)
     done_b = _is_eos(token_b, eos_ids)
     tokens_bl = jnp.full((b, steps), config.pad_id, jnp.int32).at[:, 0].set(token_b)
     logp_bl = jnp.zeros((b, steps), jnp.float32).at[:, 0].set(logp_b)
-    length_b = jnp.ones((b,), jnp.int32)
     tokens_bl = sharding.constrain(tokens_bl, bl_axes)
     logp_bl = sharding.constrain(logp_bl, bl_axes)
 
@@ -233,15 +241,14 @@ def _sample_impl(graphdef, state, prompt_ids_bp, prompt_mask_bp, key, *, config:
             length_b=carry.length_b + live_b.astype(jnp.int32))
 
     carry = DecodeCarry(i=jnp.int32(1), cache=cache, prev_b=token_b, tokens_bl=tokens_bl, logp_bl=logp_bl,
-                        done_b=done_b, length_b=length_b)
-    for _, stop in segments:  # each loop attends over its own (static) cache length only
+                        done_b=done_b, length_b=jnp.ones((b,), jnp.int32))
+    for _, stop in decode_segments(steps, config.decode_segments):  # each loop attends over its own cache
         carry = carry._replace(cache=_grow(carry.cache, p + stop - 1))
         carry = jax.lax.while_loop(
             lambda c, stop=stop: (c.i < stop) & ~jnp.all(c.done_b), body, carry)
-    tokens_bl, logp_bl, done_b, length_b = carry.tokens_bl, carry.logp_bl, carry.done_b, carry.length_b
-    mask_bl = (jnp.arange(steps)[None, :] < length_b[:, None]).astype(jnp.int32)
-    return Rollouts(tokens=tokens_bl, logprobs=logp_bl, mask=mask_bl, truncated=~done_b,
-                    lengths=length_b)
+    mask_bl = (jnp.arange(steps)[None, :] < carry.length_b[:, None]).astype(jnp.int32)
+    return Rollouts(tokens=carry.tokens_bl, logprobs=carry.logp_bl, mask=mask_bl, truncated=~carry.done_b,
+                    lengths=carry.length_b)
 
 
 _sample_jit = jax.jit(_sample_impl, static_argnames=("graphdef", "config"))
@@ -258,9 +265,6 @@ def sample(policy: Transformer, prompt_ids: jax.Array, prompt_mask: jax.Array, *
     """
     if num_samples > 1:
         prompt_ids, prompt_mask = repeat_prompts(prompt_ids, prompt_mask, num_samples)
-    checkable = not isinstance(prompt_mask, jax.core.Tracer) and getattr(prompt_mask, "is_fully_addressable", True)
-    if checkable and not np.all(np.asarray(prompt_mask)[:, -1]):
-        raise ValueError("sample: prompts must be left-padded (every row's last column a real "
-                         "token, prompt_mask[:, -1] == 1)")
+    check_left_padded(prompt_mask, "sample")
     graphdef, state = nnx.split(policy)
     return _sample_jit(graphdef, state, prompt_ids, prompt_mask, key, config=config)

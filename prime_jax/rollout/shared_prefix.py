@@ -9,7 +9,7 @@ instead of the G * n repeated rows:
    column ``logits_gv``;
 2. copy: cache rows and logits repeated n times along the batch, row ``g * n + k`` = prompt g
    (the layout of ``repeat_prompts``);
-3. decode: the loop of ``engine.sample`` on the (G * n) rows, unchanged (same step keys
+3. decode: ``engine.decode``, the loop ``sample`` runs, on the (G * n) rows (same step keys
    ``fold_in(key, i)``, same per-step draws over the (G * n, V) logits, same cache segments).
 
 So the result equals ``sample`` on the repeated prompts token for token - greedy and
@@ -30,8 +30,7 @@ from flax import nnx
 from prime_jax import sharding
 from prime_jax.models.cache import KVCache
 from prime_jax.models.transformer import Transformer
-from prime_jax.rollout.engine import (DecodeCarry, Rollouts, SamplingConfig, _grow, _is_eos, _pick,
-                                      check_left_padded, decode_segments)
+from prime_jax.rollout.engine import Rollouts, SamplingConfig, check_left_padded, decode
 
 
 def _repeat_rows(cache: KVCache, n: int) -> KVCache:
@@ -46,54 +45,16 @@ def _sample_shared_impl(graphdef, state, prompt_ids_gp, prompt_mask_gp, key, *, 
     """Traced body of ``sample_shared``: G-row prefill, n-fold copy, then ``sample``'s decode."""
     policy: Transformer = nnx.merge(graphdef, state)
     g, p = prompt_ids_gp.shape
-    b, steps = g * n, config.max_new_tokens
-    segments = decode_segments(steps, config.decode_segments)
     bl_axes = ("batch", "length")
     prompt_ids_gp = sharding.constrain(prompt_ids_gp.astype(jnp.int32), bl_axes)
     prompt_mask_gp = sharding.constrain(prompt_mask_gp.astype(jnp.int32), bl_axes)
     prompt_len_b = jnp.repeat(jnp.sum(prompt_mask_gp, axis=-1, dtype=jnp.int32), n)
-    eos_ids = config.eos_ids
 
     cache = policy.init_cache(g, p, dtype=config.cache_dtype)
     h_gpd, cache = policy.hidden_states(prompt_ids_gp, attention_mask_bt=prompt_mask_gp,
                                         cache=cache, cache_index=0)
     logits_bv = jnp.repeat(policy.logits(h_gpd[:, -1:])[:, 0], n, axis=0)
-    cache = _repeat_rows(cache, n)
-
-    # From here on: engine._sample_impl's decode, on the copied cache and logits.
-    token_b, logp_b = _pick(logits_bv, jax.random.fold_in(key, 0), config)
-    done_b = _is_eos(token_b, eos_ids)
-    tokens_bl = jnp.full((b, steps), config.pad_id, jnp.int32).at[:, 0].set(token_b)
-    logp_bl = jnp.zeros((b, steps), jnp.float32).at[:, 0].set(logp_b)
-    tokens_bl = sharding.constrain(tokens_bl, bl_axes)
-    logp_bl = sharding.constrain(logp_bl, bl_axes)
-
-    def body(carry: DecodeCarry) -> DecodeCarry:
-        positions_b1 = (prompt_len_b + carry.i - 1)[:, None]
-        logits_b1v, cache = policy(carry.prev_b[:, None], positions_bt=positions_b1,
-                                   cache=carry.cache)
-        token_b, logp_b = _pick(logits_b1v[:, 0], jax.random.fold_in(key, carry.i), config)
-        live_b = ~carry.done_b
-        token_b = jnp.where(live_b, token_b, config.pad_id)
-        logp_b = jnp.where(live_b, logp_b, 0.0)
-        return DecodeCarry(
-            i=carry.i + 1, cache=cache, prev_b=token_b,
-            tokens_bl=jax.lax.dynamic_update_slice_in_dim(carry.tokens_bl, token_b[:, None],
-                                                          carry.i, axis=1),
-            logp_bl=jax.lax.dynamic_update_slice_in_dim(carry.logp_bl, logp_b[:, None],
-                                                        carry.i, axis=1),
-            done_b=carry.done_b | (live_b & _is_eos(token_b, eos_ids)),
-            length_b=carry.length_b + live_b.astype(jnp.int32))
-
-    carry = DecodeCarry(i=jnp.int32(1), cache=cache, prev_b=token_b, tokens_bl=tokens_bl,
-                        logp_bl=logp_bl, done_b=done_b, length_b=jnp.ones((b,), jnp.int32))
-    for _, stop in segments:
-        carry = carry._replace(cache=_grow(carry.cache, p + stop - 1))
-        carry = jax.lax.while_loop(
-            lambda c, stop=stop: (c.i < stop) & ~jnp.all(c.done_b), body, carry)
-    mask_bl = (jnp.arange(steps)[None, :] < carry.length_b[:, None]).astype(jnp.int32)
-    return Rollouts(tokens=carry.tokens_bl, logprobs=carry.logp_bl, mask=mask_bl,
-                    truncated=~carry.done_b, lengths=carry.length_b)
+    return decode(policy, logits_bv, _repeat_rows(cache, n), prompt_len_b, p, key, config)
 
 
 _sample_shared_jit = jax.jit(_sample_shared_impl, static_argnames=("graphdef", "n", "config"))
