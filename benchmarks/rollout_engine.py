@@ -15,7 +15,7 @@ at L if t > L). The model still runs every layer; only the choice is steered.
   = ``sample_continuous`` with S slots (same cache rows). Ratio = static time / continuous time.
 * shared prefix vs plain, bias off, temperature 1, no EOS: n = 4 samples of G prompts, and
   N = 8 Monte-Carlo completions of G long step prefixes. Plain = ``sample`` on
-  ``repeat_prompts``; shared = ``sample_shared``. Ratio = plain time / shared time; the
+  ``repeat_prompts`` (G * n prefills); shared = ``sample(..., num_samples=n)`` (G prefills). Ratio = plain time / shared time; the
   summary line reports the N = 8 completions case (the issue's goal), the table both.
 * equality: the timed runs' tokens (continuous vs static greedy; shared vs plain sampled with
   the same key) and a greedy check with the bias off (random-model tokens, EOS rarely) on small
@@ -39,8 +39,7 @@ import numpy as np
 from flax import nnx
 
 from prime_jax.models import ModelConfig, Transformer
-from prime_jax.rollout import (SamplingConfig, repeat_prompts, sample, sample_continuous,
-                               sample_shared)
+from prime_jax.rollout import SamplingConfig, repeat_prompts, sample, sample_continuous
 
 from machine import cpu_line, date_line, load_average
 
@@ -159,7 +158,7 @@ def main(argv=None):
         rep = repeat_prompts(ids_gp, mask_gp, n)
         (first_p, t_plain, plain), (first_h, t_shared, shared) = timed_pair(
             lambda: sample(plain_model, *rep, key=key, config=sampled),
-            lambda: sample_shared(plain_model, ids_gp, mask_gp, n=n, key=key, config=sampled),
+            lambda: sample(plain_model, ids_gp, mask_gp, num_samples=n, key=key, config=sampled),
             args.repeats)
         equal[f"shared, {label} (timed, T=1)"] = same(plain, shared)
         ratios[label] = t_plain / t_shared
@@ -177,7 +176,7 @@ def main(argv=None):
         plain_model, ids_sp, mask_sp, key=key, config=small, num_slots=4))
     equal["shared, bias off (3 prompts x 4)"] = same(
         sample(plain_model, *repeat_prompts(ids_sp[:3], mask_sp[:3], 4), key=key, config=small),
-        sample_shared(plain_model, ids_sp[:3], mask_sp[:3], n=4, key=key, config=small))
+        sample(plain_model, ids_sp[:3], mask_sp[:3], num_samples=4, key=key, config=small))
 
     lines = ["| run | best s | compile s | note |", "|---|---:|---:|---|"]
     lines += [f"| {name} | {best:.3f} | {comp:.1f} | {note} |" for name, best, comp, note in rows]

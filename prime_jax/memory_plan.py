@@ -278,7 +278,7 @@ def build_programs(run: RunSettings, mesh, names=PROGRAMS):
     if "sample" in names:
         args = (params, rows_array(mesh, (rollout_rows, p), jnp.int32), rows_array(mesh, (rollout_rows, p), jnp.int32),
                 jax.random.key(0))
-        fn = lambda *a: engine._sample_jit(graphdef, *a, config=sampling)  # noqa: E731
+        fn = lambda *a: engine._sample_jit(graphdef, *a, n=1, config=sampling)  # noqa: E731
         programs.append(Program("sample", jax.jit(fn), args, ("policy_params",),
                                 f"B={rollout_rows} rows, P={p}, L={length}, {sampling.decode_segments} segments"))
     if "logprob" in names:

@@ -1,5 +1,7 @@
 """Continuous batching: request-order results equal to static batching, slots recycled."""
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -78,3 +80,22 @@ def test_rejects_right_padding_and_empty_pool(policy):
                           num_slots=1)
     with pytest.raises(ValueError, match="num_slots"):
         sample_continuous(policy, ids, mask, key=jax.random.key(0), config=config, num_slots=0)
+
+
+def test_sample_runs_the_slot_pool_when_config_sets_decode_slots(policy):
+    """``SamplingConfig.decode_slots`` switches ``sample`` to the pool: its n samples of a prompt
+    are the pool's requests ``prompt * n + k``; greedy tokens equal the static batch's."""
+    ids, mask = _prompts(rows=3)
+    key = jax.random.key(6)
+    sampled = SamplingConfig(max_new_tokens=L, temperature=1.0, eos_id=EOS, decode_slots=2)
+    via_sample = sample(policy, ids, mask, key=key, config=sampled, num_samples=2)
+    direct = sample_continuous(policy, np.repeat(ids, 2, 0), np.repeat(mask, 2, 0), key=key,
+                               config=sampled, num_slots=2)
+    _assert_same(via_sample, direct)
+    greedy = SamplingConfig(max_new_tokens=L, temperature=0.0, eos_id=EOS, decode_segments=1)
+    pooled = sample(policy, ids, mask, key=key, num_samples=2,
+                    config=dataclasses.replace(greedy, decode_slots=4))
+    _assert_same(pooled, sample(policy, ids, mask, key=key, config=greedy, num_samples=2),
+                 logp_atol=1e-5)
+    with pytest.raises(ValueError, match="decode_slots"):
+        SamplingConfig(max_new_tokens=L, decode_slots=-1)

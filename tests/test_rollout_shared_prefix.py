@@ -1,4 +1,5 @@
-"""Shared prefixes: one prefill per prompt, the same rollouts as ``sample`` on repeated prompts."""
+"""Shared prefixes: ``sample(num_samples=n)`` prefills each prompt once and gives the rollouts of
+``sample`` on the prompts repeated n times."""
 
 import jax
 import numpy as np
@@ -6,7 +7,7 @@ import pytest
 from flax import nnx
 
 from prime_jax.models import ModelConfig, Transformer
-from prime_jax.rollout import SamplingConfig, repeat_prompts, sample, sample_shared
+from prime_jax.rollout import SamplingConfig, repeat_prompts, sample
 
 G, P, L, N, VOCAB = 3, 9, 10, 4, 97
 EOS = (5, 7)
@@ -44,7 +45,7 @@ def test_equals_sample_on_repeated_prompts(policy, config):
     ids, mask = _prompts()
     key = jax.random.key(5)
     plain = sample(policy, *repeat_prompts(ids, mask, N), key=key, config=config)
-    shared = sample_shared(policy, ids, mask, n=N, key=key, config=config)
+    shared = sample(policy, ids, mask, num_samples=N, key=key, config=config)
     _assert_same(shared, plain)
     tokens = np.asarray(shared.tokens).reshape(G, N, L)
     if config.temperature > 0:  # the n copies of a prompt really draw different samples
@@ -58,6 +59,6 @@ def test_bad_arguments_raise(policy):
     config = SamplingConfig(max_new_tokens=L, temperature=0.0, eos_id=EOS)
     key = jax.random.key(0)
     with pytest.raises(ValueError, match="left-padded"):
-        sample_shared(policy, ids, mask[:, ::-1], n=2, key=key, config=config)
-    with pytest.raises(ValueError, match="n must be"):
-        sample_shared(policy, ids, mask, n=0, key=key, config=config)
+        sample(policy, ids, mask[:, ::-1], num_samples=2, key=key, config=config)
+    with pytest.raises(ValueError, match="num_samples must be"):
+        sample(policy, ids, mask, num_samples=0, key=key, config=config)

@@ -42,7 +42,7 @@ from flax import nnx
 
 from prime_jax.models.cache import KVCache
 from prime_jax.models.transformer import Transformer
-from prime_jax.rollout.engine import Rollouts, SamplingConfig, _is_eos, check_left_padded
+from prime_jax.rollout.config import Rollouts, SamplingConfig, check_left_padded, is_eos
 from prime_jax.rollout.sampling import choose_tokens
 
 
@@ -107,7 +107,7 @@ def _continuous_impl(graphdef, state, prompt_ids_rp, prompt_mask_rp, key, *, num
                                           cache=policy.init_cache(1, p, dtype=config.cache_dtype))
         logits_1v = policy.logits(h_1pd[:, -1:])[:, 0]
         token_1, logp_1 = _pick_rows(logits_1v, r[None], jnp.zeros((1,), jnp.int32), key, config)
-        eos = _is_eos(token_1, eos_ids)[0]
+        eos = is_eos(token_1, eos_ids)[0]
         cache = c.cache.replace(
             keys=tuple(jax.lax.dynamic_update_slice(k, kr.astype(k.dtype), (slot, 0, 0, 0))
                        for k, kr in zip(c.cache.keys, row.keys)),
@@ -134,7 +134,7 @@ def _continuous_impl(graphdef, state, prompt_ids_rp, prompt_mask_rp, key, *, num
                                          prompt_len_r[safe_r_s] + c.step_s - 1, p + c.step_s - 1)
         token_s, logp_s = _pick_rows(logits_sv, c.request_s, c.step_s, key, config)
         token_s = jnp.where(busy_s, token_s, config.pad_id)
-        eos_s = busy_s & _is_eos(token_s, eos_ids)
+        eos_s = busy_s & is_eos(token_s, eos_ids)
         # Free slots carry request index R: their writes fall out of bounds and are dropped.
         write = dict(mode="drop")
         ended_s = eos_s | (c.step_s + 1 >= steps)
