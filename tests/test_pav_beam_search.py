@@ -184,7 +184,7 @@ def test_pav_effective_reward_on_a_hand_built_tree():
     # Q^pi of prefixes (by response): root 0.2; steps a -> 0.5, b -> 0.1; then a,a -> 0.9, a,b -> 0.0.
     q_pi = {(): 0.2, (4,): 0.5, (5,): 0.1, (4, 4): 0.9, (4, 5): 0.0}
 
-    def q_model(tokens_nw, mask_nw):
+    def q_model(tokens_nw, mask_nw, response_mask_nw):
         return np.array([q_pi[tuple(int(t) for t in row[m > 0] if int(t) in ACTIONS)]
                          for row, m in zip(tokens_nw, mask_nw)])
 
@@ -195,6 +195,7 @@ def test_pav_effective_reward_on_a_hand_built_tree():
         (t, m), (pt, pm) = rows(children), rows(parents)
         return StepCandidates(tokens_nw=t, mask_nw=m, step_mask_nw=m, response_mask_nw=m,
                               parent_n=np.array(parent_n), parent_tokens_mw=pt, parent_mask_mw=pm,
+                              parent_response_mask_mw=pm,
                               step_index_n=np.zeros(len(children), int), live_n=np.ones(len(children), int))
 
     def bok(q, k):
@@ -224,10 +225,15 @@ def test_implicit_prm_scorer_sums_the_new_steps_log_ratios(tiny_policy):
     step[0, -2:] = 1
     c = StepCandidates(tokens_nw=tokens, mask_nw=mask, step_mask_nw=step, response_mask_nw=(np.arange(8)[None] >= 4).astype(np.int32),
         parent_n=np.array([0]), parent_tokens_mw=tokens, parent_mask_mw=mask,
-        step_index_n=np.array([1]), live_n=np.array([1]))
+        parent_response_mask_mw=(np.arange(8)[None] >= 6).astype(np.int32), step_index_n=np.array([1]), live_n=np.array([1]))
     real = jnp.asarray(tokens[:, 2:])  # the same sequence without padding
     ratio = np.asarray(token_logprobs(prm, real) - token_logprobs(tiny_policy, real))[0]
     step_score = step_scorers.implicit_prm_scorer(prm, tiny_policy, beta=0.1)(c)
     np.testing.assert_allclose(step_score, [0.1 * ratio[-2:].sum()], rtol=1e-4, atol=1e-6)
     cumulative = step_scorers.implicit_prm_scorer(prm, tiny_policy, beta=0.1, cumulative=True)(c)
     np.testing.assert_allclose(cumulative, [0.1 * ratio[-4:].sum()], rtol=1e-4, atol=1e-6)
+    q = step_scorers.implicit_prm_q(prm, tiny_policy, beta=0.1)(tokens, mask, c.response_mask_nw)
+    np.testing.assert_allclose(q, 1 / (1 + np.exp(-cumulative)), rtol=1e-5)
+    # min over the response's two steps (6, 3 | 8, 2) of the per-step log-ratio sums
+    final = step_scorers.implicit_min_final(prm, tiny_policy, (DELIM,))(tokens, mask, c.response_mask_nw)
+    np.testing.assert_allclose(final, [min(ratio[-4:-2].sum(), ratio[-2:].sum())], rtol=1e-4, atol=1e-6)

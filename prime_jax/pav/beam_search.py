@@ -77,8 +77,9 @@ class StepCandidates:
     * ``tokens_nw`` / ``mask_nw``: the candidate prefix (prompt + earlier steps + new step),
       left-padded to W columns (the new step's last token is column W - 1);
     * ``step_mask_nw``: 1 on the new step's tokens; ``response_mask_nw``: 1 on every response token;
-    * ``parent_n``: the row of each candidate's parent in ``parent_tokens_mw`` / ``parent_mask_mw``
-      (the prefix before the step; the prompt alone on the first step), M = P * B;
+    * ``parent_n``: the row of each candidate's parent in ``parent_tokens_mw`` / ``parent_mask_mw`` /
+      ``parent_response_mask_mw`` (the prefix before the step; the prompt alone on the first
+      step), M = P * B;
     * ``step_index_n``: how many steps the parent already has (0 on the first step);
     * ``live_n``: 1 where the parent beam is live (other rows are never selected).
     """
@@ -90,6 +91,7 @@ class StepCandidates:
     parent_n: np.ndarray
     parent_tokens_mw: np.ndarray
     parent_mask_mw: np.ndarray
+    parent_response_mask_mw: np.ndarray
     step_index_n: np.ndarray
     live_n: np.ndarray
 
@@ -229,6 +231,7 @@ def beam_search(policy: Transformer | None, prompt_ids_pt, prompt_mask_pt, *, ke
             step_mask_nw=(cols_w >= width - step_len_n[:, None]).astype(np.int32),
             response_mask_nw=(cols_w >= width - len_n[:, None]).astype(np.int32),
             parent_n=parent_n, parent_tokens_mw=beams_mw, parent_mask_mw=beams_mask_mw,
+            parent_response_mask_mw=(cols_w >= width - resp_len_m[:, None]).astype(np.int32),
             step_index_n=steps_m[parent_n], live_n=live_n.astype(np.int32))
         scores_n = np.asarray(step_scorer(candidates), np.float64).reshape(-1)
         allowed_pk = live_n.reshape(p, b * c)

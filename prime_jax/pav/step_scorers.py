@@ -1,9 +1,11 @@
 """Step scorers and final scorers for ``pav.beam_search``.
 
-A *Q model* maps left-padded prefixes (N, W) to ``Q^pi(prefix)`` in [0, 1] (N,), read at the
-prefix's last token: the probability that the policy pi, continuing from the prefix, ends right
-(= Q^pi(s_h, a_h) of the step that ends the prefix = V^pi of the state after it). Built from an
-explicit PRM (``explicit_prm_q``: ``sigmoid(z)`` at the last token) or by Monte-Carlo rollouts
+A *Q model* ``q(tokens_nw, mask_nw, response_mask_nw)`` maps left-padded prefixes (N, W) to
+``Q^pi(prefix)`` in [0, 1] (N,): the probability that the policy pi, continuing from the prefix,
+ends right (= Q^pi(s_h, a_h) of the step that ends the prefix = V^pi of the state after it).
+Built from an explicit PRM (``explicit_prm_q``: ``sigmoid(z)`` at the last token), from an
+implicit PRM (``implicit_prm_q``: ``sigmoid(beta * sum_t log pi_prm / pi_ref)`` over the response
+so far, the PRM's implicit Q squashed like its training objective) or by Monte-Carlo rollouts
 (``mc_q``). Step scorers (higher is better):
 
 * ``pav_scorer``: the effective reward ``Q^pi(s, a) + alpha * A^mu(s, a)`` with the Best-of-K
@@ -17,7 +19,7 @@ explicit PRM (``explicit_prm_q``: ``sigmoid(z)`` at the last token) or by Monte-
 
 Final scorers rank finished responses: ``orm_final`` (an ORM's last-token score), ``q_final``
 (a Q model used as an outcome scorer), ``explicit_prod_final`` (product of explicit-PRM step
-probabilities, Let's Verify).
+probabilities, Let's Verify), ``implicit_min_final`` (the implicit PRM's minimum step reward).
 """
 
 from __future__ import annotations
@@ -35,16 +37,26 @@ from prime_jax.reward_models import scoring
 from prime_jax.rewards import step_ends_from_tokens
 from prime_jax.rollout import SamplingConfig, sample
 
-QModel = Callable[[np.ndarray, np.ndarray], np.ndarray]
+QModel = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
 def explicit_prm_q(prm: ExplicitPRM) -> QModel:
     """``Q^pi(prefix) ~= sigmoid(z_prm(prefix)[-1])``: the explicit PRM's step-correct probability
     at the prefix's last token (its step end)."""
 
-    def q(tokens_nw, mask_nw):
+    def q(tokens_nw, mask_nw, response_mask_nw=None):
         z_n = np.asarray(scoring.explicit_logits(prm, tokens_nw, mask_nw), np.float64)[:, -1]
         return 1.0 / (1.0 + np.exp(-z_n))
+
+    return q
+
+
+def implicit_prm_q(prm: Transformer, reference: Transformer, *, beta: float) -> QModel:
+    """``Q^pi(prefix) ~= sigmoid(beta * sum_{t in response} log pi_prm(y_t|y_<t) / pi_ref(y_t|y_<t))``."""
+
+    def q(tokens_nw, mask_nw, response_mask_nw):
+        q_nw = scoring.token_log_ratios_jit(prm, reference, tokens_nw, mask_nw, response_mask_nw)
+        return 1.0 / (1.0 + np.exp(-beta * np.asarray(q_nw, np.float64).sum(1)))
 
     return q
 
@@ -60,7 +72,7 @@ def mc_q(policy: Transformer, reward_fn: Callable[[np.ndarray, np.ndarray, np.nd
     """
     calls = [0]
 
-    def q(tokens_nw, mask_nw):
+    def q(tokens_nw, mask_nw, response_mask_nw=None):
         calls[0] += 1
         out = sample(policy, jnp.asarray(tokens_nw), jnp.asarray(mask_nw), key=jax.random.fold_in(key, calls[0]),
                      config=sampling, num_samples=num_rollouts)
@@ -86,8 +98,8 @@ def pav_scorer(q_model: QModel, *, alpha: float = 0.5, k: int = 4) -> StepScorer
     prefixes are scored once each (M rows), the candidates once each (N rows)."""
 
     def score(c: StepCandidates):
-        q_child_n = q_model(c.tokens_nw, c.mask_nw)
-        q_parent_m = q_model(c.parent_tokens_mw, c.parent_mask_mw)
+        q_child_n = q_model(c.tokens_nw, c.mask_nw, c.response_mask_nw)
+        q_parent_m = q_model(c.parent_tokens_mw, c.parent_mask_mw, c.parent_response_mask_mw)
         return pav_scores(q_child_n, np.asarray(q_parent_m)[c.parent_n], alpha=alpha, k=k)
 
     return score
@@ -95,7 +107,7 @@ def pav_scorer(q_model: QModel, *, alpha: float = 0.5, k: int = 4) -> StepScorer
 
 def q_scorer(q_model: QModel) -> StepScorer:
     """``Q^pi(s + a)`` of each candidate prefix."""
-    return lambda c: np.asarray(q_model(c.tokens_nw, c.mask_nw), np.float64)
+    return lambda c: np.asarray(q_model(c.tokens_nw, c.mask_nw, c.response_mask_nw), np.float64)
 
 
 def explicit_prm_scorer(prm: ExplicitPRM) -> StepScorer:
@@ -123,7 +135,7 @@ def orm_final(orm: OutcomeRewardModel) -> FinalScorer:
 
 def q_final(q_model: QModel) -> FinalScorer:
     """A Q model read at the response's last token, used as an outcome scorer."""
-    return lambda tokens_nw, mask_nw, response_mask_nw: np.asarray(q_model(tokens_nw, mask_nw))
+    return lambda tokens_nw, mask_nw, response_mask_nw: np.asarray(q_model(tokens_nw, mask_nw, response_mask_nw))
 
 
 def explicit_prod_final(prm: ExplicitPRM, delimiter: tuple[int, ...]) -> FinalScorer:
@@ -134,5 +146,17 @@ def explicit_prod_final(prm: ExplicitPRM, delimiter: tuple[int, ...]) -> FinalSc
         probs_nk, count_n = scoring.explicit_step_scores(prm, tokens_nw, mask_nw, response_mask_nw, ends_nw)
         valid_nk = np.arange(probs_nk.shape[1])[None, :] < count_n[:, None]
         return np.where(valid_nk, np.log(np.maximum(probs_nk, 1e-12)), 0.0).sum(1)
+
+    return score
+
+
+def implicit_min_final(prm: Transformer, reference: Transformer, delimiter: tuple[int, ...]) -> FinalScorer:
+    """``min_s sum_{t in s} log pi_prm / pi_ref`` over the response's steps (``scoring.implicit_step_rewards``)."""
+
+    def score(tokens_nw, mask_nw, response_mask_nw):
+        ends_nw = np.asarray(step_ends_from_tokens(jnp.asarray(tokens_nw), jnp.asarray(response_mask_nw), delimiter))
+        steps_nk, count_n = scoring.implicit_step_rewards(prm, reference, tokens_nw, mask_nw, response_mask_nw, ends_nw)
+        valid_nk = np.arange(steps_nk.shape[1])[None, :] < count_n[:, None]
+        return np.where(count_n > 0, np.where(valid_nk, steps_nk, np.inf).min(1), -np.inf)
 
     return score
