@@ -257,6 +257,20 @@ def test_bfloat16_cache_and_segments(checkpoints):
     np.testing.assert_allclose(np.asarray(r.logprobs), teacher, atol=0.05)
 
 
+def test_bfloat16_cache_is_exact_for_a_bfloat16_model(tmp_path, checkpoints):
+    """A bf16 model computes keys/values in bf16 and attention reads the cache in the compute
+    dtype, so a bf16 cache holds exactly what a float32 cache holds: same tokens, same log-probs
+    (benchmarks/bf16_cache.py: the float32 model's 68.5% comes from rounding f32 keys/values)."""
+    hf, _ = checkpoints["qwen2"]
+    hf.save_pretrained(tmp_path)
+    policy = from_pretrained(tmp_path, dtype=jnp.bfloat16, param_dtype=jnp.float32)
+    ids, mask = (jnp.asarray(x) for x in _prompts(batch=4, seed=8))
+    runs = [sample(policy, ids, mask, key=jax.random.key(0), config=SamplingConfig(
+        max_new_tokens=L, temperature=0.0, cache_dtype=dtype, **FAST)) for dtype in ("float32", "bfloat16")]
+    np.testing.assert_array_equal(np.asarray(runs[0].tokens), np.asarray(runs[1].tokens))
+    np.testing.assert_array_equal(np.asarray(runs[0].logprobs), np.asarray(runs[1].logprobs))
+
+
 def test_config_validation_and_segments():
     assert decode_segments(96, 4) == [(1, 24), (24, 48), (48, 72), (72, 96)]
     assert decode_segments(1, 4) == [] and decode_segments(3, 8) == [(1, 2), (2, 3)]
