@@ -214,6 +214,13 @@ def test_pav_effective_reward_on_a_hand_built_tree():
     plain = step_scorers.pav_scorer(q_model, alpha=1.0, k=1)(candidates([(4, 4)], [(4,)], [0]))
     np.testing.assert_allclose(plain, [0.9 + (0.9 - 0.5)], atol=1e-6)
     np.testing.assert_allclose(step_scorers.q_scorer(q_model)(candidates([(4, 5)], [(4,)], [0])), [0.0])
+    rng = np.random.default_rng(0)
+    q_child, q_parent = rng.random(50), np.full(50, 0.3)
+    np.testing.assert_array_equal(np.argsort(step_scorers.pav_scores(q_child, q_parent, alpha=2.0, k=4)),
+                                  np.argsort(q_child))  # siblings: the same order as Q^pi
+    # across parents progress counts: Q 0.6 reached from 0.1 beats Q 0.65 reached from 0.6
+    cross = step_scorers.pav_scores(np.array([0.6, 0.65]), np.array([0.1, 0.6]), alpha=2.0, k=4)
+    assert cross[0] > cross[1]
 
 
 def test_implicit_prm_scorer_sums_the_new_steps_log_ratios(tiny_policy):

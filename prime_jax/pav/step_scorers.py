@@ -95,7 +95,12 @@ def pav_scores(q_child_n, q_parent_n, *, alpha: float, k: int) -> np.ndarray:
 
 def pav_scorer(q_model: QModel, *, alpha: float = 0.5, k: int = 4) -> StepScorer:
     """Effective reward with the Best-of-K prover of ``q_model`` (module docstring); the parent
-    prefixes are scored once each (M rows), the candidates once each (N rows)."""
+    prefixes are scored once each (M rows), the candidates once each (N rows).
+
+    As ``Q^{BoK}`` is increasing in ``Q^pi``, siblings (same parent) are ordered exactly as by
+    ``Q^pi`` alone: the advantage changes the ranking only across beams with different parents,
+    where ``- alpha * V^mu(parent)`` favours steps that made progress from a weaker state (so with
+    B = 1 the search equals ``q_scorer``'s)."""
 
     def score(c: StepCandidates):
         q_child_n = q_model(c.tokens_nw, c.mask_nw, c.response_mask_nw)
