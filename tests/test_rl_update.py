@@ -216,3 +216,28 @@ def test_every_normalisation_chunk_mixes_prm_versions(setting):
         _, logp_prm, _ = rl_update.prm_phase(_state(role, tx, tx), batch, updaters, config, mesh)
     moved_b = ~np.all(np.isclose(logp_prm, batch.ref_logp_bl, atol=1e-5), axis=1)
     np.testing.assert_array_equal(moved_b, np.repeat([False, True, False, True], N))
+
+
+@pytest.mark.parametrize("num_chunks, mini_batch", [(1, 8), (2, 8), (4, 16)])
+def test_a_prm_equal_to_the_reference_gives_zero_process_reward(setting, num_chunks, mini_batch):
+    """Step 1: the rows a PRM scores while its weights still equal the reference's get exactly zero
+    process reward under every num_chunks (its gradient forward differs from the reference pass by
+    ~1e-6, which batch_norm would scale to full size); a PRM at learning rate 0 never moves off 0."""
+    mesh, role, batch, _ = setting
+    config = PrimeConfig(collect=CollectConfig(num_samples=N, batch_prompts=4), prm_mini_batch=mini_batch,
+                         policy_mini_batch=8, reward=ImplicitRewardConfig(num_chunks=num_chunks))
+    first_b = np.isin(np.arange(batch.num_rows), rl_update.prm_row_order(batch.num_rows, mini_batch, num_chunks)[:mini_batch])
+    for lr, mode in ((1e-2, "after"), (0.0, "after"), (0.0, "before")):
+        tx = optax.adam(lr)
+        mode_config = dataclasses.replace(config, prm_mode=mode)
+        updaters = rl_update.make_updaters(role.graphdef, role.graphdef, tx, tx, mode_config,
+                                           PolicyLossConfig(), PrmLossConfig())
+        with jax.set_mesh(mesh):
+            _, logp_prm, _ = rl_update.prm_phase(_state(role, tx, tx), batch, updaters, mode_config, mesh,
+                                                 reference_params=role.params)
+            rewards_bl = np.asarray(rl_update.advantage_phase(batch, logp_prm, mode_config, (8,), mesh).process_rewards)
+        zero_b = np.all(rewards_bl == 0.0, axis=1)
+        if lr:
+            np.testing.assert_array_equal(zero_b, first_b)  # only the rows scored before the update
+        else:
+            assert zero_b.all(), (mode, np.abs(rewards_bl).max())

@@ -221,7 +221,8 @@ def train(*, workdir: str, steps: int, task: TaskConfig = TaskConfig(), model: M
                 sampling=sampling, config=prime.collect, mesh=device_mesh, key=key)
             # 4-5. implicit PRM update and its token log-probs.
             t0 = time.time()
-            state, logp_prm, prm_metrics = update.prm_phase(state, batch, updaters, prime, device_mesh)
+            state, logp_prm, prm_metrics = update.prm_phase(state, batch, updaters, prime, device_mesh,
+                                                             reference_params)
             metrics["seconds_prm"] = time.time() - t0
             # 6. process rewards, RLOO returns and whitened advantages in one jitted call.
             if explicit is None:

@@ -57,8 +57,15 @@ def _mean_metrics(parts: list[dict]) -> dict[str, float]:
     return {k: float(np.mean([float(p[k]) for p in parts])) for k in parts[0]} if parts else {}
 
 
+@jax.jit
+def _same_weights(params, reference_params) -> jax.Array:
+    """True iff every weight of ``params`` equals the reference's bit for bit."""
+    return jnp.all(jnp.stack([jnp.all(a == b) for a, b in zip(jax.tree.leaves(params),
+                                                              jax.tree.leaves(reference_params))]))
+
+
 def prm_phase(state: TrainState, batch: ScoredRollouts, updaters: Updaters, config: PrimeConfig,
-              mesh) -> tuple[TrainState, np.ndarray | None, dict]:
+              mesh, reference_params=None) -> tuple[TrainState, np.ndarray | None, dict]:
     """Update the implicit PRM on the batch (mini-batches in :func:`prm_row_order`) and return
     its token log-probs for the rewards (in batch row order), per ``config.prm_mode`` (SPEC 1.5):
 
@@ -66,10 +73,22 @@ def prm_phase(state: TrainState, batch: ScoredRollouts, updaters: Updaters, conf
       before that mini-batch's update;
     * ``before``: all updates first, then one forward with the updated PRM;
     * ``none``: the frozen PRM's forward.
+
+    Given ``reference_params``, a PRM whose weights equal the reference's (step 1's first
+    mini-batch; a PRM at learning rate 0) returns the reference's log-probs ``batch.ref_logp_bl``:
+    its log-ratio is exactly 0. Its own forward is another compiled program (a gradient pass)
+    and differs from the reference pass by float rounding (~1e-6), which ``batch_norm``
+    (``r / (max |suffix sum| + 1e-6)``) would blow up into full-size process rewards.
     """
     if not config.uses_prm:
         return state, None, {}
+
+    def same(params) -> bool:
+        return reference_params is not None and bool(_same_weights(params, reference_params))
+
     if config.prm_mode == "none":
+        if same(state.prm_params):
+            return state, batch.ref_logp_bl, {}
         logp = updaters.prm_logprobs(state.prm_params, sharding.place(batch.sequences(), mesh))
         return state, sharding.fetch(logp, mesh), {}
     params, opt, parts, logps = state.prm_params, state.prm_opt, [], []
@@ -78,13 +97,15 @@ def prm_phase(state: TrainState, batch: ScoredRollouts, updaters: Updaters, conf
     order = prm_row_order(batch.num_rows, size, chunks)
     for start in range(0, batch.num_rows, size):
         rows = batch.rows(order[start:start + size])
+        reference_weights = config.prm_mode == "after" and same(params)
         mb = sharding.place(LabelledMiniBatch.of(rows), mesh, micro=config.prm_micro_batches)
         params, opt, metrics, logp = updaters.prm_update(params, opt, mb)
         parts.append(metrics)
-        logps.append(sharding.fetch(logp, mesh))
+        logps.append(rows.ref_logp_bl if reference_weights else sharding.fetch(logp, mesh))
     state = dataclasses.replace(state, prm_params=params, prm_opt=opt)
     if config.prm_mode == "before":
-        logp_prm = sharding.fetch(updaters.prm_logprobs(params, sharding.place(batch.sequences(), mesh)), mesh)
+        logp_prm = batch.ref_logp_bl if same(params) else sharding.fetch(
+            updaters.prm_logprobs(params, sharding.place(batch.sequences(), mesh)), mesh)
     else:
         logp_prm = np.empty((batch.num_rows,) + logps[0].shape[1:], logps[0].dtype)
         logp_prm[order] = np.concatenate(logps)
