@@ -201,6 +201,9 @@ def test_prm_row_order_is_the_reference_shard_layout():
     with pytest.raises(ValueError, match=r"prm_mini_batch=8 with ImplicitRewardConfig.num_chunks=4"):
         PrimeConfig(collect=CollectConfig(num_samples=N, batch_prompts=4), prm_mini_batch=8, policy_mini_batch=8,
                     reward=ImplicitRewardConfig(num_chunks=4))
+    with pytest.raises(ValueError, match=r"prm_micro_batches=4: each PRM micro-batch of 2 responses"):
+        PrimeConfig(collect=CollectConfig(num_samples=N, batch_prompts=4), prm_mini_batch=8, policy_mini_batch=8,
+                    prm_micro_batches=4)
 
 
 def test_every_normalisation_chunk_mixes_prm_versions(setting):

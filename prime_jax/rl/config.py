@@ -61,6 +61,10 @@ class PrimeConfig:
             micro, size = getattr(self, name), getattr(self, name.replace("micro_batches", "mini_batch"))
             if micro < 1 or size % micro:
                 raise ValueError(f"PrimeConfig.{name}={micro} must divide the mini-batch of {size} responses")
+        if self.uses_prm and (self.prm_mini_batch // self.prm_micro_batches) % n:
+            raise ValueError(f"PrimeConfig.prm_micro_batches={self.prm_micro_batches}: each PRM micro-batch of "
+                             f"{self.prm_mini_batch // self.prm_micro_batches} responses must hold whole groups of "
+                             f"num_samples={n} (the PRM loss compares the samples of a prompt)")
         chunks = self.reward.num_chunks
         if self.uses_prm and chunks > 1 and (self.prm_mini_batch % chunks or (self.prm_mini_batch // chunks) % n):
             raise ValueError(f"PrimeConfig.prm_mini_batch={self.prm_mini_batch} with ImplicitRewardConfig.num_chunks="
