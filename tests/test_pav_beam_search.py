@@ -244,3 +244,20 @@ def test_implicit_prm_scorer_sums_the_new_steps_log_ratios(tiny_policy):
     # min over the response's two steps (6, 3 | 8, 2) of the per-step log-ratio sums
     final = step_scorers.implicit_min_final(prm, tiny_policy, (DELIM,))(tokens, mask, c.response_mask_nw)
     np.testing.assert_allclose(final, [min(ratio[-4:-2].sum(), ratio[-2:].sum())], rtol=1e-4, atol=1e-6)
+
+
+def test_monte_carlo_q_estimates_the_policys_probability(tiny_policy):
+    prefixes = np.array([[0, 1, 5, 6], [1, 4, 9, EOS]], np.int32)
+    mask = (prefixes > 0).astype(np.int32)
+
+    def reward_fn(prefix_rw, prefix_mask_rw, completion_rl, completion_mask_rl):
+        empty_r = completion_mask_rl.sum(1) == 0
+        return np.where(empty_r, 0.25, (completion_rl[:, 0] == 5) & (completion_mask_rl[:, 0] > 0))
+
+    n = 4000
+    q_model = step_scorers.MonteCarloQ(tiny_policy, reward_fn, num_rollouts=n, key=jax.random.key(5),
+                                       sampling=SamplingConfig(max_new_tokens=1, eos_id=EOS))
+    q = q_model(prefixes, mask)
+    exact = float(np.exp(np.asarray(token_logprobs(tiny_policy, jnp.asarray([[1, 5, 6, 5]])))[0, -1]))
+    assert abs(q[0] - exact) < 4 * np.sqrt(exact * (1 - exact) / n)
+    assert q[1] == 0.25 and q_model.sampled_tokens == n  # the ended prefix samples nothing

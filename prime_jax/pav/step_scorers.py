@@ -6,7 +6,7 @@ ends right (= Q^pi(s_h, a_h) of the step that ends the prefix = V^pi of the stat
 Built from an explicit PRM (``explicit_prm_q``: ``sigmoid(z)`` at the last token), from an
 implicit PRM (``implicit_prm_q``: ``sigmoid(beta * sum_t log pi_prm / pi_ref)`` over the response
 so far, the PRM's implicit Q squashed like its training objective) or by Monte-Carlo rollouts
-(``mc_q``). Step scorers (higher is better):
+(``MonteCarloQ``). Step scorers (higher is better):
 
 * ``pav_scorer``: the effective reward ``Q^pi(s, a) + alpha * A^mu(s, a)`` with the Best-of-K
   prover mu = BoK(pi): ``Q^mu = 1 - (1 - Q^pi)^K`` (``provers.best_of_k_q``) and
@@ -61,26 +61,32 @@ def implicit_prm_q(prm: Transformer, reference: Transformer, *, beta: float) -> 
     return q
 
 
-def mc_q(policy: Transformer, reward_fn: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray], *,
-         num_rollouts: int, sampling: SamplingConfig, key: jax.Array) -> QModel:
-    """Monte-Carlo ``Q^pi(prefix) ~= (1/n) sum_k r(prefix + c_k)``, ``c_k ~ pi(. | prefix)``.
+class MonteCarloQ:
+    """Monte-Carlo ``Q^pi(prefix) ~= (1/n) sum_k r(prefix + c_k)``, ``c_k ~ pi(. | prefix)`` (a Q model).
 
-    ``reward_fn(prefix_tokens_rw, completion_rl, completion_mask_rl)`` scores the R = N * n rows
-    (row ``i * n + k`` = completion k of prefix i); each call draws fresh keys from ``key``.
-    A prefix that already ended in EOS should be scored by ``reward_fn`` on an empty completion:
-    callers pass prefixes as they are and handle that in ``reward_fn``.
+    ``reward_fn(prefix_tokens_rw, prefix_mask_rw, completion_rl, completion_mask_rl)`` scores the
+    R = N * n rows (row ``i * n + k`` = completion k of prefix i). A prefix whose last token is
+    one of ``sampling``'s EOS ids is complete: its completions are empty (mask 0, not counted).
+    Each call draws fresh keys from ``key``; ``sampled_tokens`` counts the completion tokens.
     """
-    calls = [0]
 
-    def q(tokens_nw, mask_nw, response_mask_nw=None):
-        calls[0] += 1
-        out = sample(policy, jnp.asarray(tokens_nw), jnp.asarray(mask_nw), key=jax.random.fold_in(key, calls[0]),
-                     config=sampling, num_samples=num_rollouts)
-        rewards = reward_fn(np.repeat(np.asarray(tokens_nw), num_rollouts, 0), np.asarray(out.tokens),
-                            np.asarray(out.mask))
-        return np.asarray(rewards, np.float64).reshape(-1, num_rollouts).mean(1)
+    def __init__(self, policy: Transformer, reward_fn: Callable[..., np.ndarray], *, num_rollouts: int,
+                 sampling: SamplingConfig, key: jax.Array):
+        self.policy, self.reward_fn, self.num_rollouts = policy, reward_fn, num_rollouts
+        self.sampling, self.key = sampling, key
+        self.calls, self.sampled_tokens = 0, 0
 
-    return q
+    def __call__(self, tokens_nw, mask_nw, response_mask_nw=None) -> np.ndarray:
+        self.calls += 1
+        n = self.num_rollouts
+        out = sample(self.policy, jnp.asarray(tokens_nw), jnp.asarray(mask_nw),
+                     key=jax.random.fold_in(self.key, self.calls), config=self.sampling, num_samples=n)
+        ended_n = np.isin(np.asarray(tokens_nw)[:, -1], self.sampling.eos_ids)
+        completion_mask_rl = np.asarray(out.mask) * ~np.repeat(ended_n, n)[:, None]
+        self.sampled_tokens += int(completion_mask_rl.sum())
+        rewards_r = self.reward_fn(np.repeat(np.asarray(tokens_nw), n, 0), np.repeat(np.asarray(mask_nw), n, 0),
+                                   np.asarray(out.tokens), completion_mask_rl)
+        return np.asarray(rewards_r, np.float64).reshape(-1, n).mean(1)
 
 
 def pav_scores(q_child_n, q_parent_n, *, alpha: float, k: int) -> np.ndarray:
