@@ -1,4 +1,6 @@
 """Rewarding Progress (PAV, arXiv 2410.08146): provers, process advantages and the effective
 reward (``provers``), the didactic planted sub-sequence task with its exact prover values
-(``didactic``), Monte-Carlo ``Q^pi`` from step prefixes (``mc_q``) and the didactic
-policy-gradient experiment (``didactic_rl``)."""
+(``didactic``), Monte-Carlo ``Q^pi`` from step prefixes (``mc_q``), the didactic
+policy-gradient experiment (``didactic_rl``), and test-time step-level beam search
+(``beam_search``) ranked by step scorers (``step_scorers``: the PAV effective reward with a
+Best-of-K prover, Q^pi, implicit and explicit PRM step scores)."""
