@@ -49,6 +49,7 @@ def parse_args(argv=None):
     parser.add_argument("--orm", default="runs/pb/orm")
     parser.add_argument("--num", type=int, default=128, help="held-out problems")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", help="several seeds (problem sets and samples): mean +- std")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--bon", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
     parser.add_argument("--beams", type=int, nargs="+", default=[1, 2, 4, 8])
@@ -170,47 +171,68 @@ def bon_at_tokens(curves, mean_len, ns, tokens):
     return {name: float(np.interp(x, log_n, acc)) for name, acc in curves.items()}
 
 
+def fmt(values) -> str:
+    """``mean`` (one seed) or ``mean +- std`` over seeds."""
+    values = np.asarray(values, float)
+    return f"{values.mean():.3f}" if values.size == 1 else f"{values.mean():.3f} +- {values.std():.3f}"
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     start = time.time()
-    setup = Setup(args)
-    curves, mean_len = best_of_n(setup, args)
-    print(f"## Best-of-N ({len(setup.records)} held-out arithmetic problems, T={args.temperature}, "
+    seeds = args.seeds or [args.seed]
+    curves, lengths, beams_out, sweep_out = {}, [], {}, {}
+    for seed in seeds:
+        seed_args = argparse.Namespace(**{**vars(args), "seed": seed})
+        setup = Setup(seed_args)
+        seed_curves, mean_len = best_of_n(setup, seed_args)
+        lengths.append(mean_len)
+        for name, acc in seed_curves.items():
+            curves.setdefault(name, []).append(acc)
+        for beams in args.beams:
+            for method in args.methods:
+                acc, tokens, secs = run_beam(setup, seed_args, method, beams, alpha=args.alpha, k=args.k)
+                ref = bon_at_tokens(seed_curves, mean_len, args.bon, tokens)
+                beams_out.setdefault((method, beams), []).append((acc, tokens, secs, ref))
+                print(f"seed {seed} {method} B={beams}: acc {acc:.3f} tokens {tokens:.0f} ({secs:.0f} s)",
+                      file=sys.stderr, flush=True)
+        if args.sweep:
+            for method in ("pav_explicit", "pav_implicit"):
+                for alpha, k in ((0.0, 1), (0.5, 1), (0.5, 4), (0.5, 16), (1.0, 4), (2.0, 4), (4.0, 4)):
+                    acc, tokens, _ = run_beam(setup, seed_args, method, args.sweep_beams, alpha=alpha, k=k)
+                    sweep_out.setdefault((method, alpha, k), []).append((acc, tokens))
+    mean_len = float(np.mean(lengths))
+    print(f"## Best-of-N ({args.num} held-out arithmetic problems x seeds {seeds}, T={args.temperature}, "
           f"mean response {mean_len:.1f} tokens)\n")
     print("| selector | " + " | ".join(f"N={n} ({n * mean_len:.0f} tok)" for n in args.bon) + " |")
     print("|---|" + "---|" * len(args.bon))
-    for name, acc in curves.items():
-        print(f"| {name} | " + " | ".join(f"{a:.3f}" for a in acc) + " |")
+    for name, acc_sn in curves.items():
+        print(f"| {name} | " + " | ".join(fmt(col) for col in np.asarray(acc_sn).T) + " |")
     print(f"\n## Step-level beam search (C={args.proposals}, alpha={args.alpha}, K={args.k}) vs best-of-N "
-          "at the same sampled tokens\n")
+          "read at the same sampled tokens (same seeds)\n")
     print("| method | B | sampled tok/problem | accuracy | ORM BoN | implicit BoN | explicit-prod BoN | majority | s |")
     print("|---|---|---|---|---|---|---|---|---|")
+    names = {"ORM": "orm_bon", "implicit PRM, min step": "implicit_bon", "explicit PRM, product": "explicit_bon",
+             "majority": "majority"}
     summary = {}
-    for beams in args.beams:
-        for method in args.methods:
-            acc, tokens, secs = run_beam(setup, args, method, beams, alpha=args.alpha, k=args.k)
-            ref = bon_at_tokens(curves, mean_len, args.bon, tokens)
-            print(f"| {method} | {beams} | {tokens:.0f} | {acc:.3f} | {ref['ORM']:.3f} | "
-                  f"{ref['implicit PRM, min step']:.3f} | {ref['explicit PRM, product']:.3f} | {ref['majority']:.3f} | "
-                  f"{secs:.0f} |", flush=True)
-            if beams == args.sweep_beams:
-                summary[method] = (acc, tokens, ref)
-    if args.sweep:
+    for (method, beams), runs in beams_out.items():
+        acc, tokens, secs = (np.array([r[i] for r in runs]) for i in range(3))
+        refs = {name: [r[3][name] for r in runs] for name in names}
+        print(f"| {method} | {beams} | {tokens.mean():.0f} | {fmt(acc)} | " + " | ".join(fmt(v) for v in refs.values())
+              + f" | {secs.mean():.0f} |")
+        if beams == args.sweep_beams:
+            summary[method] = (acc.mean(), tokens.mean(), {names[n]: float(np.mean(v)) for n, v in refs.items()})
+    if sweep_out:
         print(f"\n## alpha and K sweep (B={args.sweep_beams}, C={args.proposals})\n")
         print("| method | alpha | K | sampled tok/problem | accuracy |")
         print("|---|---|---|---|---|")
-        for method in ("pav_explicit", "pav_implicit"):
-            for alpha, k in ((0.0, 1), (0.5, 1), (0.5, 4), (0.5, 16), (1.0, 4), (2.0, 4), (4.0, 4)):
-                acc, tokens, _ = run_beam(setup, args, method, args.sweep_beams, alpha=alpha, k=k)
-                print(f"| {method} | {alpha} | {k} | {tokens:.0f} | {acc:.3f} |", flush=True)
-    line = f"pav_beam_search: B={args.sweep_beams}"
+        for (method, alpha, k), runs in sweep_out.items():
+            print(f"| {method} | {alpha} | {k} | {np.mean([r[1] for r in runs]):.0f} | {fmt([r[0] for r in runs])} |")
+    line = f"pav_beam_search: B={args.sweep_beams} seeds={len(seeds)}"
     if summary:
-        any_ref = next(iter(summary.values()))
-        line += f" tokens~{any_ref[1]:.0f}"
-        line += "".join(f" {m}={a:.3f}" for m, (a, _, _) in summary.items())
-        ref = any_ref[2]
-        line += (f" orm_bon={ref['ORM']:.3f} implicit_bon={ref['implicit PRM, min step']:.3f}"
-                 f" majority={ref['majority']:.3f}")
+        first = next(iter(summary.values()))
+        line += f" tokens~{first[1]:.0f}" + "".join(f" {m}={a:.3f}" for m, (a, _, _) in summary.items())
+        line += "".join(f" {name}={value:.3f}" for name, value in first[2].items() if name != "explicit_bon")
     print(f"\n(total {time.time() - start:.0f} s)\n{line}")
     return 0
 
