@@ -11,7 +11,9 @@ Methods (``--methods``, default all that can run): ``prime`` (online implicit PR
 ``prime_frozen_offline`` (that PRM, never updated: the frozen-PRM ablation) and
 ``prime_offline_init`` (that PRM as the online PRM's starting point), and with ``--explicit-prm``
 (a ``train_reward`` directory of kind ``explicit_prm``) ``step_ppo`` (Math-Shepherd's step-by-step
-PPO: that frozen PRM's step probabilities as the process reward). Batch-semantics and credit
+PPO: that frozen PRM's step probabilities as the process reward), ``pav`` (PAV-RL: that PRM read as
+Q^pi, the effective reward ``Q^pi + 3 A^mu`` of a Best-of-4 prover, ``configs/pav_rl.gin``) and
+``pav_q_plus_q`` (the ``Q^pi + 3 Q^mu`` ablation). Batch-semantics and credit
 variants: ``prime_min`` (PURE's min-form credit), ``shadow_prm`` (the PRM trains online on the
 rollouts but barely steers: process coefficient 1e-3), ``prime_fill`` (short batches topped up with
 dropped groups, the pre-reference behaviour), ``prime_prm_lr0.2x`` / ``prime_prm_lr2x`` (PRM
@@ -48,6 +50,10 @@ METHODS = {  # workdir prefix -> (name, bindings); {offline} / {explicit} are th
     "prime_frozen_offline": ("PRIME, frozen offline PRM", [OFFLINE, 'prime_jax.rl.config.PrimeConfig.prm_mode = "none"']),
     "prime_offline_init": ("PRIME, offline-PRM init", [OFFLINE]),
     "step_ppo": ("Step-by-step PPO, frozen explicit PRM", ["prime_jax.rl.config.PrimeConfig.explicit_prm = '{explicit}'"]),
+    "pav": ("PAV-RL, Q^pi + 3 A^mu (BoK-4 prover of the explicit PRM as Q^pi)",
+            ["configs/pav_rl.gin", "prime_jax.rl.config.PrimeConfig.explicit_prm = '{explicit}'"]),
+    "pav_q_plus_q": ("PAV ablation, Q^pi + 3 Q^mu", ["configs/pav_rl.gin", "prime_jax.rl.config.PrimeConfig.explicit_prm = '{explicit}'",
+                                                     "prime_jax.pav.rl_rewards.PavRewardConfig.form = 'q_plus_q'"]),
     "prime_min": ("PRIME, min-form credit (PURE)", ["prime_jax.advantages.AdvantageConfig.credit = 'min'"]),
     "shadow_prm": ("Shadow PRM (process coef 1e-3)", ["prime_jax.advantages.AdvantageConfig.process_coef = 1e-3"]),
     "prime_fill": ("PRIME, short batches filled from dropped groups",

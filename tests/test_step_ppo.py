@@ -47,15 +47,21 @@ def test_rewards_sit_at_step_ends_only(explicit_prm_dir):
     assert not r_bl[:, [0, 1, 3, 4]].any()
 
 
-def test_a_run_takes_its_process_rewards_from_the_explicit_prm(explicit_prm_dir, tmp_path):
+@pytest.mark.parametrize("form", ["q", "effective"])
+def test_a_run_takes_its_process_rewards_from_the_explicit_prm(explicit_prm_dir, tmp_path, form):
+    """Step-by-step PPO ("q") and PAV-RL ("effective": the explicit PRM read as Q^pi, a BoK prover)."""
     path, _ = explicit_prm_dir
-    bindings = TINY + [f"prime_jax.rl.config.PrimeConfig.explicit_prm = '{path}'"]
+    bindings = [*TINY, "configs/pav_rl.gin", f"prime_jax.rl.config.PrimeConfig.explicit_prm = '{path}'",
+                f"prime_jax.pav.rl_rewards.PavRewardConfig.form = '{form}'"]
     gin.clear_config()
     assert train.main([a for b in bindings for a in ("--gin", b)] + ["--workdir", str(tmp_path), "--steps", "2"]) == 0
     gin.clear_config()
     rows = read_metrics(tmp_path / "metrics.jsonl")
     assert [r["step"] for r in rows] == [0, 1, 2]
-    assert all(r["process_reward_mean"] > 0 for r in rows[1:])  # sigmoid scores at step ends
+    if form == "q":
+        assert all(r["process_reward_mean"] > 0 for r in rows[1:])  # sigmoid scores at step ends
+    else:  # Q^pi + alpha * A^mu with alpha 3: progress terms of either sign
+        assert all(np.isfinite(r["process_reward_mean"]) for r in rows[1:])
     assert not any("prm_loss" in r for r in rows)  # no online implicit PRM
     assert RunInfo.read(tmp_path).uses_prm is False
     assert json.loads((tmp_path / "run.json").read_text())["prm_init"] is None

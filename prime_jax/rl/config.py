@@ -7,6 +7,7 @@ import dataclasses
 
 from prime_jax.advantages import AdvantageConfig
 from prime_jax.experience.collect import CollectConfig
+from prime_jax.pav.rl_rewards import PavRewardConfig
 from prime_jax.rewards import ImplicitRewardConfig, check_choice
 
 PRM_MODES = ("after", "before", "none")
@@ -33,7 +34,10 @@ class PrimeConfig:
     ``explicit_prm`` (a directory from ``train_reward`` kind ``explicit_prm``) replaces the online
     implicit PRM as the process-reward source: Math-Shepherd's step-by-step PPO, with the frozen
     explicit PRM's probability ``sigmoid(z)`` at each step end as the reward there (0 elsewhere),
-    centred, discounted and whitened by the same ``advantage`` settings.
+    centred, discounted and whitened by the same ``advantage`` settings. ``step_reward`` turns
+    those step scores, read as a Q^pi model's values, into Rewarding Progress's rewards (PAV-RL:
+    ``Q^pi + alpha * A^mu`` with a Best-of-K prover, ``pav.rl_rewards``); its default "q" is the
+    plain step-by-step reward.
     """
 
     collect: CollectConfig = CollectConfig()
@@ -47,6 +51,7 @@ class PrimeConfig:
     logprob_rows_per_pass: int | None = None
     max_nonfinite_steps: int = 3
     explicit_prm: str | None = None
+    step_reward: PavRewardConfig = PavRewardConfig()
 
     def __post_init__(self):
         check_choice("PrimeConfig", "prm_mode", self.prm_mode, PRM_MODES)
@@ -72,6 +77,9 @@ class PrimeConfig:
                              f"num_samples={n} (the reference's per-shard mini-batches)")
         if self.logprob_rows_per_pass is not None:
             self._check_rows_per_pass()
+        if self.explicit_prm is None and self.step_reward.form != "q":
+            raise ValueError(f"PrimeConfig.step_reward.form={self.step_reward.form!r} needs a Q^pi model: set "
+                             "PrimeConfig.explicit_prm to an explicit PRM trained on Monte-Carlo step values")
         if self.explicit_prm is not None and not self.advantage.uses_prm:
             raise ValueError(f"PrimeConfig.explicit_prm={self.explicit_prm!r} with AdvantageConfig.process_coef=0: "
                              "the explicit PRM's rewards would be multiplied by zero")

@@ -17,6 +17,7 @@ from flax import nnx
 
 from prime_jax import advantages, rewards, sharding
 from prime_jax.experience.batch import ScoredRollouts
+from prime_jax.pav.rl_rewards import pav_step_rewards
 from prime_jax.reward_models.updates import LabelledMiniBatch, PrmLossConfig, make_prm_update
 from prime_jax.rl.config import PrimeConfig
 from prime_jax.rl.policy_update import PolicyLossConfig, PolicyMiniBatch, make_policy_update
@@ -164,12 +165,17 @@ def make_explicit_reward_fn(graphdef) -> Callable:
     return jax.jit(rewards)
 
 
+_pav_step_rewards = jax.jit(pav_step_rewards, static_argnames=("num_samples", "config"))
+
+
 def explicit_advantage_phase(batch: ScoredRollouts, reward_fn: Callable, params, config: PrimeConfig,
                              delimiter_ids: tuple[int, ...], mesh) -> advantages.PrimeAdvantages:
-    """Step-by-step PPO's advantages: the explicit PRM's step rewards (``make_explicit_reward_fn``)
+    """Step-by-step PPO's advantages: the explicit PRM's step scores (``make_explicit_reward_fn``)
+    as ``config.step_reward`` makes them step rewards (Q^pi, or PAV-RL's ``Q^pi + alpha A^mu``),
     plus the outcome, through the same baselines, discounts and whitening as PRIME's."""
     ends, mask, acc = sharding.place((step_ends(batch, delimiter_ids), batch.response_mask_bl, batch.acc_b), mesh)
-    rewards_bl = reward_fn(params, sharding.place(batch.sequences(), mesh), ends)
+    q_pi_bl = reward_fn(params, sharding.place(batch.sequences(), mesh), ends)
+    rewards_bl = _pav_step_rewards(q_pi_bl, ends, num_samples=config.num_samples, config=config.step_reward)
     out = advantages.advantages_from_rewards(rewards_bl, mask, acc, num_samples=config.num_samples,
                                              advantage=config.advantage, positions=ends)
     return advantages.PrimeAdvantages(*sharding.fetch(tuple(out), mesh))
