@@ -14,6 +14,7 @@ from prime_jax.rollout import SamplingConfig
 ALL_CONFIGS = sorted((pathlib.Path(__file__).resolve().parents[1] / "configs").glob("*.gin"))
 REWARD_CONFIGS = [p for p in ALL_CONFIGS if p.name.startswith("reward_")]
 CONFIGS = [p for p in ALL_CONFIGS if p not in REWARD_CONFIGS]
+ADD_ONS = {"pav_rl.gin"}  # bindings added on top of a task config: parsed after quickstart.gin
 
 
 @pytest.mark.parametrize("path", REWARD_CONFIGS, ids=[p.name for p in REWARD_CONFIGS])
@@ -34,12 +35,14 @@ def test_reward_config_parses_and_builds(path):
 def test_config_parses_and_builds(path):
     gin.clear_config()
     try:
-        gin_cli.parse([str(path)])
+        gin_cli.parse(["quickstart.gin", str(path)] if path.name in ADD_ONS else [str(path)])
         prime = gin.get_configurable(PrimeConfig)()
         sampling = gin.get_configurable(SamplingConfig)()
         assert prime.collect.batch_prompts * prime.num_samples % prime.policy_mini_batch == 0
         assert sampling.max_new_tokens > 0
         assert gin.query_parameter("prime_jax.rl.trainer.train.steps") > 0
+        if path.name == "pav_rl.gin":
+            assert prime.step_reward.form == "effective" and prime.explicit_prm
     finally:
         gin.clear_config()
 
