@@ -91,9 +91,13 @@ def summarise(rows: list[dict], targets: list[float]) -> dict:
     smooth = np.convolve(acc, np.ones(5) / 5, mode="valid")
     evals = [r["eval_accuracy"] for r in rows if "eval_accuracy" in r]
     first = lambda hit: float(hit[0] + 5) if len(hit) else float("nan")  # noqa: E731
+    window = lambda key, part: float(np.nanmean([r.get(key, np.nan) for r in part]))  # noqa: E731
+    steps = [r for r in rows if r["step"] > 0]
     return {"steps_to_target": [first(np.flatnonzero(smooth >= t)) for t in targets],
             "final_train_acc": float(acc[-5:].mean()), "first_train_acc": float(acc[:5].mean()),
-            "final_greedy_eval": evals[-1], "curve": acc}
+            "final_greedy_eval": evals[-1], "curve": acc,
+            "prm_pair_first": window("prm_pairwise_acc", steps[:20]), "prm_pair_last": window("prm_pairwise_acc", steps[-20:]),
+            "q_length_corr_last": window("prm_q_length_corr", steps[-20:])}
 
 
 def main() -> int:
@@ -130,15 +134,17 @@ def main() -> int:
              "SFT model; mean ± std over seeds; steps-to-target uses the 5-step moving average of the "
              "training accuracy (nan = never reached; counted seeds that reached it in brackets)", "",
              "| method | train acc, first 5 steps | train acc, last 5 steps | "
-             + " | ".join(f"steps to {t}" for t in args.target) + " | greedy held-out at end |",
-             "|---|---|---|" + "---|" * len(args.target) + "---|"]
+             + " | ".join(f"steps to {t}" for t in args.target) + " | greedy held-out at end | "
+             "PRM pairwise acc, first / last 20 steps | corr(sum q, length), last 20 steps |",
+             "|---|---|---|" + "---|" * len(args.target) + "---|---|---|"]
     for method, rs in results.items():
         steps_rt = np.array([r["steps_to_target"] for r in rs])
         timed = [f"{fmt(steps_rt[:, i])} ({int(np.isfinite(steps_rt[:, i]).sum())}/{len(rs)})"
                  for i in range(len(args.target))]
         lines.append(f"| {method} | {fmt([r['first_train_acc'] for r in rs])} | "
                      f"{fmt([r['final_train_acc'] for r in rs])} | " + " | ".join(timed) + " | "
-                     f"{fmt([r['final_greedy_eval'] for r in rs])} |")
+                     f"{fmt([r['final_greedy_eval'] for r in rs])} | {fmt([r['prm_pair_first'] for r in rs])} / "
+                     f"{fmt([r['prm_pair_last'] for r in rs])} | {fmt([r['q_length_corr_last'] for r in rs])} |")
     png = ROOT / "benchmarks" / f"reproduce_curves_{pathlib.Path(args.root).name}.png"  # one image per --root
     plot(results, png, args.target)
     lines += ["", f"![training accuracy by method]({png.name})", ""]

@@ -244,3 +244,14 @@ def test_a_prm_equal_to_the_reference_gives_zero_process_reward(setting, num_chu
             np.testing.assert_array_equal(zero_b, first_b)  # only the rows scored before the update
         else:
             assert zero_b.all(), (mode, np.abs(rewards_bl).max())
+
+
+def test_q_length_correlation_reads_the_implicit_score_against_length(setting):
+    _, _, batch, _ = setting
+    mask = batch.response_mask_bl.astype(np.float32)
+    assert len(set(mask.sum(1).tolist())) > 1, "want responses of several lengths"
+    per_token = batch.ref_logp_bl + 0.01 * mask  # sum q = 0.01 * length: perfectly length-driven
+    assert rl_update.q_length_correlation(batch, per_token) == pytest.approx(1.0)
+    per_row = batch.ref_logp_bl + (mask / mask.sum(1, keepdims=True)) * np.arange(batch.num_rows)[:, None]
+    assert abs(rl_update.q_length_correlation(batch, per_row)) < 0.99  # the score now follows the row
+    assert np.isnan(rl_update.q_length_correlation(batch, batch.ref_logp_bl))  # PRM = reference: no score

@@ -71,7 +71,7 @@ def test_run_writes_config_metrics_curves_and_checkpoints(finished_run):
     assert any((workdir / "tensorboard").iterdir())
     rows = read_metrics(workdir / "metrics.jsonl")
     assert [r["step"] for r in rows] == [0, 1, 2, 3]
-    for key in ("accuracy", "kept_fraction", "prm_loss", "prm_pairwise_acc", "policy_loss", "clip_frac",
+    for key in ("accuracy", "kept_fraction", "prm_loss", "prm_pairwise_acc", "prm_q_length_corr", "policy_loss", "clip_frac",
                 "approx_kl", "entropy", "response_length", "seconds_rollout", "rollout_tokens_per_s"):
         assert np.isfinite(rows[1][key]), key
     assert "eval_accuracy" in rows[2]

@@ -224,6 +224,8 @@ def train(*, workdir: str, steps: int, task: TaskConfig = TaskConfig(), model: M
             state, logp_prm, prm_metrics = update.prm_phase(state, batch, updaters, prime, device_mesh,
                                                              reference_params)
             metrics["seconds_prm"] = time.time() - t0
+            if logp_prm is not None:
+                metrics["prm_q_length_corr"] = update.q_length_correlation(batch, logp_prm)
             # 6. process rewards, RLOO returns and whitened advantages in one jitted call.
             if explicit is None:
                 out = update.advantage_phase(batch, logp_prm, prime, delimiter, device_mesh)

@@ -113,6 +113,19 @@ def prm_phase(state: TrainState, batch: ScoredRollouts, updaters: Updaters, conf
     return state, logp_prm, _mean_metrics(parts)
 
 
+def q_length_correlation(batch: ScoredRollouts, logp_prm: np.ndarray) -> float:
+    """Pearson correlation over the batch's non-empty rows of the implicit outcome score
+    ``sum_t q_t`` (``q_t = log pi_phi - log pi_ref`` on response tokens) with the response length:
+    a PRM that scores length rather than correctness drifts away from 0. NaN if either is constant."""
+    mask_bl = batch.response_mask_bl.astype(np.float64)
+    rows_b = mask_bl.sum(axis=1) > 0
+    q_sum_b = ((np.asarray(logp_prm, np.float64) - batch.ref_logp_bl) * mask_bl).sum(axis=1)[rows_b]
+    length_b = mask_bl.sum(axis=1)[rows_b]
+    if rows_b.sum() < 2 or q_sum_b.std() == 0 or length_b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(q_sum_b, length_b)[0, 1])
+
+
 def prm_row_order(rows: int, mini_batch: int, chunks: int) -> np.ndarray:
     """The rows of the PRM's mini-batches, in order, in the reference's shard layout.
 
