@@ -30,6 +30,8 @@ def test_constant_prover_is_indistinguishable():
     out = pq.quality(PI_SV, q_mu_sv, Q_PI_SV)
     assert out["distinguishability"] == pytest.approx(0.0, abs=1e-15)
     assert out["alignment"] == pytest.approx(0.0, abs=1e-15)
+    assert np.isnan(out["correlation"])                     # nothing to correlate with
+    assert np.isnan(pq.quality(PI_SV, Q_PI_SV, np.zeros_like(Q_PI_SV))["correlation"])  # nor A^pi = 0
     # a prover that only varies on actions pi never takes is also indistinguishable to pi
     q_mu_sv = np.array([[0.2, 0.2, 0.9], [0.3, 0.3, 0.3]])
     assert pq.distinguishability(PI_SV, q_mu_sv) == pytest.approx(0.0, abs=1e-15)
@@ -82,3 +84,17 @@ def test_rejects_bad_inputs():
         pq.distinguishability(PI_SV, Q_PI_SV, mask_s=[0, 0])
     with pytest.raises(ValueError):
         pq.mc_noise_variance(Q_PI_SV, 1)
+
+
+def test_conditioning_on_actions():
+    keep_sv = np.array([[0, 0, 1], [1, 1, 0]])
+    cond_sv, valid_s = pq.condition_on_actions(PI_SV, keep_sv)
+    np.testing.assert_array_equal(valid_s, [0, 1])           # state 0 puts no mass on action 2
+    np.testing.assert_allclose(cond_sv[1], [0.5, 0.5, 0.0])
+    # within the kept actions of state 1, Q^pi = (0.2, 0.6): Var = 0.04; the mask drops state 0
+    assert pq.distinguishability(cond_sv, Q_PI_SV, mask_s=valid_s) == pytest.approx(0.04)
+    # law of total variance: Var_pi = E[Var | K] + Var(E[Q | K]) on state 1 (K = {0, 1} vs {2})
+    total = pq.policy_covariance(PI_SV, Q_PI_SV, Q_PI_SV)[1]
+    within = 0.5 * 0.04 + 0.5 * 0.0
+    between = 0.5 * 0.5 * (0.4 - 0.4) ** 2
+    assert total == pytest.approx(within + between)

@@ -38,8 +38,14 @@ unbiased as it is (linear in ``Qhat``), but ``Var_pi[Qhat]`` over-estimates ``Va
 the noise ``sum_a pi(a) (1 - pi(a)) sigma^2(s, a)`` with ``sigma^2 = Q (1 - Q) / n``;
 ``mc_noise_variance`` gives the unbiased estimate ``Qhat (1 - Qhat) / (n - 1)`` of ``sigma^2`` and
 ``quality(..., q_pi_noise_sv=...)`` subtracts it, so ``D(pi; pi)`` and ``rho`` are not shrunk by
-label noise (``D(pi; pi)`` is then floored at a tiny positive number, and the corrected ``rho``
-can leave [-1, 1] by estimation error).
+label noise (the corrected ``rho`` can leave [-1, 1] by estimation error). ``rho`` is nan when
+``D(pi; pi)`` or ``D(mu; pi)`` is not positive (e.g. a policy that never succeeds from its states:
+``A^pi = 0`` and nothing is there to align with).
+
+Restricting to a subset of actions (e.g. every action but EOS, to separate "don't stop" from
+"make progress"): ``condition_on_actions`` gives ``pi(a | s, a in K_s)`` and the states with mass
+on K_s; the quantities above under that conditional policy are the within-K_s part of the
+law-of-total-variance split of ``Var_pi``.
 
 Pure numpy (float64) functions; shape suffixes s = state, a/v = action.
 """
@@ -86,6 +92,17 @@ def policy_covariance(pi_sv, x_sv, y_sv) -> np.ndarray:
     return np.sum(pi_sv * policy_advantages(pi_sv, x_sv) * policy_advantages(pi_sv, y_sv), axis=1)
 
 
+def condition_on_actions(pi_sv, keep_sv) -> tuple[np.ndarray, np.ndarray]:
+    """``pi(a | s, a in K_s)`` (S, V) for the 0/1 action mask ``keep_sv`` (K_s), and the 0/1 state
+    mask (S,) of states where pi puts positive mass on K_s (their rows are uniform, unused)."""
+    pi_sv = _check_policy(pi_sv)
+    kept_sv = pi_sv * (np.asarray(keep_sv) > 0)
+    mass_s = kept_sv.sum(axis=1)
+    valid_s = (mass_s > 0).astype(np.float64)
+    uniform_sv = np.full_like(pi_sv, 1.0 / pi_sv.shape[1])
+    return np.where(valid_s[:, None] > 0, kept_sv / np.maximum(mass_s, _TINY)[:, None], uniform_sv), valid_s
+
+
 def mc_noise_variance(q_hat_sv, num_rollouts: int) -> np.ndarray:
     """Unbiased estimate of ``Var(Qhat)``, ``Qhat (1 - Qhat) / (n - 1)``, for ``Qhat`` the mean of n
     independent 0/1 outcomes, (S, V). Entries known exactly (no rollouts needed) should be set to 0
@@ -112,7 +129,8 @@ def alignment(pi_sv, q_mu_sv, q_pi_sv, mask_s=None) -> float:
 
 def quality(pi_sv, q_mu_sv, q_pi_sv, mask_s=None, q_pi_noise_sv=None) -> dict[str, float]:
     """All four quantities of the module docstring: ``distinguishability`` D(mu; pi),
-    ``alignment`` C(mu; pi), ``pi_spread`` D(pi; pi) and ``correlation`` rho(mu; pi).
+    ``alignment`` C(mu; pi), ``pi_spread`` D(pi; pi) and ``correlation`` rho(mu; pi) (nan when
+    either D is not positive).
 
     ``q_pi_noise_sv``: per-(s, a) variance of a Monte-Carlo ``q_pi_sv`` (``mc_noise_variance``);
     its contribution ``sum_a pi (1 - pi) sigma^2`` is removed from ``D(pi; pi)`` before ``rho``.
@@ -124,6 +142,6 @@ def quality(pi_sv, q_mu_sv, q_pi_sv, mask_s=None, q_pi_noise_sv=None) -> dict[st
     var_pi_s = policy_covariance(pi_sv, q_pi_sv, q_pi_sv)
     if q_pi_noise_sv is not None:
         var_pi_s = var_pi_s - np.sum(pi_sv * (1.0 - pi_sv) * np.asarray(q_pi_noise_sv, np.float64), axis=1)
-    d_pi = max(float(np.sum(w_s * var_pi_s) / w_s.sum()), _TINY)
-    rho = c / np.sqrt(max(d_mu, _TINY) * d_pi)
+    d_pi = float(np.sum(w_s * var_pi_s) / w_s.sum())
+    rho = c / np.sqrt(d_mu * d_pi) if min(d_mu, d_pi) > _TINY else float("nan")
     return {"distinguishability": d_mu, "alignment": c, "pi_spread": d_pi, "correlation": float(rho)}
