@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from prime_jax.data import PromptPipeline, left_pad, load_tokenizer  # noqa: E402
+from prime_jax.data import PromptPipeline, countdown_reward, left_pad, load_tokenizer  # noqa: E402
 from prime_jax.eval import metrics as eval_metrics  # noqa: E402
 from prime_jax.eval.benchmark import make_records  # noqa: E402
 from prime_jax.eval.samples import final_answer  # noqa: E402
@@ -41,12 +41,21 @@ from prime_jax.run_dir import load_implicit_prm  # noqa: E402
 from prime_jax.verifiers.answer import normalize_answer  # noqa: E402
 
 
+TASK_DEFAULTS = {
+    "arithmetic": {"policy": "runs/pb/arith_sft_model", "explicit_prm": "runs/pb/eprm_exact_lr3e-4_e10",
+                   "implicit_prm": "runs/pb/prm_offline", "orm": "runs/pb/orm"},
+    "countdown": {"policy": "runs/countdown_sft/sft_model", "explicit_prm": "none",
+                  "implicit_prm": "runs/pb/prm_offline_cd", "orm": "runs/pb/orm_cd"},
+}
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--policy", default="runs/pb/arith_sft_model")
-    parser.add_argument("--explicit-prm", default="runs/pb/eprm_exact_lr3e-4_e10")
-    parser.add_argument("--implicit-prm", default="runs/pb/prm_offline")
-    parser.add_argument("--orm", default="runs/pb/orm")
+    parser.add_argument("--task", default="arithmetic", choices=sorted(TASK_DEFAULTS))
+    parser.add_argument("--policy", help="policy HF directory (default: the task's SFT model)")
+    parser.add_argument("--explicit-prm", help="explicit PRM directory ('none': skip the explicit family)")
+    parser.add_argument("--implicit-prm", help="offline implicit PRM directory")
+    parser.add_argument("--orm", help="offline ORM directory")
     parser.add_argument("--num", type=int, default=128, help="held-out problems")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--seeds", type=int, nargs="+", help="several seeds (problem sets and samples): mean +- std")
@@ -56,13 +65,22 @@ def parse_args(argv=None):
     parser.add_argument("--proposals", type=int, default=3)
     parser.add_argument("--alpha", type=float, default=0.5)
     parser.add_argument("--k", type=int, default=4)
-    parser.add_argument("--methods", nargs="+", default=["pav_explicit", "explicit", "implicit", "pav_implicit"])
+    parser.add_argument("--methods", nargs="+", help="default: pav_explicit explicit implicit pav_implicit "
+                                                      "(the explicit ones only with an explicit PRM)")
     parser.add_argument("--sweep", action="store_true", help="alpha and K sweep of pav_explicit/pav_implicit at B = --sweep-beams")
     parser.add_argument("--sweep-beams", type=int, default=4)
     parser.add_argument("--max-response-tokens", type=int, default=48)
     parser.add_argument("--max-step-tokens", type=int, default=16)
     parser.add_argument("--chunk", type=int, default=64, help="problems per beam-search call")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for name, value in TASK_DEFAULTS[args.task].items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if args.explicit_prm == "none":
+        args.explicit_prm = None
+    if args.methods is None:
+        args.methods = (["pav_explicit", "explicit"] if args.explicit_prm else []) + ["implicit", "pav_implicit"]
+    return args
 
 
 class Setup:
@@ -71,27 +89,33 @@ class Setup:
     def __init__(self, args):
         self.policy = from_pretrained(args.policy)
         self.tokenizer = load_tokenizer(args.policy)
-        self.records, _ = make_records("arithmetic", args.num, seed=args.seed, suffix="")
+        self.task = args.task
+        self.records, _ = make_records(args.task, args.num, seed=args.seed, suffix="")
         pipeline = PromptPipeline(self.records, self.tokenizer, num_samples=1, shuffle=False, max_prompt_length=64)
         seqs = [pipeline.prompt_tokens(i) for i in range(len(pipeline))]
         width = -(-max(map(len, seqs)) // 8) * 8
         self.pad_id = pipeline.pad_id
         self.ids_pt, self.mask_pt = (np.asarray(x, np.int32) for x in left_pad(seqs, width, self.pad_id))
         self.truth = [normalize_answer(r.ground_truth) for r in self.records]
+        self.ground_truth = [r.ground_truth for r in self.records]
         self.eos_id = self.tokenizer.eos_token_id
         self.delimiter = tuple(self.tokenizer.encode("\n", add_special_tokens=False))
         assert len(self.delimiter) == 1, "the step delimiter must be one token to stop a proposal on it"
         implicit = load_implicit_prm(args.implicit_prm)
         self.prm, self.reference, self.beta = implicit.prm, implicit.reference, implicit.reward.beta
-        self.explicit = load_explicit_prm(pathlib.Path(args.explicit_prm) / "model")
+        self.explicit = load_explicit_prm(pathlib.Path(args.explicit_prm) / "model") if args.explicit_prm else None
         self.orm = load_orm(pathlib.Path(args.orm) / "model")
-        self.explicit_q = step_scorers.explicit_prm_q(self.explicit)
+        self.explicit_q = step_scorers.explicit_prm_q(self.explicit) if self.explicit else None
         self.implicit_q = step_scorers.implicit_prm_q(self.prm, self.reference, beta=self.beta)
 
     def correct(self, tokens_nl, mask_nl, problem_n):
         texts = decode_responses(self.tokenizer, np.asarray(tokens_nl), np.asarray(mask_nl))
         answers = [final_answer(t) for t in texts]
-        return np.array([a is not None and a == self.truth[p] for a, p in zip(answers, problem_n)], float), answers
+        if self.task == "countdown":  # a valid chain of operations over the given numbers
+            ok = [countdown_reward(t, self.ground_truth[p]) for t, p in zip(texts, problem_n)]
+        else:
+            ok = [a is not None and a == self.truth[p] for a, p in zip(answers, problem_n)]
+        return np.array(ok, float), answers
 
 
 def best_of_n(setup: Setup, args):
@@ -113,9 +137,10 @@ def best_of_n(setup: Setup, args):
                                          tokens_nl, mask_nl, setup.pad_id)
     resp_mask_nw = (np.arange(width)[None, :] >= width - mask_nl.sum(1)[:, None]).astype(np.int32)
     scorers = {"ORM": step_scorers.orm_final(setup.orm),
-               "explicit PRM, product": step_scorers.explicit_prod_final(setup.explicit, setup.delimiter),
-               "explicit PRM Q at end": step_scorers.q_final(setup.explicit_q),
                "implicit PRM, min step": step_scorers.implicit_min_final(setup.prm, setup.reference, setup.delimiter)}
+    if setup.explicit is not None:
+        scorers["explicit PRM, product"] = step_scorers.explicit_prod_final(setup.explicit, setup.delimiter)
+        scorers["explicit PRM Q at end"] = step_scorers.q_final(setup.explicit_q)
     curves = {}
     for name, scorer in scorers.items():
         scores = np.concatenate([np.asarray(scorer(full_nw[i:i + 512], full_mask_nw[i:i + 512], resp_mask_nw[i:i + 512]))
@@ -130,7 +155,7 @@ def best_of_n(setup: Setup, args):
 
 def make_scorers(setup: Setup, method: str, alpha: float, k: int):
     """(step scorer, final scorer) of a beam-search method."""
-    explicit_final = step_scorers.q_final(setup.explicit_q)
+    explicit_final = step_scorers.q_final(setup.explicit_q) if setup.explicit else None
     implicit_final = step_scorers.implicit_min_final(setup.prm, setup.reference, setup.delimiter)
     if method == "pav_explicit":
         return step_scorers.pav_scorer(setup.explicit_q, alpha=alpha, k=k), explicit_final
@@ -197,12 +222,12 @@ def main(argv=None) -> int:
                 print(f"seed {seed} {method} B={beams}: acc {acc:.3f} tokens {tokens:.0f} ({secs:.0f} s)",
                       file=sys.stderr, flush=True)
         if args.sweep:
-            for method in ("pav_explicit", "pav_implicit"):
+            for method in [m for m in ("pav_explicit", "pav_implicit") if m in args.methods]:
                 for alpha, k in ((0.0, 1), (0.5, 1), (0.5, 4), (0.5, 16), (1.0, 4), (2.0, 4), (4.0, 4)):
                     acc, tokens, _ = run_beam(setup, seed_args, method, args.sweep_beams, alpha=alpha, k=k)
                     sweep_out.setdefault((method, alpha, k), []).append((acc, tokens))
     mean_len = float(np.mean(lengths))
-    print(f"## Best-of-N ({args.num} held-out arithmetic problems x seeds {seeds}, T={args.temperature}, "
+    print(f"## Best-of-N ({args.num} held-out {args.task} problems x seeds {seeds}, T={args.temperature}, "
           f"mean response {mean_len:.1f} tokens)\n")
     print("| selector | " + " | ".join(f"N={n} ({n * mean_len:.0f} tok)" for n in args.bon) + " |")
     print("|---|" + "---|" * len(args.bon))
@@ -210,10 +235,11 @@ def main(argv=None) -> int:
         print(f"| {name} | " + " | ".join(fmt(col) for col in np.asarray(acc_sn).T) + " |")
     print(f"\n## Step-level beam search (C={args.proposals}, alpha={args.alpha}, K={args.k}) vs best-of-N "
           "read at the same sampled tokens (same seeds)\n")
-    print("| method | B | sampled tok/problem | accuracy | ORM BoN | implicit BoN | explicit-prod BoN | majority | s |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    names = {"ORM": "orm_bon", "implicit PRM, min step": "implicit_bon", "explicit PRM, product": "explicit_bon",
-             "majority": "majority"}
+    names = {name: short for name, short in (("ORM", "orm_bon"), ("implicit PRM, min step", "implicit_bon"),
+                                             ("explicit PRM, product", "explicit_bon"), ("majority", "majority"))
+             if name in curves}
+    print("| method | B | sampled tok/problem | accuracy | " + " | ".join(f"{n} BoN" for n in names) + " | s |")
+    print("|---|---|---|---|" + "---|" * len(names) + "---|")
     summary = {}
     for (method, beams), runs in beams_out.items():
         acc, tokens, secs = (np.array([r[i] for r in runs]) for i in range(3))
