@@ -35,7 +35,7 @@ def clip_and_apply(tx: optax.GradientTransformation, params, opt_state, grads, m
                    active=True):
     """Clip to ``max_grad_norm`` and apply; skip the update when the norm is not finite (counted
     as ``skipped``) or when ``active`` is False (a mini-batch of placeholder rows only: weights and
-    optimiser state stay, nothing is counted)."""
+    optimiser state stay, nothing is counted). Weights and optimiser state keep their dtypes."""
     grad_norm = optax.global_norm(grads)
     finite = jnp.isfinite(grad_norm)
     apply = finite & active
@@ -43,7 +43,9 @@ def clip_and_apply(tx: optax.GradientTransformation, params, opt_state, grads, m
     grads = jax.tree.map(lambda g: jnp.where(finite, g * scale, jnp.zeros_like(g)), grads)
     updates, new_opt = tx.update(grads, opt_state, params)
     new_params = optax.apply_updates(params, updates)
-    keep = lambda new, old: jnp.where(apply, new, old)  # noqa: E731
+    # the state keeps the dtypes it was created with: float32 gradients would otherwise promote
+    # Adam's moments of bfloat16 weights to float32 after one step (a retrace, and more memory)
+    keep = lambda new, old: jnp.where(apply, new, old).astype(old.dtype)  # noqa: E731
     return (jax.tree.map(keep, new_params, params), jax.tree.map(keep, new_opt, opt_state),
             {"grad_norm": grad_norm, "skipped": (~finite).astype(jnp.float32)})
 
