@@ -170,7 +170,8 @@ def run_smoke(workdir: str | os.PathLike, *, num_layers: int = 24, prompts: int 
     model_config = json.loads((workdir / "run" / "sft_model" / "config.json").read_text())
     return {"rows": rows, "model_config": model_config, "finite": all(math.isfinite(v) for v in numbers) and bool(rows),
             "seconds_tokenizer": seconds_tokenizer, "seconds_train": seconds_train,
-            "peak_rss_gib": peak_rss_gib(), "tokenizer_dir": tokenizer_dir}
+            "peak_rss_gib": peak_rss_gib(), "cpu_seconds": sum(os.times()[:2]),
+            "load_average": os.getloadavg()[0], "tokenizer_dir": tokenizer_dir}
 
 
 def report(args, result: dict, params: int) -> str:
@@ -184,7 +185,9 @@ def report(args, result: dict, params: int) -> str:
              f"- parameters: {params:,} ({params / 1e6:.1f} M); rows {args.prompts} prompts x {args.samples} "
              f"samples, max_new_tokens {args.max_new_tokens}",
              f"- tokenizer build {result['seconds_tokenizer']:.1f} s; train() {result['seconds_train']:.1f} s "
-             f"(model init + fresh-weights save, steps, final checkpoint)",
+             f"(model init + fresh-weights save, steps, final checkpoint); process CPU time "
+             f"{result['cpu_seconds']:.0f} s; 1-minute load average at the end {result['load_average']:.1f} "
+             "(above the core count: other jobs shared the CPUs and every wall time is inflated)",
              f"- peak RSS {result['peak_rss_gib']:.2f} GiB; all metrics finite: {result['finite']}", "",
              f"- PRM learning rate {args.prm_learning_rate or 'the config 2e-6'} (see PRM_LEARNING_RATE)", "",
              "| step | " + " | ".join(p.removeprefix("seconds_") for p in PHASES) + " | "
