@@ -47,12 +47,15 @@ def test_rewards_sit_at_step_ends_only(explicit_prm_dir):
     assert not r_bl[:, [0, 1, 3, 4]].any()
 
 
-@pytest.mark.parametrize("form", ["q", "effective"])
+@pytest.mark.parametrize("form", ["q", "effective", "effective_separate_prover"])
 def test_a_run_takes_its_process_rewards_from_the_explicit_prm(explicit_prm_dir, tmp_path, form):
-    """Step-by-step PPO ("q") and PAV-RL ("effective": the explicit PRM read as Q^pi, a BoK prover)."""
+    """Step-by-step PPO ("q") and PAV-RL ("effective": the explicit PRM read as Q^pi, a BoK prover
+    of pi, or of a separate prover policy whose Q model is given by ``prover_prm``)."""
     path, _ = explicit_prm_dir
     bindings = [*TINY, "configs/pav_rl.gin", f"prime_jax.rl.config.PrimeConfig.explicit_prm = '{path}'",
-                f"prime_jax.pav.rl_rewards.PavRewardConfig.form = '{form}'"]
+                f"prime_jax.pav.rl_rewards.PavRewardConfig.form = '{form.split('_')[0]}'"]
+    if form == "effective_separate_prover":
+        bindings.append(f"prime_jax.pav.rl_rewards.PavRewardConfig.prover_prm = '{path}'")
     gin.clear_config()
     assert train.main([a for b in bindings for a in ("--gin", b)] + ["--workdir", str(tmp_path), "--steps", "2"]) == 0
     gin.clear_config()

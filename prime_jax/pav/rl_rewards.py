@@ -38,11 +38,13 @@ FORMS = ("q", "effective", "advantage", "q_plus_q")
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PavRewardConfig:
     """Which step reward a Q^pi model gives (module docstring); ``alpha`` weighs the prover term
-    (the paper: 3-5 for RL), ``best_of_k`` is the prover's K (``mu = BoK(pi)``)."""
+    (the paper: 3-5 for RL), ``best_of_k`` is the prover's K (``mu = BoK(base)``) and
+    ``prover_prm`` an explicit-PRM directory of a separate prover policy's Q (None: the base is pi)."""
 
     form: str = "q"
     alpha: float = 3.0
     best_of_k: int = 4
+    prover_prm: str | None = None
 
     def __post_init__(self):
         check_choice("PavRewardConfig", "form", self.form, FORMS)
@@ -50,6 +52,9 @@ class PavRewardConfig:
             raise ValueError(f"PavRewardConfig.best_of_k={self.best_of_k!r}: must be >= 1")
         if not self.alpha >= 0:
             raise ValueError(f"PavRewardConfig.alpha={self.alpha!r}: must be >= 0")
+        if self.prover_prm is not None and self.form == "q":
+            raise ValueError(f"PavRewardConfig.prover_prm={self.prover_prm!r} with form='q': the plain Q^pi "
+                             "reward has no prover term")
 
 
 def previous_step_values(q_bl: jax.Array, ends_bl: jax.Array, first_b: jax.Array) -> jax.Array:
@@ -73,20 +78,22 @@ def first_step_q(q_bl: jax.Array, ends_bl: jax.Array) -> jax.Array:
 
 
 def pav_step_rewards(q_pi_bl: jax.Array, ends_bl: jax.Array, *, num_samples: int,
-                     config: PavRewardConfig) -> jax.Array:
+                     config: PavRewardConfig, q_prover_bl: jax.Array | None = None) -> jax.Array:
     """Step rewards (B, L) from ``Q^pi`` at the step ends ``ends_bl`` (module docstring); rows in
-    groups of ``num_samples`` contiguous responses to one prompt."""
+    groups of ``num_samples`` contiguous responses to one prompt. ``q_prover_bl``: a separate
+    prover policy's ``Q^nu`` at the same step ends (None: the prover's base is pi)."""
     ends_bl = ends_bl.astype(bool)
     q_pi_bl = jnp.where(ends_bl, q_pi_bl.astype(jnp.float32), 0.0)
     if config.form == "q":
         return q_pi_bl
-    q_mu_bl = jnp.where(ends_bl, best_of_k_q(q_pi_bl, config.best_of_k), 0.0)
+    q_base_bl = q_pi_bl if q_prover_bl is None else jnp.where(ends_bl, q_prover_bl.astype(jnp.float32), 0.0)
+    q_mu_bl = jnp.where(ends_bl, best_of_k_q(q_base_bl, config.best_of_k), 0.0)
     if config.form == "q_plus_q":
         return q_pi_bl + config.alpha * q_mu_bl
     b = q_pi_bl.shape[0]
-    first_gn = first_step_q(q_pi_bl, ends_bl).reshape(b // num_samples, num_samples)
-    v0_pi_g = jnp.mean(first_gn, axis=1)  # rows without steps count as Q = 0
-    v0_mu_b = jnp.repeat(best_of_k_q(v0_pi_g, config.best_of_k), num_samples)
+    first_gn = first_step_q(q_base_bl, ends_bl).reshape(b // num_samples, num_samples)
+    v0_base_g = jnp.mean(first_gn, axis=1)  # rows without steps count as Q = 0
+    v0_mu_b = jnp.repeat(best_of_k_q(v0_base_g, config.best_of_k), num_samples)
     adv_mu_bl = q_mu_bl - previous_step_values(q_mu_bl, ends_bl, v0_mu_b)
     if config.form == "advantage":
         return config.alpha * adv_mu_bl

@@ -104,17 +104,18 @@ class ExplicitReward:
     delimiter_ids: tuple[int, ...]
 
 
-def load_explicit_reward(path: str, tokenizer, vocab_size: int, mesh) -> ExplicitReward:
+def load_explicit_reward(path: str, tokenizer, vocab_size: int, mesh,
+                         field: str = "PrimeConfig.explicit_prm") -> ExplicitReward:
     """The explicit PRM of a ``train_reward`` directory (``path/model`` + ``reward.json``), placed
     on ``mesh``, with the step delimiter it was trained on; its vocabulary must cover the policy's
-    ``vocab_size`` ids (an id past its embedding table would read NaN)."""
+    ``vocab_size`` ids (an id past its embedding table would read NaN). Errors name ``field``."""
     info = run_dir.read_reward_model_info(path, "explicit_prm")
     if info is None:
-        raise FileNotFoundError(f"PrimeConfig.explicit_prm={path!r}: no reward.json there (expected a "
+        raise FileNotFoundError(f"{field}={path!r}: no reward.json there (expected a "
                                 "directory written by python -m prime_jax.train_reward, kind explicit_prm)")
     module = load_explicit_prm(pathlib.Path(path) / "model", mesh=mesh)
     if module.config.vocab_size < vocab_size:
-        raise ValueError(f"PrimeConfig.explicit_prm={path!r}: its vocabulary has {module.config.vocab_size} ids, "
+        raise ValueError(f"{field}={path!r}: its vocabulary has {module.config.vocab_size} ids, "
                          f"fewer than the policy's {vocab_size}")
     role = Role.of(module)
     delimiter_ids = tuple(tokenizer.encode(info["step_delimiter"], add_special_tokens=False))
@@ -184,6 +185,14 @@ def train(*, workdir: str, steps: int, task: TaskConfig = TaskConfig(), model: M
 
     explicit = load_explicit_reward(prime.explicit_prm, tokenizer, vocab_size, device_mesh) \
         if prime.explicit_prm else None
+    prover = None
+    if prime.step_reward.prover_prm:  # PAV-RL with a separate prover policy's Q model
+        prover = load_explicit_reward(prime.step_reward.prover_prm, tokenizer, vocab_size, device_mesh,
+                                      field="PavRewardConfig.prover_prm")
+        if prover.delimiter_ids != explicit.delimiter_ids:
+            raise ValueError(f"PavRewardConfig.prover_prm={prime.step_reward.prover_prm!r} ends steps with ids "
+                             f"{prover.delimiter_ids}, the Q^pi model with {explicit.delimiter_ids}: train both on "
+                             "one step delimiter")
     updaters = update.make_updaters(policy.graphdef, policy.graphdef, policy_optimizer, prm_optimizer,
                                     prime, policy_loss, prm_loss, state)
     logprob_fn = make_logprob_fn(policy.graphdef, prime.logprob_rows_per_pass)
@@ -231,7 +240,8 @@ def train(*, workdir: str, steps: int, task: TaskConfig = TaskConfig(), model: M
                 out = update.advantage_phase(batch, logp_prm, prime, delimiter, device_mesh)
             else:  # step-by-step PPO: a frozen explicit PRM's step scores are the process rewards
                 out = update.explicit_advantage_phase(batch, explicit.reward_fn, explicit.params, prime,
-                                                      explicit.delimiter_ids, device_mesh)
+                                                      explicit.delimiter_ids, device_mesh,
+                                                      prover and (prover.reward_fn, prover.params))
             # 7. PPO, one epoch of shuffled mini-batches.
             t0 = time.time()
             state, policy_metrics = update.policy_phase(

@@ -182,13 +182,18 @@ _pav_step_rewards = jax.jit(pav_step_rewards, static_argnames=("num_samples", "c
 
 
 def explicit_advantage_phase(batch: ScoredRollouts, reward_fn: Callable, params, config: PrimeConfig,
-                             delimiter_ids: tuple[int, ...], mesh) -> advantages.PrimeAdvantages:
+                             delimiter_ids: tuple[int, ...], mesh,
+                             prover: tuple[Callable, object] | None = None) -> advantages.PrimeAdvantages:
     """Step-by-step PPO's advantages: the explicit PRM's step scores (``make_explicit_reward_fn``)
-    as ``config.step_reward`` makes them step rewards (Q^pi, or PAV-RL's ``Q^pi + alpha A^mu``),
+    as ``config.step_reward`` makes them step rewards (Q^pi, or PAV-RL's ``Q^pi + alpha A^mu``;
+    ``prover`` = (scorer, weights) of a separate prover policy's explicit PRM, read as its Q),
     plus the outcome, through the same baselines, discounts and whitening as PRIME's."""
     ends, mask, acc = sharding.place((step_ends(batch, delimiter_ids), batch.response_mask_bl, batch.acc_b), mesh)
-    q_pi_bl = reward_fn(params, sharding.place(batch.sequences(), mesh), ends)
-    rewards_bl = _pav_step_rewards(q_pi_bl, ends, num_samples=config.num_samples, config=config.step_reward)
+    sequences = sharding.place(batch.sequences(), mesh)
+    q_pi_bl = reward_fn(params, sequences, ends)
+    q_prover_bl = None if prover is None else prover[0](prover[1], sequences, ends)
+    rewards_bl = _pav_step_rewards(q_pi_bl, ends, num_samples=config.num_samples, config=config.step_reward,
+                                   q_prover_bl=q_prover_bl)
     out = advantages.advantages_from_rewards(rewards_bl, mask, acc, num_samples=config.num_samples,
                                              advantage=config.advantage, positions=ends)
     return advantages.PrimeAdvantages(*sharding.fetch(tuple(out), mesh))
