@@ -186,8 +186,9 @@ def report(args, result: dict, params: int) -> str:
              f"samples, max_new_tokens {args.max_new_tokens}",
              f"- tokenizer build {result['seconds_tokenizer']:.1f} s; train() {result['seconds_train']:.1f} s "
              f"(model init + fresh-weights save, steps, final checkpoint); process CPU time "
-             f"{result['cpu_seconds']:.0f} s; 1-minute load average at the end {result['load_average']:.1f} "
-             "(above the core count: other jobs shared the CPUs and every wall time is inflated)",
+             f"{result['cpu_seconds']:.0f} s; 1-minute load average at the end {result['load_average']:.1f}"
+             + (" (above the core count: other jobs shared the CPUs, wall times are inflated)"
+                if result["load_average"] > (os.cpu_count() or 1) else ""),
              f"- peak RSS {result['peak_rss_gib']:.2f} GiB; all metrics finite: {result['finite']}", "",
              f"- PRM learning rate {args.prm_learning_rate or 'the config 2e-6'} (see PRM_LEARNING_RATE)", "",
              "| step | " + " | ".join(p.removeprefix("seconds_") for p in PHASES) + " | "
