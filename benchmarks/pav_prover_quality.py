@@ -2,8 +2,11 @@
 the distinguishability and alignment of each prover mu_gamma for the SFT policy, next to how
 fast the effective reward ``Q^pi + alpha A^{mu_gamma}`` trains that policy.
 
-    python benchmarks/pav_prover_quality.py                       # seeds 0 1 2, the gammas below
+    python benchmarks/pav_prover_quality.py                       # seeds 0 1 2, 50 SFT steps (~5 min)
+    python benchmarks/pav_prover_quality.py --sft-iterations 1000 --q-rollouts 16 --rl-cap 300
     python benchmarks/pav_prover_quality.py --seeds 0 --gammas 5 10 --rl-cap 0   # quantities only
+
+(times on a 2-core CPU at load ~8.)
 
 Per seed: the same hidden target and SFT policy as ``benchmarks/pav_didactic.py`` (seed s:
 ``didactic.random_target(default_rng(s))``, ``didactic_rl.sft_policy(config, target, s)``). Then:
@@ -59,8 +62,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--gammas", type=float, nargs="+", default=[1, 2, 5, 8, 10, 15, 20, 50, float("inf")])
     parser.add_argument("--sft-iterations", type=int, default=50)
-    parser.add_argument("--trajectories", type=int, default=64, help="rollouts of pi whose prefixes are the states")
-    parser.add_argument("--q-rollouts", type=int, default=16, help="MC rollouts of pi per (state, action) for Q^pi")
+    parser.add_argument("--trajectories", type=int, default=256, help="rollouts of pi whose prefixes are the states")
+    parser.add_argument("--q-rollouts", type=int, default=8, help="MC rollouts of pi per (state, action) for Q^pi")
     parser.add_argument("--chunk", type=int, default=256, help="(state, action) prompts per sampling call")
     parser.add_argument("--alpha", type=float, default=1.0)
     parser.add_argument("--rl-cap", type=int, default=400, help="policy-gradient iterations per gamma (0: skip RL)")
