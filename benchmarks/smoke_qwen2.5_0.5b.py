@@ -43,6 +43,10 @@ CONFIG = REPO / "configs" / "prime_qwen2.5_0.5b.gin"
 # policy update back-propagates a nonzero loss in every variant.
 PRM_LEARNING_RATE = 1e-3
 METRICS = ("prm_loss", "prm_grad_norm", "process_reward_mean", "policy_loss", "policy_grad_norm", "entropy")
+# Metrics that are NaN by definition in this run, not by a numerical failure: the correlation of the
+# PRM's score with response length is undefined when every response has the same length (random
+# weights never emit EOS, so all are truncated at max_new_tokens).
+UNDEFINED_HERE = ("prm_q_length_corr",)
 PHASES = ("seconds_rollout", "seconds_logprobs", "seconds_verify_wait", "seconds_prm", "seconds_policy",
           "seconds_step")
 
@@ -82,7 +86,8 @@ def model_bindings(num_layers: int) -> list[str]:
 
 
 def smoke_gin(tokenizer_dir: str, *, num_layers: int, prompts: int, samples: int, max_new_tokens: int,
-              param_dtype: str | None, steps: int, prm_learning_rate: float | None) -> str:
+              param_dtype: str | None, steps: int, prm_learning_rate: float | None,
+              policy_micro_batches: int = 2) -> str:
     """A gin file parsed after the real config: everything it changes, one line each."""
     rows = prompts * samples
     lines = [
@@ -104,7 +109,7 @@ def smoke_gin(tokenizer_dir: str, *, num_layers: int, prompts: int, samples: int
         "prime_jax.data.task_config.TaskConfig.num_sft = 0",
         "prime_jax.data.task_config.TaskConfig.max_prompt_length = 64",
         # a tiny batch; the real policy micro-batching and row-capped log-prob passes kept (2 of
-        # each); 2 PRM mini-batches of one group each (see PRM_LEARNING_RATE)
+        # each by default); 2 PRM mini-batches of one group each (see PRM_LEARNING_RATE)
         f"prime_jax.experience.collect.CollectConfig.num_samples = {samples}",
         f"prime_jax.experience.collect.CollectConfig.batch_prompts = {prompts}",
         "prime_jax.experience.collect.CollectConfig.oversample = 1.0",
@@ -114,7 +119,7 @@ def smoke_gin(tokenizer_dir: str, *, num_layers: int, prompts: int, samples: int
         f"prime_jax.rl.config.PrimeConfig.prm_mini_batch = {max(1, rows // 2)}",
         f"prime_jax.rl.config.PrimeConfig.policy_mini_batch = {rows}",
         "prime_jax.rl.config.PrimeConfig.prm_micro_batches = 1",  # a micro-batch holds whole groups
-        f"prime_jax.rl.config.PrimeConfig.policy_micro_batches = {2 if rows % 2 == 0 else 1}",
+        f"prime_jax.rl.config.PrimeConfig.policy_micro_batches = {policy_micro_batches}",
         f"prime_jax.rl.config.PrimeConfig.logprob_rows_per_pass = {max(1, rows // 2)}",
         f"prime_jax.rollout.SamplingConfig.max_new_tokens = {max_new_tokens}",
         # one CPU device
@@ -133,6 +138,13 @@ def smoke_gin(tokenizer_dir: str, *, num_layers: int, prompts: int, samples: int
     return "\n".join(lines) + "\n"
 
 
+def _finite(value) -> bool:
+    """metrics.jsonl writes non-finite floats as the strings "nan", "inf", "-inf"."""
+    if isinstance(value, str):
+        return value.lower() not in ("nan", "inf", "-inf", "infinity", "-infinity")
+    return not isinstance(value, float) or math.isfinite(value)
+
+
 def param_count(num_layers: int) -> int:
     import jax
     from flax import nnx
@@ -147,7 +159,7 @@ def param_count(num_layers: int) -> int:
 
 def run_smoke(workdir: str | os.PathLike, *, num_layers: int = 24, prompts: int = 2, samples: int = 2,
               max_new_tokens: int = 16, param_dtype: str | None = None, steps: int = 1,
-              prm_learning_rate: float | None = PRM_LEARNING_RATE) -> dict:
+              prm_learning_rate: float | None = PRM_LEARNING_RATE, policy_micro_batches: int = 2) -> dict:
     """Build the tokenizer, run ``steps`` RL steps; returns the metric rows and measurements."""
     from prime_jax import train
     from prime_jax.data.qwen_style_tokenizer import build_qwen_style_tokenizer
@@ -159,16 +171,17 @@ def run_smoke(workdir: str | os.PathLike, *, num_layers: int = 24, prompts: int 
     overrides = workdir / "smoke.gin"
     overrides.write_text(smoke_gin(str(tokenizer_dir), num_layers=num_layers, prompts=prompts, samples=samples,
                                    max_new_tokens=max_new_tokens, param_dtype=param_dtype, steps=steps,
-                                   prm_learning_rate=prm_learning_rate))
+                                   prm_learning_rate=prm_learning_rate, policy_micro_batches=policy_micro_batches))
     t0 = time.time()
     code = train.main(["--gin", str(CONFIG), "--gin", str(overrides), "--workdir", str(workdir / "run")])
     seconds_train = time.time() - t0
     if code:
         raise RuntimeError(f"prime_jax.train exited with {code}")
     rows = [json.loads(line) for line in (workdir / "run" / "metrics.jsonl").read_text().splitlines()]
-    numbers = [v for row in rows for v in row.values() if isinstance(v, (int, float))]
+    nonfinite = sorted({k for row in rows for k, v in row.items() if not _finite(v)})
     model_config = json.loads((workdir / "run" / "sft_model" / "config.json").read_text())
-    return {"rows": rows, "model_config": model_config, "finite": all(math.isfinite(v) for v in numbers) and bool(rows),
+    return {"rows": rows, "model_config": model_config, "nonfinite": nonfinite,
+            "finite": bool(rows) and not set(nonfinite) - set(UNDEFINED_HERE),
             "seconds_tokenizer": seconds_tokenizer, "seconds_train": seconds_train,
             "peak_rss_gib": peak_rss_gib(), "cpu_seconds": sum(os.times()[:2]),
             "load_average": os.getloadavg()[0], "tokenizer_dir": tokenizer_dir}
@@ -189,7 +202,8 @@ def report(args, result: dict, params: int) -> str:
              f"{result['cpu_seconds']:.0f} s; 1-minute load average at the end {result['load_average']:.1f}"
              + (" (above the core count: other jobs shared the CPUs, wall times are inflated)"
                 if result["load_average"] > (os.cpu_count() or 1) else ""),
-             f"- peak RSS {result['peak_rss_gib']:.2f} GiB; all metrics finite: {result['finite']}", "",
+             f"- peak RSS {result['peak_rss_gib']:.2f} GiB; all metrics finite: {result['finite']} (non-finite: "
+             f"{', '.join(result['nonfinite']) or 'none'}; NaN by definition here: {', '.join(UNDEFINED_HERE)})", "",
              f"- PRM learning rate {args.prm_learning_rate or 'the config 2e-6'} (see PRM_LEARNING_RATE)", "",
              "| step | " + " | ".join(p.removeprefix("seconds_") for p in PHASES) + " | "
              + " | ".join(METRICS) + " |",
@@ -212,6 +226,9 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=1, help="RL steps (step 1 includes compilation)")
     parser.add_argument("--prm-learning-rate", type=float, default=PRM_LEARNING_RATE,
                         help="the PRM's Adam learning rate (0: the config's 2e-6); see PRM_LEARNING_RATE")
+    parser.add_argument("--policy-micro-batches", type=int, default=2,
+                        help="micro-batches of the PPO mini-batch (all rows); on XLA:CPU each one past the "
+                             "first adds about two float32 copies of the weights to the update's scratch")
     parser.add_argument("--workdir", help="default: a temporary directory, removed afterwards")
     parser.add_argument("--max-rss-gib", type=float, default=19.0)
     parser.add_argument("--results", help="append the markdown report to this file")
@@ -223,7 +240,8 @@ def main() -> int:
         result = run_smoke(args.workdir or tmp, num_layers=args.layers, prompts=args.prompts,
                            samples=args.samples, max_new_tokens=args.max_new_tokens,
                            param_dtype=args.param_dtype, steps=args.steps,
-                           prm_learning_rate=args.prm_learning_rate or None)
+                           prm_learning_rate=args.prm_learning_rate or None,
+                           policy_micro_batches=args.policy_micro_batches)
     text = report(args, result, params)
     print(text)
     if args.json:
