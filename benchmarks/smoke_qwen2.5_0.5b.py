@@ -15,6 +15,11 @@ Prints per-step phase seconds (the trainer's ``seconds_*`` metrics; step 1 inclu
 peak RSS, the parameter count, and whether every metric is finite; ``--results FILE`` appends a
 markdown section. A watchdog thread ends the process (exit 3) when its RSS passes ``--max-rss-gib``,
 so a configuration that does not fit is reported instead of taking the machine's memory.
+
+Measured on 2 shared CPU cores (2026-11-30): with the config's float32 weights the 24-layer step
+holds 12.9 GiB of state (3 models, 2 Adam states) and XLA:CPU plans 7.3 GiB of scratch for the PPO
+update, ~21.7 GiB in all; ``--param-dtype bfloat16`` peaks at 16.6 GiB (2 steps: 280 s with
+compilation, then 129 s under a load average of ~8). ``--json FILE`` writes the rows and numbers.
 """
 
 from __future__ import annotations
