@@ -10,6 +10,7 @@ the repository's ``configs/`` folder, then in the installed copy under
 from __future__ import annotations
 
 import argparse
+import logging
 import pathlib
 import sys
 from collections.abc import Sequence
@@ -22,6 +23,13 @@ CONFIG_DIRS = (PACKAGE_DIR.parent / "configs", pathlib.Path(sys.prefix) / "share
 
 class GinError(ValueError):
     """A gin file or binding that cannot be used; the message names it."""
+
+
+def _not_a_search_miss(record: logging.LogRecord) -> bool:
+    """False for gin's "Path not found" ERROR log: gin tries an ``include`` as a Python-package
+    path before its search paths and logs the miss even when a search path then finds the file
+    (a missing file still fails, as ``GinError``)."""
+    return not (record.module == "resource_reader" and record.getMessage().startswith("Path not found"))
 
 
 def split_gin_args(argv: Sequence[str]) -> list[str]:
@@ -64,6 +72,8 @@ def parse(values: Sequence[str]) -> tuple[list[pathlib.Path], list[str]]:
     for folder in CONFIG_DIRS:
         if folder.is_dir():
             gin.add_config_file_search_path(str(folder))
+    if _not_a_search_miss not in logging.getLogger().filters:
+        logging.getLogger().addFilter(_not_a_search_miss)
     for path in files:
         try:
             gin.parse_config_file(str(path))
