@@ -225,10 +225,11 @@ def test_sharded_equals_unsharded(checkpoints, tmp_path, layout):
     np.testing.assert_array_equal(np.asarray(got.tokens), np.asarray(expected.tokens))
     np.testing.assert_array_equal(np.asarray(got.mask), np.asarray(expected.mask))
     np.testing.assert_allclose(np.asarray(got.logprobs), np.asarray(expected.logprobs), atol=2e-5)
-    with jax.set_mesh(mesh):  # continuous batching on the mesh: the same greedy tokens
-        pooled = sample(sharded_policy, jax.device_put(ids, batch), jax.device_put(mask, batch),
-                        key=jax.random.key(0), config=dataclasses.replace(config, decode_slots=3))
-    np.testing.assert_array_equal(np.asarray(pooled.tokens), np.asarray(expected.tokens))
+    for pool in (dict(decode_slots=3), dict(decode_slots=3, kv_blocks=8, kv_block_size=4)):
+        with jax.set_mesh(mesh):  # continuous batching (dense or paged) on the mesh: the same greedy tokens
+            pooled = sample(sharded_policy, jax.device_put(ids, batch), jax.device_put(mask, batch),
+                            key=jax.random.key(0), config=dataclasses.replace(config, **pool))
+        np.testing.assert_array_equal(np.asarray(pooled.tokens), np.asarray(expected.tokens), err_msg=str(pool))
     if layout == (2, 2, 2):  # the same key draws the same samples on any layout
         config = SamplingConfig(max_new_tokens=8, temperature=1.0, top_k=20, **FAST)
         expected = sample(policy, jnp.asarray(ids), jnp.asarray(mask), key=jax.random.key(1),

@@ -20,6 +20,7 @@ from flax import nnx
 from flax.core import spmd as core_spmd
 
 from prime_jax import sharding
+from prime_jax.models.cache import PagedLayer, paged_write_and_read
 from prime_jax.models.config import ModelConfig, RopeScaling
 
 _NEG_INF = float(np.finfo(np.float32).min)
@@ -179,7 +180,9 @@ class Attention(nnx.Module):
 
         With ``kv_cache`` (``(B, kv_heads, S, head_dim)`` each), the new keys/values are written
         at slot ``cache_index`` (static or traced) and queries read the first
-        ``span = mask_bts.shape[-1]`` slots under ``mask_bts`` (static, ``<= S``).
+        ``span = mask_bts.shape[-1]`` slots under ``mask_bts`` (static, ``<= S``). With a
+        ``PagedLayer`` (one token per row) they go into the rows' blocks and the returned pair
+        is the layer's updated block pools (``cache.paged_write_and_read``).
         """
         h, theta, scaling = self.rope
         inv_freq = rope_inv_freq(h, theta, scaling)
@@ -191,15 +194,20 @@ class Attention(nnx.Module):
                                     ("batch", "length", "heads", "head_dim"))
         k_bkth = apply_rope(k_btkh, positions_bt, inv_freq).transpose(0, 2, 1, 3)
         v_bkth = v_btkh.transpose(0, 2, 1, 3)
-        if kv_cache is not None:
-            k_cache, v_cache = kv_cache
-            start = (0, 0, cache_index, 0)
-            k_bksh = jax.lax.dynamic_update_slice(k_cache, k_bkth.astype(k_cache.dtype), start)
-            v_bksh = jax.lax.dynamic_update_slice(v_cache, v_bkth.astype(v_cache.dtype), start)
+        if isinstance(kv_cache, PagedLayer):  # one decode token per row into its cache blocks
+            k_pool, v_pool, k_bksh, v_bksh = paged_write_and_read(kv_cache, k_bkth[:, :, 0], v_bkth[:, :, 0])
+            updated = (k_pool, v_pool)
         else:
-            k_bksh, v_bksh = k_bkth, v_bkth
-        kv_axes = ("batch", "kv_heads", "length", "head_dim")
-        k_bksh, v_bksh = sharding.constrain(k_bksh, kv_axes), sharding.constrain(v_bksh, kv_axes)
+            if kv_cache is not None:
+                k_cache, v_cache = kv_cache
+                start = (0, 0, cache_index, 0)
+                k_bksh = jax.lax.dynamic_update_slice(k_cache, k_bkth.astype(k_cache.dtype), start)
+                v_bksh = jax.lax.dynamic_update_slice(v_cache, v_bkth.astype(v_cache.dtype), start)
+            else:
+                k_bksh, v_bksh = k_bkth, v_bkth
+            kv_axes = ("batch", "kv_heads", "length", "head_dim")
+            k_bksh, v_bksh = sharding.constrain(k_bksh, kv_axes), sharding.constrain(v_bksh, kv_axes)
+            updated = (k_bksh, v_bksh)
         span = mask_bts.shape[-1]  # the slots this call may read (static; <= cache length)
         out_bkgth = attend(q_btnh, k_bksh[:, :, :span].astype(self.dtype),
                            v_bksh[:, :, :span].astype(self.dtype), mask_bts)
@@ -210,7 +218,7 @@ class Attention(nnx.Module):
         out_btf = out_bkgth.transpose(0, 3, 1, 2, 4).reshape(b, t, k * g * h)
         out_btf = sharding.constrain(out_btf, ("batch", "length", "heads"))
         out_btd = out_btf @ self.o_proj[...].astype(self.dtype).reshape(k * g * h, -1)
-        return sharding.constrain(out_btd, ("batch", "length", "embed")), (k_bksh, v_bksh)
+        return sharding.constrain(out_btd, ("batch", "length", "embed")), updated
 
 
 class MLP(nnx.Module):

@@ -22,6 +22,9 @@ Call contract (logits are always float32, shape (B, T, V)):
   for prompt plus new tokens. Default positions continue each row's count of real tokens,
   ``positions = cache.num_valid_bs()[:, None] + max(cumsum(mask) - 1, 0)``, so prefill + steps
   reproduce the full forward's positions on left-padded rows; pass ``positions_bt`` to override.
+* Paged decoding (``cache.PagedKVCache``, a block pool shared by the rows): one token per row,
+  ``model(next_b1, positions_bt=..., attention_mask_bt=..., cache=paged, cache_index=write_b)``
+  writes row b's key/value at its logical slot ``write_b[b]`` and reads its slots ``<= write_b[b]``.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from flax import nnx
 from flax.core import spmd as core_spmd
 
 from prime_jax import sharding
-from prime_jax.models.cache import KVCache
+from prime_jax.models.cache import KVCache, PagedKVCache
 from prime_jax.models.config import ModelConfig
 from prime_jax.models.layers import MLP, Attention, RMSNorm, make_param
 
@@ -130,6 +133,15 @@ class Transformer(nnx.Module):
             causal_ts = jnp.tril(jnp.ones((t, t), bool))
             mask_bts = causal_ts[None] & mask_bt[:, None, :]
             index = None
+        elif isinstance(cache, PagedKVCache):  # one token per row at its own logical slot
+            if t != 1 or cache_index is None:
+                raise ValueError("a PagedKVCache takes decode steps: one token per row and cache_index = "
+                                 "each row's logical slot (B,)")
+            write_b = jnp.asarray(cache_index, jnp.int32)
+            kv_mask_bs = cache.mask_bs.at[jnp.arange(b), write_b].set(mask_bt[:, 0])
+            causal_bs = jnp.arange(kv_mask_bs.shape[1])[None, :] <= write_b[:, None]
+            mask_bts = (causal_bs & kv_mask_bs)[:, None, :]
+            index = None
         else:
             static = isinstance(cache_index, int)  # a Python int: attend over [0, i + T) only
             if static:
@@ -150,7 +162,10 @@ class Transformer(nnx.Module):
         x_btd = sharding.constrain(x_btd, ("batch", "length", "embed"))
         keys, values = [], []
         for i, block in enumerate(self.layers):
-            kv = None if cache is None else (cache.keys[i], cache.values[i])
+            if isinstance(cache, PagedKVCache):
+                kv = cache.layer(i, write_b)
+            else:
+                kv = None if cache is None else (cache.keys[i], cache.values[i])
             call = _remat_block if self.config.remat and cache is None else _call_block
             x_btd, (k_bskh, v_bskh) = call(block, x_btd, positions_bt, mask_bts, kv, index)
             keys.append(k_bskh)
@@ -158,6 +173,8 @@ class Transformer(nnx.Module):
         h_btd = self.final_norm(x_btd)
         if cache is None:
             return h_btd, None
+        if isinstance(cache, PagedKVCache):
+            return h_btd, cache.replace(keys=tuple(keys), values=tuple(values), mask_bs=kv_mask_bs)
         return h_btd, KVCache(keys=tuple(keys), values=tuple(values), mask_bs=kv_mask_bs,
                               index=jnp.asarray(index + t, jnp.int32))
 

@@ -22,7 +22,9 @@ class SamplingConfig:
     ``decode_slots``: 0 = static batching (every row decodes until the longest one ends);
     S > 0 = continuous batching through S recycled decode slots (``rollout.continuous``), which
     pays when response lengths spread widely. The two draw different (equally valid) samples
-    for one key; greedy tokens agree.
+    for one key; greedy tokens agree. ``kv_blocks = N > 0`` (with ``decode_slots``) gives the slots
+    a shared pool of N KV blocks of ``kv_block_size`` slots instead of a dense cache row each
+    (``rollout.paged``: same rollouts, memory sized to the tokens in flight).
     """
 
     max_new_tokens: int
@@ -34,6 +36,8 @@ class SamplingConfig:
     cache_dtype: str | None = None
     decode_segments: int = 4
     decode_slots: int = 0
+    kv_blocks: int = 0
+    kv_block_size: int = 16
 
     def __post_init__(self):
         if self.max_new_tokens < 1:
@@ -48,6 +52,12 @@ class SamplingConfig:
                 f"SamplingConfig: decode_segments must be >= 1, got {self.decode_segments}")
         if self.decode_slots < 0:
             raise ValueError(f"SamplingConfig: decode_slots must be >= 0, got {self.decode_slots}")
+        if self.kv_blocks < 0 or self.kv_block_size < 1:
+            raise ValueError(f"SamplingConfig: kv_blocks must be >= 0 and kv_block_size >= 1, got "
+                             f"{self.kv_blocks}, {self.kv_block_size}")
+        if self.kv_blocks and not self.decode_slots:
+            raise ValueError(f"SamplingConfig: kv_blocks needs decode_slots > 0 (a paged cache serves the "
+                             f"continuous slot pool), got kv_blocks={self.kv_blocks}")
         if self.top_k < 0:
             raise ValueError(f"SamplingConfig: top_k must be >= 0, got {self.top_k}")
         eos = self.eos_id

@@ -2,8 +2,9 @@
 
 ``config.decode_slots == 0`` runs ``engine.sample_static`` (one batch, one prefill per distinct
 prompt); ``decode_slots = S > 0`` runs ``continuous.sample_continuous`` with S recycled slots over
-the prompts repeated ``num_samples`` times (request ``prompt * n + k``). Both return ``Rollouts``
-(B * n, L) in that row order.
+the prompts repeated ``num_samples`` times (request ``prompt * n + k``), or, with ``kv_blocks``,
+``paged.sample_paged`` (the slots share a pool of KV blocks). All return ``Rollouts`` (B * n, L)
+in that row order.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from prime_jax.models.transformer import Transformer
 from prime_jax.rollout.config import Rollouts, SamplingConfig, repeat_prompts
 from prime_jax.rollout.continuous import sample_continuous
 from prime_jax.rollout.engine import sample_static
+from prime_jax.rollout.paged import sample_paged
 
 
 def sample(policy: Transformer, prompt_ids: jax.Array, prompt_mask: jax.Array, *,
@@ -30,5 +32,8 @@ def sample(policy: Transformer, prompt_ids: jax.Array, prompt_mask: jax.Array, *
         raise ValueError(f"sample: num_samples must be >= 1, got {num_samples}")
     if num_samples > 1:
         prompt_ids, prompt_mask = repeat_prompts(prompt_ids, prompt_mask, num_samples)
+    if config.kv_blocks:
+        return sample_paged(policy, prompt_ids, prompt_mask, key=key, config=config, num_slots=config.decode_slots,
+                            num_blocks=config.kv_blocks, block_size=config.kv_block_size)
     return sample_continuous(policy, prompt_ids, prompt_mask, key=key, config=config,
                              num_slots=config.decode_slots)
