@@ -17,6 +17,9 @@ at L if t > L). The model still runs every layer; only the choice is steered.
   N = 8 Monte-Carlo completions of G long step prefixes. Plain = ``sample`` on
   ``repeat_prompts`` (G * n prefills); shared = ``sample(..., num_samples=n)`` (G prefills). Ratio = plain time / shared time; the
   summary line reports the N = 8 completions case (the issue's goal), the table both.
+* paged KV: the continuous run's slots over a shared pool of ``--block``-slot KV blocks holding
+  100% and 25% of the dense pool's slots (``sample_paged``): time against continuous, the most
+  slots held at once and the preemptions the small pool forces.
 * equality: the timed runs' tokens (continuous vs static greedy; shared vs plain sampled with
   the same key) and a greedy check with the bias off (random-model tokens, EOS rarely) on small
   shapes: continuous (more requests than slots) and shared vs ``sample``.
@@ -39,7 +42,8 @@ import numpy as np
 from flax import nnx
 
 from prime_jax.models import ModelConfig, Transformer
-from prime_jax.rollout import SamplingConfig, repeat_prompts, sample, sample_continuous
+from prime_jax.rollout import SamplingConfig, repeat_prompts, sample, sample_continuous, sample_paged
+from prime_jax.rollout.paged import blocks_for
 
 from machine import cpu_line, date_line, load_average
 
@@ -109,6 +113,7 @@ def main(argv=None):
     ap.add_argument("--median-len", type=float, default=24.0)
     ap.add_argument("--sigma", type=float, default=1.0)
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--block", type=int, default=16, help="KV block size of the paged runs")
     ap.add_argument("--write", default=None, help="also write the markdown section here")
     args = ap.parse_args(argv)
     vocab, prompt_len = 512, 16
@@ -148,6 +153,21 @@ def main(argv=None):
     rows.append((f"continuous, {s} slots", t_cont, first_c - t_cont,
                  f"{int(np.ceil(lengths.sum() / s))} = sum of lengths / slots"))
     cont_ratio = t_static / t_cont
+
+    # Paged KV: the same slots over a shared pool of blocks, a fraction of the dense slots.
+    dense_slots = s * (prompt_len + steps - 1)
+    for share in (1.0, 0.25):
+        blocks = max(blocks_for(prompt_len + steps - 1, args.block), int(share * dense_slots) // args.block)
+        (_, t_c, _), (first_g, t_paged, (paged, stats)) = timed_pair(
+            lambda: sample_continuous(policy, ids_rp, mask_rp, key=key, config=greedy, num_slots=s),
+            lambda blocks=blocks: sample_paged(policy, ids_rp, mask_rp, key=key, config=greedy, num_slots=s,
+                                               num_blocks=blocks, block_size=args.block, with_stats=True),
+            args.repeats)
+        equal[f"paged, pool {share:.0%} of the dense slots (timed, countdown)"] = same(cont, paged)
+        rows.append((f"paged, {s} slots, pool {blocks} blocks x {args.block} = {share:.0%} of the dense "
+                     f"{dense_slots} slots", t_paged, first_g - t_paged,
+                     f"{t_c / t_paged:.2f}x continuous; peak {int(stats.peak_blocks) * args.block} slots held, "
+                     f"{int(stats.preemptions)} preemptions"))
 
     # Shared prefix vs plain: n = 4 samples, N = 8 MC completions of long prefixes.
     ratios = {}
