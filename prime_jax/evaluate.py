@@ -57,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-new-tokens", type=int, default=256, help="response length limit")
     parser.add_argument("--max-prompt-length", type=int, default=1024, help="longer prompts are dropped")
     parser.add_argument("--batch-prompts", type=int, default=8, help="prompts per sampling batch")
+    parser.add_argument("--decode-slots", type=int, default=0,
+                        help="continuous batching through this many decode slots (0: static batches)")
+    parser.add_argument("--kv-blocks", type=int, default=0,
+                        help="with --decode-slots: a paged KV cache of this many 16-slot blocks (0: dense)")
     parser.add_argument("--seed", type=int, default=0, help="synthetic split and sampling seed")
     parser.add_argument("--no-suffix", action="store_true",
                         help="do not append the Eurus 'Present the answer ... \\boxed{}' suffix to jsonl problems")
@@ -112,7 +116,8 @@ def evaluate(args) -> dict:
     explicit_prm, explicit_delimiter = load_explicit_prm_dir(args.explicit_prm) if args.explicit_prm else (None, "\n")
     sampling = EvalSampling(k=args.k, temperature=args.temperature, top_p=args.top_p,
                             max_new_tokens=args.max_new_tokens, max_prompt_length=args.max_prompt_length,
-                            batch_prompts=args.batch_prompts, seed=args.seed)
+                            batch_prompts=args.batch_prompts, seed=args.seed, decode_slots=args.decode_slots,
+                            kv_blocks=args.kv_blocks)
     abilities = {r.ability for r in records}
     with VerifierPool(args.verifier_workers, scorers={"countdown": countdown_reward}, abilities=abilities) as pool:
         out, dropped = collect_samples(policy, tokenizer, records, pool, sampling, prm_pair=prm_pair, orm=orm,

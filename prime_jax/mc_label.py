@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--step-delimiter", default="\n")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
+    parser.add_argument("--decode-slots", type=int, default=0,
+                        help="continuous batching through this many decode slots (0: static batches)")
+    parser.add_argument("--kv-blocks", type=int, default=0,
+                        help="with --decode-slots: a paged KV cache of this many 16-slot blocks (0: dense)")
     parser.add_argument("--verifier-workers", type=int, default=1)
     return parser
 
@@ -62,7 +66,8 @@ def main(argv=None) -> int:
         policy = from_pretrained(args.model)
         records = make_synthetic_rl_prompts(args.task, args.task_seed, args.num_prompts, args.split)
         sampling = rollout.SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                                          eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id or 0)
+                                          eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id or 0,
+                                          decode_slots=args.decode_slots, kv_blocks=args.kv_blocks)
         completer = PolicyCompleter(policy, tokenizer, sampling, batch_rows=args.batch_rows,
                                     width=args.max_prompt_length + args.max_new_tokens, seed=args.seed)
         abilities = {r.ability for r in records}

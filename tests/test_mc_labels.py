@@ -181,12 +181,13 @@ def tiny_model(tmp_path_factory):
     return path
 
 
-def test_cli_with_a_tiny_random_model(tiny_model, tmp_path):
+@pytest.mark.parametrize("engine", [[], ["--decode-slots", "3", "--kv-blocks", "8"]], ids=["static", "paged"])
+def test_cli_with_a_tiny_random_model(tiny_model, tmp_path, engine):
     out = tmp_path / "mc" / "labels.jsonl"
     # the random model rarely writes a newline: ':' as the delimiter gives its samples several steps
     args = ["--model", str(tiny_model), "--task", "arithmetic", "--num-prompts", "2", "--samples-per-prompt", "2",
             "--completions", "2", "--batch-rows", "4", "--max-new-tokens", "12", "--step-delimiter", ":",
-            "--out", str(out)]
+            "--out", str(out), *engine]
     assert mc_label.main(args) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     prompts = make_synthetic_rl_prompts("arithmetic", 0, 2)

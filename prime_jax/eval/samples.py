@@ -30,6 +30,8 @@ class EvalSampling:
     max_prompt_length: int
     batch_prompts: int
     seed: int
+    decode_slots: int = 0
+    kv_blocks: int = 0
 
 
 def final_answer(text: str):
@@ -52,7 +54,8 @@ def collect_samples(policy, tokenizer, records, pool, config: EvalSampling, *, p
     sequences = [pipeline.prompt_tokens(i) for i in range(count)]
     width = -(-max(len(s) for s in sequences) // 8) * 8
     ids_np, mask_np = left_pad(sequences, width, pipeline.pad_id)
-    base = {"max_new_tokens": config.max_new_tokens, "eos_id": tokenizer.eos_token_id, "pad_id": pipeline.pad_id}
+    base = {"max_new_tokens": config.max_new_tokens, "eos_id": tokenizer.eos_token_id, "pad_id": pipeline.pad_id,
+            "decode_slots": config.decode_slots, "kv_blocks": config.kv_blocks}
     greedy_cfg = SamplingConfig(temperature=0.0, **base)
     sample_cfg = SamplingConfig(temperature=config.temperature, top_p=config.top_p, **base)
     delimiter = tuple(tokenizer.encode(step_delimiter, add_special_tokens=False))
