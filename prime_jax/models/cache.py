@@ -118,14 +118,6 @@ class PagedKVCache:
                    table_bm=jnp.full((batch_size, max_blocks), num_blocks, jnp.int32),
                    mask_bs=jnp.zeros((batch_size, max_blocks * block_size), bool))
 
-    @property
-    def num_blocks(self) -> int:
-        return self.keys[0].shape[0]
-
-    @property
-    def block_size(self) -> int:
-        return self.keys[0].shape[2]
-
     def replace(self, **changes) -> PagedKVCache:
         return dataclasses.replace(self, **changes)
 
@@ -137,7 +129,7 @@ def paged_write_and_read(layer: PagedLayer, k_bkh: jax.Array, v_bkh: jax.Array):
     """Write one token's key / value per row into its block, then gather every row's blocks into
     dense ``(B, kv_heads, M * block_size, head_dim)`` keys and values. Returns
     ``(k_pool, v_pool, k_bksh, v_bksh)``."""
-    num_blocks, _, block_size, _ = layer.keys.shape
+    block_size = layer.keys.shape[2]
     rows_b = jnp.arange(layer.table_bm.shape[0])
     block_b = layer.table_bm[rows_b, layer.write_b // block_size]
     offset_b = layer.write_b % block_size

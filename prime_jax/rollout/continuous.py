@@ -61,7 +61,7 @@ class SlotCarry(NamedTuple):
     eos_r: jax.Array
 
 
-def _pick_rows(logits_sv, request_s, step_s, key, config: SamplingConfig):
+def pick_request_tokens(logits_sv, request_s, step_s, key, config: SamplingConfig):
     """Per-row choice from ``fold_in(fold_in(key, request), step)``; (token_s, unmodified logp_s)."""
     def one(logits_v, r, i):
         k = jax.random.fold_in(jax.random.fold_in(key, r), i)
@@ -106,7 +106,7 @@ def _continuous_impl(graphdef, state, prompt_ids_rp, prompt_mask_rp, key, *, num
         h_1pd, row = policy.hidden_states(ids_1p, attention_mask_bt=mask_1p, cache_index=0,
                                           cache=policy.init_cache(1, p, dtype=config.cache_dtype))
         logits_1v = policy.logits(h_1pd[:, -1:])[:, 0]
-        token_1, logp_1 = _pick_rows(logits_1v, r[None], jnp.zeros((1,), jnp.int32), key, config)
+        token_1, logp_1 = pick_request_tokens(logits_1v, r[None], jnp.zeros((1,), jnp.int32), key, config)
         eos = is_eos(token_1, eos_ids)[0]
         cache = c.cache.replace(
             keys=tuple(jax.lax.dynamic_update_slice(k, kr.astype(k.dtype), (slot, 0, 0, 0))
@@ -132,7 +132,7 @@ def _continuous_impl(graphdef, state, prompt_ids_rp, prompt_mask_rp, key, *, num
         safe_r_s = jnp.minimum(c.request_s, r_total - 1)
         logits_sv, cache = _decode_slots(policy, c.cache, c.prev_s,
                                          prompt_len_r[safe_r_s] + c.step_s - 1, p + c.step_s - 1)
-        token_s, logp_s = _pick_rows(logits_sv, c.request_s, c.step_s, key, config)
+        token_s, logp_s = pick_request_tokens(logits_sv, c.request_s, c.step_s, key, config)
         token_s = jnp.where(busy_s, token_s, config.pad_id)
         eos_s = busy_s & is_eos(token_s, eos_ids)
         # Free slots carry request index R: their writes fall out of bounds and are dropped.

@@ -38,7 +38,7 @@ from flax import nnx
 from prime_jax.models.cache import PagedKVCache
 from prime_jax.models.transformer import Transformer
 from prime_jax.rollout.config import Rollouts, SamplingConfig, check_left_padded, is_eos
-from prime_jax.rollout.continuous import _pick_rows
+from prime_jax.rollout.continuous import pick_request_tokens
 
 
 class PagedCarry(NamedTuple):
@@ -119,7 +119,7 @@ def _paged_impl(graphdef, state, prompt_ids_rp, prompt_mask_rp, key, *, num_slot
         h_1pd, row = policy.hidden_states(ids_1p, attention_mask_bt=mask_1p, cache_index=0,
                                           cache=policy.init_cache(1, p, dtype=config.cache_dtype))
         logits_1v = policy.logits(h_1pd[:, -1:])[:, 0]
-        token_1, logp_1 = _pick_rows(logits_1v, r[None], jnp.zeros((1,), jnp.int32), key, config)
+        token_1, logp_1 = pick_request_tokens(logits_1v, r[None], jnp.zeros((1,), jnp.int32), key, config)
         eos = is_eos(token_1, eos_ids)[0]
         # Logical slot j of the row holds prompt column p - length + j (the real tokens only).
         j = jnp.arange(prompt_blocks * bs)
@@ -178,7 +178,7 @@ def _paged_impl(graphdef, state, prompt_ids_rp, prompt_mask_rp, key, *, num_slot
         logits_s1v, cache = policy(c.prev_s[:, None], positions_bt=write_s[:, None],
                                    attention_mask_bt=busy_s[:, None].astype(jnp.int32), cache=c.cache,
                                    cache_index=write_s)
-        token_s, logp_s = _pick_rows(logits_s1v[:, 0], c.request_s, c.step_s, key, config)
+        token_s, logp_s = pick_request_tokens(logits_s1v[:, 0], c.request_s, c.step_s, key, config)
         token_s = jnp.where(busy_s, token_s, config.pad_id)
         eos_s = busy_s & is_eos(token_s, eos_ids)
         write = dict(mode="drop")  # free slots carry request index R: their writes are dropped
