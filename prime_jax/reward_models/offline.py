@@ -86,7 +86,10 @@ class StepLabelConfig:
     ``labels``: "exact" (the task's exact labels of the base model's samples; arithmetic or
     countdown, newline steps), "mc_hard" / "mc_soft" (the ``hard`` / ``soft`` labels of the
     Monte-Carlo label file ``mc_labels_path``). ``up_to_first_error``: weight steps only up to and
-    including the first wrong one (``updates.step_weights``; wrong = hard label 0).
+    including the first wrong one (``updates.step_weights``; wrong = hard label 0): with Monte-Carlo
+    labels that is Rewarding Progress's "first pit" strategy - train a Q model on a solution's
+    steps up to the first one from which no completion succeeds (its Q^pi estimate is 0; later
+    steps are 0 too and carry no more information).
     ``balance_classes``: reweight the training steps so that right and wrong steps carry equal total
     weight (``balance_step_weights``); validation stays unweighted.
     """
