@@ -73,6 +73,18 @@ def pick_request_tokens(logits_sv, request_s, step_s, key, config: SamplingConfi
     return token_s, jnp.take_along_axis(logp_sv, token_s[:, None], axis=-1)[:, 0]
 
 
+def prefill_request(policy: Transformer, prompt_ids_rp, prompt_mask_rp, r, key, config: SamplingConfig):
+    """Request r's prompt alone through a (1, P) dense cache: ``(row_cache, token_1, logp_1, eos)``,
+    its first token chosen from the prefill's last logits with the request's own key."""
+    ids_1p = jax.lax.dynamic_slice_in_dim(prompt_ids_rp, r, 1)
+    mask_1p = jax.lax.dynamic_slice_in_dim(prompt_mask_rp, r, 1)
+    h_1pd, row = policy.hidden_states(ids_1p, attention_mask_bt=mask_1p, cache_index=0,
+                                      cache=policy.init_cache(1, prompt_ids_rp.shape[1], dtype=config.cache_dtype))
+    logits_1v = policy.logits(h_1pd[:, -1:])[:, 0]
+    token_1, logp_1 = pick_request_tokens(logits_1v, r[None], jnp.zeros((1,), jnp.int32), key, config)
+    return row, token_1, logp_1, is_eos(token_1, config.eos_ids)[0]
+
+
 def _decode_slots(policy: Transformer, cache: KVCache, token_s, position_s, index_s):
     """One decode step of every slot, slot s writing cache slot ``index_s[s]``: (logits_sv, cache)."""
     def one(token, position, index, keys, values, mask_c):
@@ -101,13 +113,7 @@ def _continuous_impl(graphdef, state, prompt_ids_rp, prompt_mask_rp, key, *, num
     def refill(c: SlotCarry) -> SlotCarry:
         """Prefill request ``next_r`` into the first free slot and choose its first token."""
         slot, r = jnp.argmax(c.request_s == r_total), c.next_r
-        ids_1p = jax.lax.dynamic_slice_in_dim(prompt_ids_rp, r, 1)
-        mask_1p = jax.lax.dynamic_slice_in_dim(prompt_mask_rp, r, 1)
-        h_1pd, row = policy.hidden_states(ids_1p, attention_mask_bt=mask_1p, cache_index=0,
-                                          cache=policy.init_cache(1, p, dtype=config.cache_dtype))
-        logits_1v = policy.logits(h_1pd[:, -1:])[:, 0]
-        token_1, logp_1 = pick_request_tokens(logits_1v, r[None], jnp.zeros((1,), jnp.int32), key, config)
-        eos = is_eos(token_1, eos_ids)[0]
+        row, token_1, logp_1, eos = prefill_request(policy, prompt_ids_rp, prompt_mask_rp, r, key, config)
         cache = c.cache.replace(
             keys=tuple(jax.lax.dynamic_update_slice(k, kr.astype(k.dtype), (slot, 0, 0, 0))
                        for k, kr in zip(c.cache.keys, row.keys)),

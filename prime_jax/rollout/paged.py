@@ -38,7 +38,7 @@ from flax import nnx
 from prime_jax.models.cache import PagedKVCache
 from prime_jax.models.transformer import Transformer
 from prime_jax.rollout.config import Rollouts, SamplingConfig, check_left_padded, is_eos
-from prime_jax.rollout.continuous import pick_request_tokens
+from prime_jax.rollout.continuous import pick_request_tokens, prefill_request
 
 
 class PagedCarry(NamedTuple):
@@ -114,13 +114,7 @@ def _paged_impl(graphdef, state, prompt_ids_rp, prompt_mask_rp, key, *, num_slot
         """Prefill the first queued request into the first free slot's new blocks."""
         slot, r = jnp.argmax(c.request_s == r_total), first_pending(c)
         length = prompt_len_r[r]
-        ids_1p = jax.lax.dynamic_slice_in_dim(prompt_ids_rp, r, 1)
-        mask_1p = jax.lax.dynamic_slice_in_dim(prompt_mask_rp, r, 1)
-        h_1pd, row = policy.hidden_states(ids_1p, attention_mask_bt=mask_1p, cache_index=0,
-                                          cache=policy.init_cache(1, p, dtype=config.cache_dtype))
-        logits_1v = policy.logits(h_1pd[:, -1:])[:, 0]
-        token_1, logp_1 = pick_request_tokens(logits_1v, r[None], jnp.zeros((1,), jnp.int32), key, config)
-        eos = is_eos(token_1, eos_ids)[0]
+        row, token_1, logp_1, eos = prefill_request(policy, prompt_ids_rp, prompt_mask_rp, r, key, config)
         # Logical slot j of the row holds prompt column p - length + j (the real tokens only).
         j = jnp.arange(prompt_blocks * bs)
         source_j = jnp.clip(p - length + j, 0, p - 1)
