@@ -145,7 +145,8 @@ def main() -> int:
                      f"{fmt([r['final_train_acc'] for r in rs])} | " + " | ".join(timed) + " | "
                      f"{fmt([r['final_greedy_eval'] for r in rs])} | {fmt([r['prm_pair_first'] for r in rs])} / "
                      f"{fmt([r['prm_pair_last'] for r in rs])} | {fmt([r['q_length_corr_last'] for r in rs])} |")
-    png = ROOT / "benchmarks" / f"reproduce_curves_{pathlib.Path(args.root).name}.png"  # one image per --root
+    # one image per --root and method list: a second experiment in the same root keeps the first's image
+    png = ROOT / "benchmarks" / f"reproduce_curves_{pathlib.Path(args.root).name}_{'-'.join(methods)}.png"
     plot(results, png, args.target)
     lines += ["", f"![training accuracy by method]({png.name})", ""]
     report = "\n".join(lines)
