@@ -96,9 +96,11 @@ def prm_phase(state: TrainState, batch: ScoredRollouts, updaters: Updaters, conf
     size = sharding.local_rows(config.prm_mini_batch)
     chunks = max(1, sharding.local_rows(config.reward.num_chunks))  # this process's whole chunks
     order = prm_row_order(batch.num_rows, size, chunks)
+    reference_weights = config.prm_mode == "after" and same(params)
     for start in range(0, batch.num_rows, size):
         rows = batch.rows(order[start:start + size])
-        reference_weights = config.prm_mode == "after" and same(params)
+        if start:  # once an update has moved the weights off the reference, stop comparing
+            reference_weights = reference_weights and same(params)
         mb = sharding.place(LabelledMiniBatch.of(rows), mesh, micro=config.prm_micro_batches)
         params, opt, metrics, logp = updaters.prm_update(params, opt, mb)
         parts.append(metrics)
