@@ -21,7 +21,7 @@ from flax import nnx
 from prime_jax.models.config import ModelConfig
 from prime_jax.models.layers import make_param
 from prime_jax.models.reward_head import _replicated_like, orm_config
-from prime_jax.models.transformer import Transformer
+from prime_jax.models.transformer import Block, Transformer
 
 
 class ExplicitPRM(nnx.Module):
@@ -41,16 +41,37 @@ class ExplicitPRM(nnx.Module):
         return logits_bto[:, :, 0] + self.score_bias[...].astype(jnp.float32)[0]
 
 
-def explicit_prm_from_backbone(backbone: Transformer, *, seed: int = 0) -> ExplicitPRM:
+def explicit_prm_from_backbone(backbone: Transformer, *, seed: int = 0, extra_layers: int = 0) -> ExplicitPRM:
     """An explicit PRM whose backbone holds ``backbone``'s weights (its LM head, if any, dropped)
-    and a zero score head; shardings follow the given weights."""
-    abstract = nnx.eval_shape(lambda: ExplicitPRM(backbone.config, rngs=nnx.Rngs(seed)))
+    and a zero score head; shardings follow the given weights.
+
+    ``extra_layers`` > 0 stacks that many new blocks on top of the backbone's (before its final
+    norm), each an identity at initialisation: random q/k/v/gate/up weights, zero attention output
+    and MLP down projections, so ``x + attn(.) + mlp(.) = x`` and the PRM starts with the same
+    scores as without them. They give the head depth to compare what a step wrote with what the
+    backbone would have written (the last layer's per-token predictions are otherwise read by
+    nothing). Each new parameter takes the sharding of the backbone's last layer's counterpart.
+    """
+    if extra_layers < 0:
+        raise ValueError(f"extra_layers={extra_layers} must be >= 0")
+    depth = backbone.config.num_layers
+    config = backbone.config.replace(num_layers=depth + extra_layers)
+    abstract = nnx.eval_shape(lambda: ExplicitPRM(config, rngs=nnx.Rngs(seed)))
     graphdef, state = nnx.split(abstract)
     source = dict(nnx.state(backbone, nnx.Param).flat_state())
+    fresh = {}
+    for i in range(extra_layers):
+        block = Block(orm_config(config), rngs=nnx.Rngs(seed + 1 + i))
+        for key, variable in nnx.state(block, nnx.Param).flat_state():
+            zero = key[-1] in ("o_proj", "down_proj")
+            fresh[("layers", depth + i) + key] = jnp.zeros_like(variable.get_value()) if zero else variable.get_value()
     device = _replicated_like(source[("embed",)].get_value())
     for key, variable in state.flat_state():
-        if key[0] == "backbone":
-            variable.set_value(source[key[1:]].get_value())
-        else:
+        if key[0] != "backbone":
             variable.set_value(jnp.zeros(variable.shape, variable.dtype, device=device))
+        elif key[1:] in fresh:
+            like = source[("layers", depth - 1) + key[3:]].get_value()
+            variable.set_value(jax.device_put(fresh[key[1:]].astype(like.dtype), like.sharding))
+        else:
+            variable.set_value(source[key[1:]].get_value())
     return nnx.merge(graphdef, state)

@@ -329,10 +329,18 @@ def train_reward(*, workdir: str, kind: str = "implicit_prm", task: TaskConfig =
                  prm_loss: PrmLossConfig = PrmLossConfig(), step_labels: StepLabelConfig = StepLabelConfig(),
                  optimizer: optax.GradientTransformation | None = None, epochs: int = 1,
                  mini_batch: int = 64, micro_batches: int = 1, mesh: sharding.MeshConfig = sharding.MeshConfig(),
-                 seed: int = 0, verifier_workers: int = 2, log: Callable[[str], None] = print) -> dict:
-    """Sample, label and train one reward model (see the module docstring); returns reward.json."""
+                 seed: int = 0, extra_layers: int = 0, verifier_workers: int = 2,
+                 log: Callable[[str], None] = print) -> dict:
+    """Sample, label and train one reward model (see the module docstring); returns reward.json.
+
+    ``extra_layers`` (explicit PRM only): new identity-initialised blocks stacked on the base
+    model's (``models.explicit_prm_from_backbone``).
+    """
     if kind not in KINDS:
         raise ValueError(f"train_reward kind={kind!r}: expected one of {KINDS}")
+    if extra_layers and kind != "explicit_prm":
+        raise ValueError(f"train_reward extra_layers={extra_layers}: only kind 'explicit_prm' grows its backbone, "
+                         f"not {kind!r}")
     if jax.process_count() > 1:
         raise ValueError("train_reward runs in a single process (its devices may form any mesh)")
     from_mc = kind == "explicit_prm" and step_labels.labels != "exact"
@@ -380,7 +388,7 @@ def train_reward(*, workdir: str, kind: str = "implicit_prm", task: TaskConfig =
     if kind == "orm":
         role = Role.of(orm_from_backbone(base.module(), seed=seed))
     elif kind == "explicit_prm":
-        role = Role.of(explicit_prm_from_backbone(base.module(), seed=seed))
+        role = Role.of(explicit_prm_from_backbone(base.module(), seed=seed, extra_layers=extra_layers))
     else:
         role = base
     params = role.params

@@ -73,3 +73,24 @@ def test_load_explicit_prm_refuses_other_models(hf_checkpoints, tmp_path):
     transformers.AutoModelForTokenClassification.from_config(config).save_pretrained(tmp_path / "nobias")
     with pytest.raises(ValueError, match="token_classification_bias"):
         load_explicit_prm(tmp_path / "nobias")
+
+
+def test_extra_layers_start_as_identity_and_round_trip_through_transformers(hf_checkpoints, tmp_path):
+    _, directory = hf_checkpoints[("qwen2", True)]
+    lm = from_pretrained(directory)
+    plain, deeper = explicit_prm_from_backbone(lm), explicit_prm_from_backbone(lm, extra_layers=2)
+    assert deeper.config.num_layers == lm.config.num_layers + 2
+    for prm in (plain, deeper):  # the same non-zero head on both
+        prm.score[...] = jnp.linspace(-1.0, 1.0, lm.config.hidden_size)[:, None]
+    ids, mask = padded_head_batch()
+    ours = np.asarray(deeper(jnp.asarray(ids), jnp.asarray(mask)))
+    np.testing.assert_allclose(ours, np.asarray(plain(jnp.asarray(ids), jnp.asarray(mask))), atol=1e-5)
+    new = deeper.backbone.layers[lm.config.num_layers]
+    assert float(jnp.abs(new.attn.q_proj[...]).sum()) > 0 and float(jnp.abs(new.attn.o_proj[...]).sum()) == 0
+
+    save_explicit_prm(deeper, tmp_path / "deeper")
+    reloaded = transformers.AutoModelForTokenClassification.from_pretrained(tmp_path / "deeper", dtype=torch.float32)
+    real = mask == 1
+    np.testing.assert_allclose(_hf_logits(reloaded.eval(), ids, mask)[real], ours[real], atol=TOL)
+    with pytest.raises(ValueError, match="extra_layers=-1"):
+        explicit_prm_from_backbone(lm, extra_layers=-1)
