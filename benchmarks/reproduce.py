@@ -24,7 +24,10 @@ Every run starts from the same SFT model (copied into its workdir, so no SFT is 
 uses ``--config`` (default ``configs/quickstart.gin``); the methods differ only in their bindings. Reports, per method,
 the mean and spread over seeds of (a) the first RL step at which the 5-step moving average of
 the training accuracy (T=1 samples) reaches each ``--target``, (b) the final training accuracy (mean
-of the last 5 steps) and (c) held-out greedy accuracy at the end; plots the mean training
+of the last 5 steps), (c) held-out greedy accuracy and avg@k (``--avg-k`` samples per problem at
+the run's temperature, ``prime_jax.evaluate``) of the final policy, (d) the PRM's within-group
+pairwise accuracy over the first and last 20 steps and the correlation of sum q with response
+length; plots the mean training
 curves with their spread; appends the table to benchmarks/RESULTS.md.
 """
 
@@ -34,6 +37,7 @@ import argparse
 import datetime
 import json
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -83,10 +87,33 @@ def run(prefix: str, seed: int, args) -> list[dict]:
         cmd = [sys.executable, "-m", "prime_jax.train", *[a for b in bindings for a in ("--gin", b)],
                "--workdir", str(workdir), "--steps", str(args.steps)]
         subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-    return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    if args.avg_k:
+        rows.append({"step": -1, "heldout": held_out_samples(workdir, args.avg_k)})
+    return rows
+
+
+def held_out_samples(workdir: pathlib.Path, k: int) -> dict:
+    """``prime_jax.evaluate`` of the run's final policy on its task's held-out problems, ``k`` samples
+    each at the run's own sampling temperature (top-p 1): its metrics (avg@k, maj@k, pass@j).
+    Cached in ``workdir/heldout_k{k}``."""
+    out = workdir / f"heldout_k{k}"
+    if not (out / "results.json").exists():
+        gin = (workdir / "operative_config.gin").read_text()
+        setting = lambda name: re.search(rf"\.{name} = '?([\w.]+)'?", gin).group(1)  # noqa: E731
+        cmd = [sys.executable, "-m", "prime_jax.evaluate", "--workdir", str(workdir),
+               "--task", setting("TaskConfig.name"), "--num", setting("TaskConfig.num_eval"), "--k", str(k),
+               "--temperature", setting("SamplingConfig.temperature"), "--top-p", "1.0",
+               "--max-new-tokens", setting("SamplingConfig.max_new_tokens"),
+               "--max-prompt-length", setting("TaskConfig.max_prompt_length"), "--batch-prompts", "64",
+               "--out", str(out)]
+        subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    return json.loads((out / "results.json").read_text())["metrics"]
 
 
 def summarise(rows: list[dict], targets: list[float]) -> dict:
+    heldout = next((r["heldout"] for r in rows if r["step"] == -1), {})
+    avg_k = next((v for name, v in heldout.items() if name.startswith("avg@")), float("nan"))
     acc = np.array([r["accuracy"] for r in rows if r["step"] > 0])
     smooth = np.convolve(acc, np.ones(5) / 5, mode="valid")
     evals = [r["eval_accuracy"] for r in rows if "eval_accuracy" in r]
@@ -95,7 +122,7 @@ def summarise(rows: list[dict], targets: list[float]) -> dict:
     steps = [r for r in rows if r["step"] > 0]
     return {"steps_to_target": [first(np.flatnonzero(smooth >= t)) for t in targets],
             "final_train_acc": float(acc[-5:].mean()), "first_train_acc": float(acc[:5].mean()),
-            "final_greedy_eval": evals[-1], "curve": acc,
+            "final_greedy_eval": evals[-1], "final_avg_k": avg_k, "curve": acc,
             "prm_pair_first": window("prm_pairwise_acc", steps[:20]), "prm_pair_last": window("prm_pairwise_acc", steps[-20:]),
             "q_length_corr_last": window("prm_q_length_corr", steps[-20:])}
 
@@ -109,6 +136,8 @@ def main() -> int:
     parser.add_argument("--root", default="runs/reproduce")
     parser.add_argument("--gin", action="append", default=[], help="extra bindings for every run")
     parser.add_argument("--fresh", action="store_true", help="rerun runs that already have metrics")
+    parser.add_argument("--avg-k", type=int, default=8,
+                        help="held-out samples per problem for the final policy's avg@k (0: skip)")
     parser.add_argument("--config", default="configs/quickstart.gin", help="the gin file every run starts from")
     parser.add_argument("--offline-prm", help="an offline implicit-PRM directory (prime_jax.train_reward) trained "
                                               "on --sft's samples, for the prime_frozen_offline / prime_offline_init methods")
@@ -135,15 +164,17 @@ def main() -> int:
              "training accuracy (nan = never reached; counted seeds that reached it in brackets)", "",
              "| method | train acc, first 5 steps | train acc, last 5 steps | "
              + " | ".join(f"steps to {t}" for t in args.target) + " | greedy held-out at end | "
+             f"held-out avg@{args.avg_k} at end | "
              "PRM pairwise acc, first / last 20 steps | corr(sum q, length), last 20 steps |",
-             "|---|---|---|" + "---|" * len(args.target) + "---|---|---|"]
+             "|---|---|---|" + "---|" * len(args.target) + "---|---|---|---|"]
     for method, rs in results.items():
         steps_rt = np.array([r["steps_to_target"] for r in rs])
         timed = [f"{fmt(steps_rt[:, i])} ({int(np.isfinite(steps_rt[:, i]).sum())}/{len(rs)})"
                  for i in range(len(args.target))]
         lines.append(f"| {method} | {fmt([r['first_train_acc'] for r in rs])} | "
                      f"{fmt([r['final_train_acc'] for r in rs])} | " + " | ".join(timed) + " | "
-                     f"{fmt([r['final_greedy_eval'] for r in rs])} | {fmt([r['prm_pair_first'] for r in rs])} / "
+                     f"{fmt([r['final_greedy_eval'] for r in rs])} | {fmt([r['final_avg_k'] for r in rs])} | "
+                     f"{fmt([r['prm_pair_first'] for r in rs])} / "
                      f"{fmt([r['prm_pair_last'] for r in rs])} | {fmt([r['q_length_corr_last'] for r in rs])} |")
     # one image per --root and method list: a second experiment in the same root keeps the first's image
     png = ROOT / "benchmarks" / f"reproduce_curves_{pathlib.Path(args.root).name}_{'-'.join(methods)}.png"
