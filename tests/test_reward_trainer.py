@@ -114,6 +114,14 @@ def test_bad_kind_is_named(base_model, tmp_path, capsys):
     assert "kind='value'" in capsys.readouterr().err
 
 
+def test_extra_layers_only_for_the_explicit_prm(base_model, tmp_path, capsys):
+    bindings = TINY_REWARD + [f'prime_jax.models.source.ModelSource.hf_path = "{base_model}"',
+                              'prime_jax.reward_models.offline.train_reward.kind = "orm"',
+                              'prime_jax.reward_models.offline.train_reward.extra_layers = 1']
+    assert train_reward.main([a for b in bindings for a in ("--gin", b)] + ["--workdir", str(tmp_path)]) == 2
+    assert "extra_layers=1" in capsys.readouterr().err
+
+
 def test_evaluate_ranks_with_offline_prm_and_orm(offline, base_model, tmp_path):
     out = tmp_path / "eval"
     assert evaluate.main(["--hf", str(base_model), "--task", "arithmetic", "--num", "4", "--k", "2",
