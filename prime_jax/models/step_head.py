@@ -48,9 +48,10 @@ def explicit_prm_from_backbone(backbone: Transformer, *, seed: int = 0, extra_la
     ``extra_layers`` > 0 stacks that many new blocks on top of the backbone's (before its final
     norm), each an identity at initialisation: random q/k/v/gate/up weights, zero attention output
     and MLP down projections, so ``x + attn(.) + mlp(.) = x`` and the PRM starts with the same
-    scores as without them. They give the head depth to compare what a step wrote with what the
-    backbone would have written (the last layer's per-token predictions are otherwise read by
-    nothing). Each new parameter takes the sharding of the backbone's last layer's counterpart.
+    scores as without them: depth between the backbone's next-token features and the step head
+    (on arithmetic two of them learned faster but did not raise ProcessBench F1; see
+    benchmarks/RESULTS.md). Each new parameter takes the sharding of the backbone's last layer's
+    counterpart.
     """
     if extra_layers < 0:
         raise ValueError(f"extra_layers={extra_layers} must be >= 0")
