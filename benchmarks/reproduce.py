@@ -96,10 +96,15 @@ def run(prefix: str, seed: int, args) -> list[dict]:
 def held_out_samples(workdir: pathlib.Path, k: int) -> dict:
     """``prime_jax.evaluate`` of the run's final policy on its task's held-out problems, ``k`` samples
     each at the run's own sampling temperature (top-p 1): its metrics (avg@k, maj@k, pass@j).
-    Cached in ``workdir/heldout_k{k}``."""
+    Cached in ``workdir/heldout_k{k}``. Empty for a run with its own synthetic task config (e.g. the
+    long-chain arithmetic), which evaluate cannot rebuild."""
     out = workdir / f"heldout_k{k}"
+    gin = (workdir / "operative_config.gin").read_text()
+    if re.search(r"TaskConfig\.synthetic = @", gin):
+        print(f"{workdir.name}: no held-out avg@{k}: prime_jax.evaluate builds a task's default synthetic "
+              "config, and this run binds its own (TaskConfig.synthetic)", file=sys.stderr)
+        return {}
     if not (out / "results.json").exists():
-        gin = (workdir / "operative_config.gin").read_text()
         setting = lambda name: re.search(rf"\.{name} = '?([\w.]+)'?", gin).group(1)  # noqa: E731
         cmd = [sys.executable, "-m", "prime_jax.evaluate", "--workdir", str(workdir),
                "--task", setting("TaskConfig.name"), "--num", setting("TaskConfig.num_eval"), "--k", str(k),
