@@ -74,7 +74,8 @@ def _needs(method: str) -> set[str]:
     return {name for name in NEEDS if any("{" + name + "}" in b for b in METHODS[method][1])}
 
 
-def run(prefix: str, seed: int, args) -> list[dict]:
+def run(prefix: str, seed: int, args) -> pathlib.Path:
+    """The workdir of ``prefix`` at ``seed``, trained first unless it already has metrics."""
     dirs = {"offline": pathlib.Path(args.offline_prm or "").absolute(),
             "explicit": pathlib.Path(args.explicit_prm or "").absolute()}
     method_bindings = [b.format(**dirs) for b in METHODS[prefix][1]]
@@ -87,10 +88,7 @@ def run(prefix: str, seed: int, args) -> list[dict]:
         cmd = [sys.executable, "-m", "prime_jax.train", *[a for b in bindings for a in ("--gin", b)],
                "--workdir", str(workdir), "--steps", str(args.steps)]
         subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-    if args.avg_k:
-        rows.append({"step": -1, "heldout": held_out_samples(workdir, args.avg_k)})
-    return rows
+    return workdir
 
 
 def held_out_samples(workdir: pathlib.Path, k: int) -> dict:
@@ -116,9 +114,9 @@ def held_out_samples(workdir: pathlib.Path, k: int) -> dict:
     return json.loads((out / "results.json").read_text())["metrics"]
 
 
-def summarise(rows: list[dict], targets: list[float]) -> dict:
-    heldout = next((r["heldout"] for r in rows if r["step"] == -1), {})
-    avg_k = next((v for name, v in heldout.items() if name.startswith("avg@")), float("nan"))
+def summarise(workdir: pathlib.Path, targets: list[float], avg_k: int) -> dict:
+    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    heldout = held_out_samples(workdir, avg_k) if avg_k else {}
     acc = np.array([r["accuracy"] for r in rows if r["step"] > 0])
     smooth = np.convolve(acc, np.ones(5) / 5, mode="valid")
     evals = [r["eval_accuracy"] for r in rows if "eval_accuracy" in r]
@@ -127,7 +125,7 @@ def summarise(rows: list[dict], targets: list[float]) -> dict:
     steps = [r for r in rows if r["step"] > 0]
     return {"steps_to_target": [first(np.flatnonzero(smooth >= t)) for t in targets],
             "final_train_acc": float(acc[-5:].mean()), "first_train_acc": float(acc[:5].mean()),
-            "final_greedy_eval": evals[-1], "final_avg_k": avg_k, "curve": acc,
+            "final_greedy_eval": evals[-1], "final_avg_k": heldout.get(f"avg@{avg_k}", float("nan")), "curve": acc,
             "prm_pair_first": window("prm_pairwise_acc", steps[:20]), "prm_pair_last": window("prm_pairwise_acc", steps[-20:]),
             "q_length_corr_last": window("prm_q_length_corr", steps[-20:])}
 
@@ -156,7 +154,7 @@ def main() -> int:
         for name in _needs(method) - given:
             parser.error(f"method {method} needs {NEEDS[name]} DIR")
 
-    results = {METHODS[m][0]: [summarise(run(m, s, args), args.target) for s in args.seeds] for m in methods}
+    results = {METHODS[m][0]: [summarise(run(m, s, args), args.target, args.avg_k) for s in args.seeds] for m in methods}
     fmt = lambda xs: f"{np.nanmean(xs):.3f} ± {np.nanstd(xs):.3f}"  # noqa: E731
     extra = "".join(f" --gin '{g}'" for g in args.gin) + "".join(
         f" {NEEDS[name]} {getattr(args, f'{name}_prm')}" for name in sorted(given))
