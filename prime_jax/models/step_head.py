@@ -62,7 +62,7 @@ def explicit_prm_from_backbone(backbone: Transformer, *, seed: int = 0, extra_la
     source = dict(nnx.state(backbone, nnx.Param).flat_state())
     fresh = {}
     for i in range(extra_layers):
-        block = Block(orm_config(config), rngs=nnx.Rngs(seed + 1 + i))
+        block = Block(config, rngs=nnx.Rngs(seed + 1 + i))
         for key, variable in nnx.state(block, nnx.Param).flat_state():
             zero = key[-1] in ("o_proj", "down_proj")
             fresh[("layers", depth + i) + key] = jnp.zeros_like(variable.get_value()) if zero else variable.get_value()
