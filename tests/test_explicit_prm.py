@@ -13,8 +13,10 @@ from flax import nnx
 
 from prime_jax import train_reward
 from prime_jax.data import load_tokenizer
-from prime_jax.models import ExplicitPRM, Transformer, load_explicit_prm, save_pretrained
+from prime_jax.models import (ExplicitPRM, Transformer, explicit_prm_from_backbone, load_explicit_prm,
+                              save_pretrained)
 from prime_jax.reward_models.offline import (StepLabelConfig, StepRows, balance_step_weights, build_step_rows,
+                                              train_new_parameters_only,
                                              mc_step_rows)
 from prime_jax.reward_models.scoring import explicit_step_scores
 from prime_jax.reward_models.updates import (StepLabelledMiniBatch, explicit_step_loss, make_explicit_prm_update,
@@ -156,6 +158,45 @@ def base_model(tmp_path_factory):
     path = tmp_path_factory.mktemp("base")
     save_pretrained(Transformer(tiny_config(tokenizer), rngs=nnx.Rngs(0)), path, tokenizer=tokenizer)
     return path
+
+
+def test_frozen_base_trains_only_the_new_blocks_and_head():
+    """train_new_parameters_only: after updates the embedding and the base model's blocks are bit-equal to
+    the backbone's, while the new block, the final norm and the score head moved."""
+    tokenizer = load_tokenizer("char")
+    backbone = Transformer(tiny_config(tokenizer), rngs=nnx.Rngs(0))
+    depth = backbone.config.num_layers
+    role = Role.of(explicit_prm_from_backbone(backbone, extra_layers=1))
+    tx = train_new_parameters_only(optax.adam(1e-2), depth)
+    update = make_explicit_prm_update(role.graphdef, tx, num_samples=1)
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(8, 20, size=(8, 12))
+    ends = np.zeros((8, 12), bool)
+    ends[:, 5::6] = True
+    seq = SequenceBatch(tokens_bs=jnp.asarray(tokens), attention_mask_bs=jnp.ones((8, 12), jnp.int32),
+                        response_mask_bl=jnp.ones((8, 12), jnp.int32))
+    mb = StepLabelledMiniBatch(sequences=seq, step_ends_bl=jnp.asarray(ends),
+                               step_targets_bl=jnp.asarray(rng.random((8, 12)) < 0.5, jnp.float32),
+                               step_weights_bl=jnp.ones((8, 12), jnp.float32))
+    before = {k: np.asarray(v.get_value()) for k, v in role.params.flat_state()}
+    params, opt = role.params, tx.init(role.params)
+    for _ in range(3):
+        params, opt, _ = update(params, opt, split_micro(mb, 1))
+    after = {k: np.asarray(v.get_value()) for k, v in params.flat_state()}
+    base = [k for k in before if k[:2] == ("backbone", "embed") or (k[1:2] == ("layers",) and k[2] < depth)]
+    assert base and all(np.array_equal(before[k], after[k]) for k in base)
+    moved = lambda k: not np.array_equal(before[k], after[k])  # noqa: E731
+    assert moved(("score",)) and moved(("backbone", "final_norm", "weight"))
+    assert any(moved(k) for k in before if k[1:3] == ("layers", depth))
+    assert len(base) < len(before) - 3
+
+
+def test_freeze_base_only_for_the_explicit_prm(base_model, tmp_path, capsys):
+    bindings = TINY_EXPLICIT + [f'prime_jax.models.source.ModelSource.hf_path = "{base_model}"',
+                                'prime_jax.reward_models.offline.train_reward.kind = "orm"',
+                                'prime_jax.reward_models.offline.train_reward.freeze_base = True']
+    assert train_reward.main([a for b in bindings for a in ("--gin", b)] + ["--workdir", str(tmp_path)]) == 2
+    assert "freeze_base=True" in capsys.readouterr().err
 
 
 def test_train_reward_explicit_prm_with_exact_labels(base_model, tmp_path):

@@ -329,17 +329,22 @@ def train_reward(*, workdir: str, kind: str = "implicit_prm", task: TaskConfig =
                  prm_loss: PrmLossConfig = PrmLossConfig(), step_labels: StepLabelConfig = StepLabelConfig(),
                  optimizer: optax.GradientTransformation | None = None, epochs: int = 1,
                  mini_batch: int = 64, micro_batches: int = 1, mesh: sharding.MeshConfig = sharding.MeshConfig(),
-                 seed: int = 0, extra_layers: int = 0, verifier_workers: int = 2,
+                 seed: int = 0, extra_layers: int = 0, freeze_base: bool = False, verifier_workers: int = 2,
                  log: Callable[[str], None] = print) -> dict:
     """Sample, label and train one reward model (see the module docstring); returns reward.json.
 
     ``extra_layers`` (explicit PRM only): new identity-initialised blocks stacked on the base
-    model's (``models.explicit_prm_from_backbone``).
+    model's (``models.explicit_prm_from_backbone``). ``freeze_base`` (explicit PRM only): the base
+    model's embedding and blocks keep their weights (``train_new_parameters_only``), so its
+    next-token features stay what the head and the new blocks read.
     """
     if kind not in KINDS:
         raise ValueError(f"train_reward kind={kind!r}: expected one of {KINDS}")
     if extra_layers and kind != "explicit_prm":
         raise ValueError(f"train_reward extra_layers={extra_layers}: only kind 'explicit_prm' grows its backbone, "
+                         f"not {kind!r}")
+    if freeze_base and kind != "explicit_prm":
+        raise ValueError(f"train_reward freeze_base=True: only kind 'explicit_prm' has new parameters to train, "
                          f"not {kind!r}")
     if jax.process_count() > 1:
         raise ValueError("train_reward runs in a single process (its devices may form any mesh)")
@@ -392,6 +397,8 @@ def train_reward(*, workdir: str, kind: str = "implicit_prm", task: TaskConfig =
     else:
         role = base
     params = role.params
+    if freeze_base:
+        optimizer = train_new_parameters_only(optimizer, role.module().config.num_layers - extra_layers)
     opt_state = sharding.replicate_unsharded(init_optimizer(optimizer, params), device_mesh)
     shardings = (shardings_of(params), shardings_of(opt_state))
     if kind == "orm":
@@ -441,6 +448,18 @@ def train_reward(*, workdir: str, kind: str = "implicit_prm", task: TaskConfig =
     run_dir.write_reward_model_info(workdir_path, summary, reward if kind == "implicit_prm" else None)
     log(f"{kind}: {step} updates; saved {out}")
     return summary
+
+
+def train_new_parameters_only(tx: optax.GradientTransformation, base_layers: int) -> optax.GradientTransformation:
+    """``tx`` on an explicit PRM's parameters except the base model's: the updates of the embedding
+    and of blocks ``0 .. base_layers - 1`` are set to zero after ``tx`` (so they keep their
+    weights); the blocks above them, the final norm and the score head are trained by ``tx``."""
+    def is_base(params):
+        def base(path, _):
+            keys = [getattr(k, "key", getattr(k, "name", None)) for k in path]
+            return keys[:2] == ["backbone", "embed"] or (keys[:2] == ["backbone", "layers"] and keys[2] < base_layers)
+        return jax.tree_util.tree_map_with_path(base, params)
+    return optax.chain(tx, optax.masked(optax.set_to_zero(), is_base))
 
 
 def _base_dir(model: ModelSource, workdir: pathlib.Path, tokenizer, base: Role) -> str:
