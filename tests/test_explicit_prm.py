@@ -215,6 +215,36 @@ def test_train_reward_explicit_prm_with_exact_labels(base_model, tmp_path):
     assert isinstance(load_explicit_prm(workdir / "model"), ExplicitPRM)
 
 
+def test_train_reward_explicit_prm_from_another_backbone(base_model, tmp_path, capsys):
+    """Solutions sampled from the base model, the PRM started from a deeper model: the saved PRM has its
+    depth, reward.json names it; the implicit PRM and a model of another vocabulary are refused."""
+    tokenizer = load_tokenizer("char")
+    deeper = tmp_path / "deeper"
+    config = tiny_config(tokenizer)
+    save_pretrained(Transformer(config.replace(num_layers=config.num_layers + 1), rngs=nnx.Rngs(1)), deeper,
+                    tokenizer=tokenizer)
+    backbone = ['prime_jax.reward_models.offline.train_reward.backbone = @backbone/prime_jax.models.source.ModelSource()',
+                f'backbone/prime_jax.models.source.ModelSource.hf_path = "{deeper}"']
+    bindings = TINY_EXPLICIT + [f'prime_jax.models.source.ModelSource.hf_path = "{base_model}"', *backbone]
+    workdir = tmp_path / "eprm"
+    assert train_reward.main([a for b in bindings for a in ("--gin", b)] + ["--workdir", str(workdir)]) == 0
+    info = json.loads((workdir / "reward.json").read_text())
+    assert info["backbone"] == str(deeper.absolute()) and info["reference"] == str(base_model.absolute())
+    assert load_explicit_prm(workdir / "model").config.num_layers == config.num_layers + 1
+    gin.clear_config()
+    implicit = bindings + ['prime_jax.reward_models.offline.train_reward.kind = "implicit_prm"']
+    assert train_reward.main([a for b in implicit for a in ("--gin", b)] + ["--workdir", str(tmp_path / "i")]) == 2
+    assert "only kinds 'explicit_prm' and 'orm' take another backbone" in capsys.readouterr().err
+    other_vocab = tmp_path / "other_vocab"
+    save_pretrained(Transformer(config.replace(vocab_size=config.vocab_size + 8), rngs=nnx.Rngs(1)), other_vocab,
+                    tokenizer=tokenizer)
+    gin.clear_config()
+    bad = TINY_EXPLICIT + [f'prime_jax.models.source.ModelSource.hf_path = "{base_model}"', backbone[0],
+                           f'backbone/prime_jax.models.source.ModelSource.hf_path = "{other_vocab}"']
+    assert train_reward.main([a for b in bad for a in ("--gin", b)] + ["--workdir", str(tmp_path / "v")]) == 2
+    assert f"vocab_size {config.vocab_size + 8} differs" in capsys.readouterr().err
+
+
 def test_train_reward_explicit_prm_with_mc_labels(base_model, tmp_path):
     """Monte-Carlo labels: no sampling, rows split by prompt, Let's Verify's weighting recorded."""
     path = tmp_path / "mc.jsonl"

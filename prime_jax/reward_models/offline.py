@@ -5,9 +5,9 @@
     implicit_prm  pi_phi starts as pi_base = pi_ref and is trained with the PRIME PRM loss
           (CE: BCE(sigmoid(beta * sum_t q_it), acc_i), or DPO), q_t = log pi_phi / pi_ref;
           its process rewards are beta * q_t, its outcome score beta * sum_t q_t
-    orm   a backbone from pi_base and a zero score head: r_i = w . h_last(x, y_i),
+    orm   a backbone from pi_base (or from another model, ``backbone``) and a zero score head: r_i = w . h_last(x, y_i),
           loss = BCE(sigmoid(r_i), acc_i)
-    explicit_prm  a backbone from pi_base and a zero per-token score head, read at each step end
+    explicit_prm  a backbone from pi_base (or ``backbone``) and a zero per-token score head, read at each step end
           e_k (``data.steps``, delimiter ``ImplicitRewardConfig.step_delimiter``):
           p_ik = sigmoid(z_i[e_k]), loss = sum_ik w_ik BCE(p_ik, y_ik) / sum_ik w_ik with step
           labels y from ``StepLabelConfig.labels``: "exact" (the synthetic task's exact labels of
@@ -329,10 +329,13 @@ def train_reward(*, workdir: str, kind: str = "implicit_prm", task: TaskConfig =
                  prm_loss: PrmLossConfig = PrmLossConfig(), step_labels: StepLabelConfig = StepLabelConfig(),
                  optimizer: optax.GradientTransformation | None = None, epochs: int = 1,
                  mini_batch: int = 64, micro_batches: int = 1, mesh: sharding.MeshConfig = sharding.MeshConfig(),
-                 seed: int = 0, extra_layers: int = 0, freeze_base: bool = False, verifier_workers: int = 2,
-                 log: Callable[[str], None] = print) -> dict:
+                 seed: int = 0, backbone: ModelSource | None = None, extra_layers: int = 0,
+                 freeze_base: bool = False, verifier_workers: int = 2, log: Callable[[str], None] = print) -> dict:
     """Sample, label and train one reward model (see the module docstring); returns reward.json.
 
+    ``backbone`` (explicit PRM and ORM only): the reward model starts from this model's weights
+    (same vocabulary) instead of ``model``'s; ``model`` still samples the solutions it learns from
+    (a verifier larger than the policy, as Let's Verify's and Math-Shepherd's were).
     ``extra_layers`` (explicit PRM only): new identity-initialised blocks stacked on the base
     model's (``models.explicit_prm_from_backbone``). ``freeze_base`` (explicit PRM only): the base
     model's embedding and blocks keep their weights (``train_new_parameters_only``), so its
@@ -343,6 +346,9 @@ def train_reward(*, workdir: str, kind: str = "implicit_prm", task: TaskConfig =
     if extra_layers and kind != "explicit_prm":
         raise ValueError(f"train_reward extra_layers={extra_layers}: only kind 'explicit_prm' grows its backbone, "
                          f"not {kind!r}")
+    if backbone is not None and kind == "implicit_prm":
+        raise ValueError("train_reward backbone: the implicit PRM starts from the sampling model itself (its "
+                         "reference); only kinds 'explicit_prm' and 'orm' take another backbone")
     if freeze_base and kind != "explicit_prm":
         raise ValueError(f"train_reward freeze_base=True: only kind 'explicit_prm' has new parameters to train, "
                          f"not {kind!r}")
@@ -390,10 +396,11 @@ def train_reward(*, workdir: str, kind: str = "implicit_prm", task: TaskConfig =
     if kind == "explicit_prm" and step_labels.balance_classes:
         train_rows = balance_step_weights(train_rows)
 
+    start = base.module() if backbone is None else _other_backbone(backbone, base.module(), device_mesh, seed)
     if kind == "orm":
-        role = Role.of(orm_from_backbone(base.module(), seed=seed))
+        role = Role.of(orm_from_backbone(start, seed=seed))
     elif kind == "explicit_prm":
-        role = Role.of(explicit_prm_from_backbone(base.module(), seed=seed, extra_layers=extra_layers))
+        role = Role.of(explicit_prm_from_backbone(start, seed=seed, extra_layers=extra_layers))
     else:
         role = base
     params = role.params
@@ -441,6 +448,7 @@ def train_reward(*, workdir: str, kind: str = "implicit_prm", task: TaskConfig =
     else:
         (save_orm if isinstance(trained, OutcomeRewardModel) else save_pretrained)(trained, out, tokenizer=tokenizer)
     summary = {"kind": kind, "model": str(out.absolute()), "reference": reference_dir,
+               "backbone": str(pathlib.Path(backbone.hf_path).absolute()) if backbone and backbone.hf_path else None,
                "prm_loss": prm_loss.loss if kind == "implicit_prm" else None,
                "task": task.name, **data_info, "steps": step, "initial": history[0], "final": history[-1]}
     if kind == "explicit_prm":
@@ -460,6 +468,15 @@ def train_new_parameters_only(tx: optax.GradientTransformation, base_layers: int
             return keys[:2] == ["backbone", "embed"] or (keys[:2] == ["backbone", "layers"] and keys[2] < base_layers)
         return jax.tree_util.tree_map_with_path(base, params)
     return optax.chain(tx, optax.masked(optax.set_to_zero(), is_base))
+
+
+def _other_backbone(source: ModelSource, sampler, mesh, seed: int):
+    """The reward model's starting weights from ``source``; its vocabulary must be the sampler's."""
+    module = build_model(source, mesh, seed=seed)
+    if module.config.vocab_size != sampler.config.vocab_size:
+        raise ValueError(f"train_reward backbone {source.hf_path or 'config'}: vocab_size "
+                         f"{module.config.vocab_size} differs from the sampling model's {sampler.config.vocab_size}")
+    return module
 
 
 def _base_dir(model: ModelSource, workdir: pathlib.Path, tokenizer, base: Role) -> str:
