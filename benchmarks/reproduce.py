@@ -92,15 +92,15 @@ def run(prefix: str, seed: int, args) -> pathlib.Path:
 
 
 def held_out_samples(workdir: pathlib.Path, k: int) -> dict:
-    """``prime_jax.evaluate`` of the run's final policy on its task's held-out problems, ``k`` samples
-    each at the run's own sampling temperature (top-p 1): its metrics (avg@k, maj@k, pass@j).
-    Cached in ``workdir/heldout_k{k}``. Empty for a run with its own synthetic task config (e.g. the
-    long-chain arithmetic), which evaluate cannot rebuild."""
+    """``prime_jax.evaluate`` of the run's final policy on its task's held-out problems (with the
+    run's own synthetic settings, from its run.json), ``k`` samples each at the run's own sampling
+    temperature (top-p 1): its metrics (avg@k, maj@k, pass@j). Cached in ``workdir/heldout_k{k}``.
+    Empty for a run with its own synthetic settings whose run.json predates them."""
     out = workdir / f"heldout_k{k}"
     gin = (workdir / "operative_config.gin").read_text()
-    if re.search(r"TaskConfig\.synthetic = @", gin):
-        print(f"{workdir.name}: no held-out avg@{k}: prime_jax.evaluate builds a task's default synthetic "
-              "config, and this run binds its own (TaskConfig.synthetic)", file=sys.stderr)
+    if re.search(r"TaskConfig\.synthetic = @", gin) and not json.loads((workdir / "run.json").read_text()).get("task"):
+        print(f"{workdir.name}: no held-out avg@{k}: the run binds its own TaskConfig.synthetic and its "
+              "run.json (written before it recorded the task) does not say which", file=sys.stderr)
         return {}
     if not (out / "results.json").exists():
         setting = lambda name: re.search(rf"\.{name} = '?([\w.]+)'?", gin).group(1)  # noqa: E731

@@ -15,7 +15,9 @@ directory) also by its last-token score; with ``--explicit-prm`` (an explicit PR
 PRM-weighted majority. Curves go to ``best_of_n.json`` + ``best_of_n.png``, with
 each selector's correlation with correctness and with response length (a length-biased scorer
 shows itself there).
-Always writes ``results.json`` and ``results.md`` into ``--out``.
+Always writes ``results.json`` and ``results.md`` into ``--out``. A ``--workdir`` run evaluated
+on the synthetic task it trained on gets that run's own settings (its ``run.json``: e.g. the
+long-chain arithmetic's 6-7 operations); ``--hf`` gets the task's defaults.
 
 Benchmark jsonl rows (one JSON object a line; malformed rows are skipped and counted):
 MATH-500 / AIME / AMC ``{"problem": str, "answer": str | number}``; GSM8K ``{"question": str,
@@ -25,6 +27,7 @@ MATH-500 / AIME / AMC ``{"problem": str, "answer": str | number}``; GSM8K ``{"qu
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import pathlib
 import sys
@@ -35,7 +38,8 @@ from prime_jax.eval.best_of_n import best_of_n_curves
 from prime_jax.eval.report import plot_best_of_n, sample_metrics, write_markdown
 from prime_jax.eval.samples import EvalSampling, collect_samples
 from prime_jax.models import from_pretrained, load_explicit_prm, load_orm
-from prime_jax.run_dir import load_implicit_prm, load_role, read_reward_model_info
+from prime_jax.data.task_config import task_config_from_dict
+from prime_jax.run_dir import RunInfo, load_implicit_prm, load_role, read_reward_model_info
 from prime_jax.verifiers import VerifierPool
 
 
@@ -108,9 +112,22 @@ def load_explicit_prm_dir(path: str):
     return load_explicit_prm(pathlib.Path(path) / "model"), info["step_delimiter"]
 
 
+def run_synthetic_settings(workdir: str, task: str):
+    """The synthetic-task settings a run trained ``task`` with (its ``run.json``), or None: the
+    task's defaults (another task, default settings, or a run written before run.json held them)."""
+    fields = RunInfo.read(workdir).task
+    if not fields or fields["name"] != task or fields.get("synthetic") is None:
+        return None
+    synthetic = task_config_from_dict(fields).synthetic
+    print(f"task {task}: the settings {workdir} trained with: {synthetic}", file=sys.stderr)
+    return synthetic
+
+
 def evaluate(args) -> dict:
     policy, tokenizer, name = load_policy(args)
-    records, skipped = make_records(args.task, args.num, seed=args.seed, suffix="" if args.no_suffix else MATH_SUFFIX)
+    synthetic = run_synthetic_settings(args.workdir, args.task) if args.workdir else None
+    records, skipped = make_records(args.task, args.num, seed=args.seed, suffix="" if args.no_suffix else MATH_SUFFIX,
+                                    synthetic=synthetic)
     prm_pair, reward = load_prm(args) if args.prm_workdir else (None, None)
     orm = load_orm_dir(args.orm) if args.orm else None
     explicit_prm, explicit_delimiter = load_explicit_prm_dir(args.explicit_prm) if args.explicit_prm else (None, "\n")
@@ -126,7 +143,7 @@ def evaluate(args) -> dict:
     out_dir = pathlib.Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {"model": name, "task": args.task, "num_problems": len(out["correct"]), "k": args.k,
-               "temperature": args.temperature, "top_p": args.top_p, "max_new_tokens": args.max_new_tokens,
+               "synthetic": dataclasses.asdict(synthetic) if synthetic else None, "temperature": args.temperature, "top_p": args.top_p, "max_new_tokens": args.max_new_tokens,
                "metrics": sample_metrics(out, args.k),
                "data": {"skipped_malformed": sum(skipped.values()), "skipped_reasons": skipped,
                         "dropped_too_long": dropped},

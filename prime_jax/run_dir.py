@@ -3,7 +3,7 @@
 A PRIME run (``python -m prime_jax.train --workdir W``)::
 
     W/run.json              RunInfo: base model (= the reference), tokenizer, PRM use, the
-                            implicit reward config the PRM was trained with
+                            implicit reward config the PRM was trained with, the task config
     W/sft_model/            the SFT warm-up's (or a fresh init's) Hugging Face directory
     W/checkpoints/<step>/   orbax checkpoints (prime_jax.checkpoint)
     W/metrics.jsonl, W/curves.png, W/config.gin, W/operative_config.gin, TensorBoard events
@@ -49,6 +49,7 @@ class RunInfo:
     uses_prm: bool
     prm_init: str | None
     reward: ImplicitRewardConfig
+    task: dict | None = None  # dataclasses.asdict(TaskConfig) (data.task_config_from_dict); None in older runs
 
     def write(self, workdir) -> None:
         (pathlib.Path(workdir) / "run.json").write_text(json.dumps(dataclasses.asdict(self), indent=1))

@@ -1,16 +1,19 @@
 """The evaluate CLI on a tiny random HF model: synthetic task, benchmark jsonl, best-of-N."""
 
+import dataclasses
 import json
 import pathlib
+import shutil
 
 import jax
 import pytest
 from flax import nnx
 
 from prime_jax import evaluate
-from prime_jax.eval.benchmark import load_benchmark
+from prime_jax.eval.benchmark import load_benchmark, make_records
 from prime_jax.checkpoint import Checkpointer
-from prime_jax.data import load_tokenizer
+from prime_jax.data import ArithmeticConfig, load_tokenizer
+from prime_jax.data.task_config import TaskConfig
 from prime_jax.models import ModelConfig, Transformer, save_pretrained
 from prime_jax.rewards import ImplicitRewardConfig
 from prime_jax.run_dir import RunInfo
@@ -80,6 +83,24 @@ def test_arithmetic_with_best_of_n(tiny_hf, prm_run, tmp_path):
     assert all(len(c["mean"]) == len(results["best_of_n"]["ns"]) for c in curves.values())
     assert results["best_of_n"]["beta"] == 0.1  # the beta recorded in the PRM run's run.json
     assert (out / "best_of_n.png").stat().st_size > 0 and (out / "results.md").exists()
+
+
+def test_a_run_is_evaluated_on_its_own_synthetic_settings(prm_run, tmp_path, capsys):
+    """--workdir on the task the run trained: the problems use run.json's settings (6-7 operations
+    here, the default is 3); another task, or a run.json without them, gets the defaults."""
+    long = ArithmeticConfig(num_ops=7, min_ops=6)
+    run = tmp_path / "run"
+    shutil.copytree(prm_run, run)
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, "task": dataclasses.asdict(TaskConfig(synthetic=long))}))
+    assert evaluate.main(["--workdir", str(run), "--task", "arithmetic", *FAST, "--out", str(tmp_path / "o")]) == 0
+    assert json.loads((tmp_path / "o" / "results.json").read_text())["synthetic"] == json.loads(json.dumps(dataclasses.asdict(long)))
+    assert "the settings" in capsys.readouterr().err
+    assert evaluate.run_synthetic_settings(str(run), "arithmetic") == long
+    assert evaluate.run_synthetic_settings(str(run), "countdown") is None
+    assert evaluate.run_synthetic_settings(str(prm_run), "arithmetic") is None
+    records, _ = make_records("arithmetic", 8, seed=0, suffix="", synthetic=long)
+    assert all(sum(r.messages[-1][1].count(op) for op in "+-*") >= 6 for r in records)
 
 
 def test_jsonl_benchmark_counts_malformed_rows(tiny_hf, tmp_path):

@@ -150,7 +150,9 @@ def test_prime_run_with_a_frozen_offline_prm(offline, tmp_path):
                        f'prime_jax.rl.trainer.train.prm_init = "{prm_dir}"',
                        'prime_jax.rl.config.PrimeConfig.prm_mode = "none"']
     assert train.main([a for b in bindings for a in ("--gin", b)] + ["--workdir", str(workdir), "--steps", "1"]) == 0
-    assert json.loads((workdir / "run.json").read_text())["prm_init"] == str(prm_dir)
+    info = json.loads((workdir / "run.json").read_text())
+    assert info["prm_init"] == str(prm_dir)
+    assert info["task"]["name"] == "arithmetic" and info["task"]["synthetic"] is None  # the run's TaskConfig
     prm, _ = load_role(workdir, "prm")
     for got, want in zip(jax.tree.leaves(nnx.state(prm, nnx.Param)),
                          jax.tree.leaves(nnx.state(from_pretrained(prm_dir), nnx.Param)), strict=True):

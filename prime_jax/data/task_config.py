@@ -44,6 +44,20 @@ class TaskData:
     stats: dict
 
 
+def task_config_from_dict(fields: dict) -> TaskConfig:
+    """The ``TaskConfig`` that ``dataclasses.asdict`` turned into ``fields`` (e.g. a run's
+    ``run.json``, lists for tuples): ``synthetic`` becomes the ``ArithmeticConfig`` / ``CountdownConfig``
+    of its task."""
+    synthetic = fields.get("synthetic")
+    if synthetic is not None:
+        kind = {"arithmetic": data.ArithmeticConfig, "countdown": data.CountdownConfig}.get(fields.get("name"))
+        if kind is None:
+            raise ValueError(f"task {fields.get('name')!r} has synthetic settings {synthetic}, but only arithmetic "
+                             "and countdown are synthetic tasks")
+        synthetic = kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in synthetic.items()})
+    return TaskConfig(**{**fields, "synthetic": synthetic})
+
+
 def load_task(config: TaskConfig) -> TaskData:
     """Records for RL, held-out evaluation and SFT, plus the tokenizer."""
     tokenizer = data.load_tokenizer(config.tokenizer)

@@ -56,10 +56,11 @@ def load_benchmark(path: str | pathlib.Path, *, suffix: str = MATH_SUFFIX
     return records, dict(skipped)
 
 
-def make_records(task: str, num: int, *, seed: int, suffix: str):
-    """(records, skipped) for ``arithmetic`` / ``countdown`` (eval split) or ``jsonl:PATH``."""
+def make_records(task: str, num: int, *, seed: int, suffix: str, synthetic=None):
+    """(records, skipped) for ``arithmetic`` / ``countdown`` (eval split; ``synthetic``: its
+    ``ArithmeticConfig`` / ``CountdownConfig``, None for the task's defaults) or ``jsonl:PATH``."""
     if task in SYNTHETIC_TASKS:
-        return make_synthetic_rl_prompts(task, seed, num, split="eval"), {}
+        return make_synthetic_rl_prompts(task, seed, num, split="eval", config=synthetic), {}
     if task.startswith("jsonl:"):
         records, skipped = load_benchmark(task[len("jsonl:"):], suffix=suffix)
         return records[:num], skipped

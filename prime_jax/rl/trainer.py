@@ -157,7 +157,8 @@ def train(*, workdir: str, steps: int, task: TaskConfig = TaskConfig(), model: M
     vocab_size = policy.module().config.vocab_size
     if lead:
         run_dir.RunInfo(base_model=str(base_model_dir(workdir_path, model).absolute()), tokenizer=task.tokenizer,
-                        uses_prm=prime.uses_prm, prm_init=prm_init, reward=prime.reward).write(workdir_path)
+                        uses_prm=prime.uses_prm, prm_init=prm_init, reward=prime.reward,
+                        task=dataclasses.asdict(task)).write(workdir_path)
     # Three independent weight copies (updates donate their inputs); the SFT role hands its own
     # buffers to the trainable policy and is not used afterwards.
     reference_params = _copy(policy.params) if (prime.uses_prm or policy_loss.kl_coef) else None

@@ -113,3 +113,18 @@ def test_task_config_sets_the_synthetic_difficulty():
     assert all(6 <= len(example.response.splitlines()) - 1 <= 7 for example in long.sft_examples)
     with pytest.raises(ValueError, match=r"does not configure task 'arithmetic': expected a ArithmeticConfig"):
         TaskConfig(synthetic=CountdownConfig())
+
+
+def test_task_config_round_trips_through_a_dict():
+    """run.json keeps a run's TaskConfig as dataclasses.asdict; task_config_from_dict rebuilds it."""
+    import dataclasses
+
+    from prime_jax.data import ArithmeticConfig, CountdownConfig
+    from prime_jax.data.task_config import TaskConfig, task_config_from_dict
+
+    for config in (TaskConfig(), TaskConfig(synthetic=ArithmeticConfig(num_ops=7, min_ops=6), max_prompt_length=32),
+                   TaskConfig(name="countdown", synthetic=CountdownConfig())):
+        assert task_config_from_dict(json.loads(json.dumps(dataclasses.asdict(config)))) == config
+    bad = {**dataclasses.asdict(TaskConfig(name="eurus")), "synthetic": {"num_ops": 3}}
+    with pytest.raises(ValueError, match="task 'eurus' has synthetic settings"):
+        task_config_from_dict(bad)
