@@ -143,7 +143,8 @@ def evaluate(args) -> dict:
     out_dir = pathlib.Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {"model": name, "task": args.task, "num_problems": len(out["correct"]), "k": args.k,
-               "synthetic": dataclasses.asdict(synthetic) if synthetic else None, "temperature": args.temperature, "top_p": args.top_p, "max_new_tokens": args.max_new_tokens,
+               "synthetic": dataclasses.asdict(synthetic) if synthetic else None,
+               "temperature": args.temperature, "top_p": args.top_p, "max_new_tokens": args.max_new_tokens,
                "metrics": sample_metrics(out, args.k),
                "data": {"skipped_malformed": sum(skipped.values()), "skipped_reasons": skipped,
                         "dropped_too_long": dropped},

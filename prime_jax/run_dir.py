@@ -49,7 +49,7 @@ class RunInfo:
     uses_prm: bool
     prm_init: str | None
     reward: ImplicitRewardConfig
-    task: dict | None = None  # dataclasses.asdict(TaskConfig) (data.task_config_from_dict); None in older runs
+    task: dict | None = None  # asdict(TaskConfig), read by data.task_config.task_config_from_dict; None: older run
 
     def write(self, workdir) -> None:
         (pathlib.Path(workdir) / "run.json").write_text(json.dumps(dataclasses.asdict(self), indent=1))

@@ -94,7 +94,8 @@ def test_a_run_is_evaluated_on_its_own_synthetic_settings(prm_run, tmp_path, cap
     info = json.loads((run / "run.json").read_text())
     (run / "run.json").write_text(json.dumps({**info, "task": dataclasses.asdict(TaskConfig(synthetic=long))}))
     assert evaluate.main(["--workdir", str(run), "--task", "arithmetic", *FAST, "--out", str(tmp_path / "o")]) == 0
-    assert json.loads((tmp_path / "o" / "results.json").read_text())["synthetic"] == json.loads(json.dumps(dataclasses.asdict(long)))
+    recorded = json.loads((tmp_path / "o" / "results.json").read_text())["synthetic"]
+    assert recorded == json.loads(json.dumps(dataclasses.asdict(long)))
     assert "the settings" in capsys.readouterr().err
     assert evaluate.run_synthetic_settings(str(run), "arithmetic") == long
     assert evaluate.run_synthetic_settings(str(run), "countdown") is None

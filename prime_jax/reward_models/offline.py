@@ -5,10 +5,10 @@
     implicit_prm  pi_phi starts as pi_base = pi_ref and is trained with the PRIME PRM loss
           (CE: BCE(sigmoid(beta * sum_t q_it), acc_i), or DPO), q_t = log pi_phi / pi_ref;
           its process rewards are beta * q_t, its outcome score beta * sum_t q_t
-    orm   a backbone from pi_base (or from another model, ``backbone``) and a zero score head: r_i = w . h_last(x, y_i),
-          loss = BCE(sigmoid(r_i), acc_i)
-    explicit_prm  a backbone from pi_base (or ``backbone``) and a zero per-token score head, read at each step end
-          e_k (``data.steps``, delimiter ``ImplicitRewardConfig.step_delimiter``):
+    orm   a backbone from pi_base (or from another model, ``backbone``) and a zero score head:
+          r_i = w . h_last(x, y_i), loss = BCE(sigmoid(r_i), acc_i)
+    explicit_prm  a backbone from pi_base (or ``backbone``) and a zero per-token score head, read
+          at each step end e_k (``data.steps``, delimiter ``ImplicitRewardConfig.step_delimiter``):
           p_ik = sigmoid(z_i[e_k]), loss = sum_ik w_ik BCE(p_ik, y_ik) / sum_ik w_ik with step
           labels y from ``StepLabelConfig.labels``: "exact" (the synthetic task's exact labels of
           each sample, ``data.synthetic.exact_step_labels``), "mc_hard" / "mc_soft" (Math-Shepherd
