@@ -16,8 +16,7 @@ from prime_jax.data import load_tokenizer
 from prime_jax.models import (ExplicitPRM, Transformer, explicit_prm_from_backbone, load_explicit_prm,
                               save_pretrained)
 from prime_jax.reward_models.offline import (StepLabelConfig, StepRows, balance_step_weights, build_step_rows,
-                                              train_new_parameters_only,
-                                             mc_step_rows)
+                                             mc_step_rows, train_new_parameters_only, weight_wrong_steps)
 from prime_jax.reward_models.scoring import explicit_step_scores
 from prime_jax.reward_models.updates import (StepLabelledMiniBatch, explicit_step_loss, make_explicit_prm_update,
                                              step_weights)
@@ -57,6 +56,18 @@ def test_balanced_step_weights_give_each_class_half():
     assert np.isclose((m_bl * right).sum(), (m_bl * ~right).sum())
     one_class = dataclasses.replace(rows, step_targets_bl=np.ones((2, 4), np.float32))
     np.testing.assert_array_equal(balance_step_weights(one_class).step_weights_bl, rows.step_weights_bl)
+
+
+def test_wrong_step_weight_scales_only_wrong_steps():
+    rows = StepRows(tokens_bs=np.zeros((1, 5), np.int32), attention_mask_bs=np.ones((1, 5), np.int32),
+                    response_mask_bl=np.ones((1, 4), np.int32), step_ends_bl=np.array([[1, 0, 1, 1]], bool),
+                    step_targets_bl=np.array([[1, 0, 0.25, 0.5]], np.float32),
+                    step_weights_bl=np.array([[1, 0, 1, 0]], np.float32))
+    np.testing.assert_array_equal(weight_wrong_steps(rows, 4.0).step_weights_bl, [[1, 0, 4, 0]])
+    with pytest.raises(ValueError, match="wrong_step_weight=0.0"):
+        StepLabelConfig(wrong_step_weight=0.0)
+    with pytest.raises(ValueError, match="balance_classes=True and wrong_step_weight=4"):
+        StepLabelConfig(balance_classes=True, wrong_step_weight=4.0)
 
 
 def test_explicit_step_loss_on_a_hand_computed_batch():
@@ -201,12 +212,13 @@ def test_freeze_base_only_for_the_explicit_prm(base_model, tmp_path, capsys):
 
 def test_train_reward_explicit_prm_with_exact_labels(base_model, tmp_path):
     workdir = tmp_path / "eprm"
-    bindings = TINY_EXPLICIT + [f'prime_jax.models.source.ModelSource.hf_path = "{base_model}"']
+    bindings = TINY_EXPLICIT + [f'prime_jax.models.source.ModelSource.hf_path = "{base_model}"',
+                                'prime_jax.reward_models.offline.StepLabelConfig.wrong_step_weight = 2.0']
     assert train_reward.main([a for b in bindings for a in ("--gin", b)] + ["--workdir", str(workdir)]) == 0
     info = json.loads((workdir / "reward.json").read_text())
     assert info["kind"] == "explicit_prm" and info["reward"] is None and info["step_delimiter"] == "\n"
     assert info["step_labels"] == {"labels": "exact", "mc_labels_path": None, "up_to_first_error": False,
-                                   "balance_classes": False}
+                                   "balance_classes": False, "wrong_step_weight": 2.0}
     rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert rows[0]["step"] == 0 and rows[-1]["epoch"] == 1
     assert {"val_loss", "val_step_acc", "val_first_error_acc", "train_eprm_loss"} <= set(rows[-1])

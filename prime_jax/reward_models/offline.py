@@ -13,7 +13,8 @@
           labels y from ``StepLabelConfig.labels``: "exact" (the synthetic task's exact labels of
           each sample, ``data.synthetic.exact_step_labels``), "mc_hard" / "mc_soft" (Math-Shepherd
           labels of a ``reward_models.mc_labels`` file; no sampling here); w = 1, or 0 after the
-          first wrong step (``up_to_first_error``, Let's Verify's convention)
+          first wrong step (``up_to_first_error``, Let's Verify's convention), times
+          ``wrong_step_weight`` on wrong steps
 
 All kinds see mini-batches of whole groups with a prompt-disjoint train / validation split (the
 same samples for a given seed and base model; Monte-Carlo rows are split by their prompt index).
@@ -91,16 +92,24 @@ class StepLabelConfig:
     steps up to the first one from which no completion succeeds (its Q^pi estimate is 0; later
     steps are 0 too and carry no more information).
     ``balance_classes``: reweight the training steps so that right and wrong steps carry equal total
-    weight (``balance_step_weights``); validation stays unweighted.
+    weight (``balance_step_weights``); ``wrong_step_weight``: each wrong training step weighs this
+    many right ones (``weight_wrong_steps``), so the PRM's 0.5 threshold sits where the odds of a
+    right step are ``wrong_step_weight`` : 1 instead of 1 : 1. Validation stays unweighted.
     """
 
     labels: str = "exact"
     mc_labels_path: str | None = None
     up_to_first_error: bool = False
     balance_classes: bool = False
+    wrong_step_weight: float = 1.0
 
     def __post_init__(self):
         check_choice("StepLabelConfig", "labels", self.labels, STEP_LABELS)
+        if not self.wrong_step_weight > 0:
+            raise ValueError(f"StepLabelConfig.wrong_step_weight={self.wrong_step_weight}: must be > 0")
+        if self.balance_classes and self.wrong_step_weight != 1.0:
+            raise ValueError(f"StepLabelConfig: balance_classes=True and wrong_step_weight="
+                             f"{self.wrong_step_weight} both set the class weights; choose one")
         if self.labels != "exact" and not self.mc_labels_path:
             raise ValueError(f"StepLabelConfig.mc_labels_path={self.mc_labels_path!r}: labels={self.labels!r} "
                              "reads a Monte-Carlo label file (reward_models.mc_labels)")
@@ -149,6 +158,15 @@ def balance_step_weights(rows: StepRows) -> StepRows:
     if not 0 < p < 1:
         return rows
     scale_bl = np.where(right_bl, 0.5 / p, 0.5 / (1 - p)).astype(np.float32)
+    return dataclasses.replace(rows, step_weights_bl=rows.step_weights_bl * scale_bl)
+
+
+def weight_wrong_steps(rows: StepRows, weight: float) -> StepRows:
+    """``rows`` with ``w'_bt = w_bt * weight`` at the wrong steps (``y < 0.5``), right ones unchanged.
+
+    Minimising ``sum w' BCE`` divides the fitted odds of a right step by ``weight``:
+    ``p'/(1 - p') = (p/(1 - p)) / weight``, so p' = 0.5 where the unweighted fit's odds are ``weight`` : 1."""
+    scale_bl = np.where(rows.step_targets_bl >= 0.5, 1.0, weight).astype(np.float32)
     return dataclasses.replace(rows, step_weights_bl=rows.step_weights_bl * scale_bl)
 
 
@@ -395,6 +413,8 @@ def train_reward(*, workdir: str, kind: str = "implicit_prm", task: TaskConfig =
             f"{rows.acc_b.mean():.3f}; {val_groups} prompts held out")
     if kind == "explicit_prm" and step_labels.balance_classes:
         train_rows = balance_step_weights(train_rows)
+    if kind == "explicit_prm" and step_labels.wrong_step_weight != 1.0:
+        train_rows = weight_wrong_steps(train_rows, step_labels.wrong_step_weight)
 
     start = base.module() if backbone is None else _other_backbone(backbone, base.module(), device_mesh, seed)
     if kind == "orm":
