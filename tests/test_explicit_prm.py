@@ -15,8 +15,9 @@ from prime_jax import train_reward
 from prime_jax.data import load_tokenizer
 from prime_jax.models import (ExplicitPRM, Transformer, explicit_prm_from_backbone, load_explicit_prm,
                               save_pretrained)
-from prime_jax.reward_models.offline import (StepLabelConfig, StepRows, balance_step_weights, build_step_rows,
-                                             mc_step_rows, train_new_parameters_only, weight_wrong_steps)
+from prime_jax.reward_models.offline import StepLabelConfig, train_new_parameters_only
+from prime_jax.reward_models.step_rows import (StepRows, balance_step_weights, build_step_rows, mc_step_rows,
+                                               weight_wrong_steps)
 from prime_jax.reward_models.scoring import explicit_step_scores
 from prime_jax.reward_models.updates import (StepLabelledMiniBatch, explicit_step_loss, make_explicit_prm_update,
                                              step_weights)

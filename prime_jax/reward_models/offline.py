@@ -44,10 +44,7 @@ from flax import nnx
 from tqdm import tqdm
 
 from prime_jax import losses, run_dir, sharding
-from prime_jax.data import PromptPipeline, countdown_reward, encode_prompts, left_pad
-from prime_jax.data.steps import encode_steps, split_steps
-from prime_jax.data.synthetic import TASKS as EXACT_LABEL_TASKS
-from prime_jax.data.synthetic import exact_step_labels
+from prime_jax.data import PromptPipeline, countdown_reward
 from prime_jax.data.task_config import TaskConfig, load_task
 from prime_jax.experience.batch import ScoredRollouts, concat
 from prime_jax.experience.collect import CollectConfig, collect
@@ -55,12 +52,13 @@ from prime_jax.metrics import MetricsWriter, plot_curves
 from prime_jax.models import (ExplicitPRM, OutcomeRewardModel, explicit_prm_from_backbone, orm_from_backbone,
                               save_explicit_prm, save_orm, save_pretrained)
 from prime_jax.models.source import ModelSource, build_model
-from prime_jax.reward_models.updates import (LabelledMiniBatch, PrmLossConfig, StepLabelledMiniBatch,
-                                             explicit_step_loss, make_explicit_prm_update, make_orm_update,
-                                             make_prm_update, step_weights)
-from prime_jax.rewards import ImplicitRewardConfig, check_choice, step_ends_from_tokens
+from prime_jax.reward_models.step_rows import (StepRows, balance_step_weights, exact_step_rows, mc_step_rows,
+                                               weight_wrong_steps)
+from prime_jax.reward_models.updates import (LabelledMiniBatch, PrmLossConfig, explicit_step_loss,
+                                             make_explicit_prm_update, make_orm_update, make_prm_update)
+from prime_jax.rewards import ImplicitRewardConfig, check_choice
 from prime_jax.rollout import SamplingConfig
-from prime_jax.training.forward import SequenceBatch, make_logprob_fn, response_logprobs
+from prime_jax.training.forward import make_logprob_fn, response_logprobs
 from prime_jax.training.state import Role, init_optimizer
 from prime_jax.training.updates import shardings_of
 from prime_jax.verifiers import VerifierPool
@@ -113,151 +111,6 @@ class StepLabelConfig:
         if self.labels != "exact" and not self.mc_labels_path:
             raise ValueError(f"StepLabelConfig.mc_labels_path={self.mc_labels_path!r}: labels={self.labels!r} "
                              "reads a Monte-Carlo label file (reward_models.mc_labels)")
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class StepRows:
-    """Host arrays (rows first) of step-labelled responses, ``tokens_bs = [prompt | response]``; the
-    step arrays are (B, L) over the response columns, targets and weights set at step ends only."""
-
-    tokens_bs: np.ndarray
-    attention_mask_bs: np.ndarray
-    response_mask_bl: np.ndarray
-    step_ends_bl: np.ndarray
-    step_targets_bl: np.ndarray
-    step_weights_bl: np.ndarray
-
-    @property
-    def num_rows(self) -> int:
-        return self.tokens_bs.shape[0]
-
-    def sequences(self) -> SequenceBatch:
-        return SequenceBatch(tokens_bs=self.tokens_bs, attention_mask_bs=self.attention_mask_bs,
-                             response_mask_bl=self.response_mask_bl)
-
-    def rows(self, index: np.ndarray) -> "StepRows":
-        """The given rows, in order."""
-        index = np.asarray(index, np.int64)
-        return StepRows(**{f.name: getattr(self, f.name)[index] for f in dataclasses.fields(self)})
-
-    def mini_batch(self) -> StepLabelledMiniBatch:
-        return StepLabelledMiniBatch(sequences=self.sequences(), step_ends_bl=self.step_ends_bl,
-                                     step_targets_bl=self.step_targets_bl, step_weights_bl=self.step_weights_bl)
-
-
-def balance_step_weights(rows: StepRows) -> StepRows:
-    """``rows`` with class-balanced step weights: with ``w`` the weights at step ends and
-    ``p = sum w [y >= 0.5] / sum w`` the weighted share of right steps,
-
-        w'_bt = w_bt * 0.5 / p  (y >= 0.5),    w_bt * 0.5 / (1 - p)  (y < 0.5)
-
-    so both classes weigh half and the loss's fixed 0.5 threshold is not pulled to the majority."""
-    m_bl = rows.step_ends_bl * rows.step_weights_bl
-    right_bl = rows.step_targets_bl >= 0.5
-    p = float(np.sum(m_bl * right_bl) / max(float(np.sum(m_bl)), 1e-12))
-    if not 0 < p < 1:
-        return rows
-    scale_bl = np.where(right_bl, 0.5 / p, 0.5 / (1 - p)).astype(np.float32)
-    return dataclasses.replace(rows, step_weights_bl=rows.step_weights_bl * scale_bl)
-
-
-def weight_wrong_steps(rows: StepRows, weight: float) -> StepRows:
-    """``rows`` with ``w'_bt = w_bt * weight`` at the wrong steps (``y < 0.5``), right ones unchanged.
-
-    Minimising ``sum w' BCE`` divides the fitted odds of a right step by ``weight``:
-    ``p'/(1 - p') = (p/(1 - p)) / weight``, so p' = 0.5 where the unweighted fit's odds are ``weight`` : 1."""
-    scale_bl = np.where(rows.step_targets_bl >= 0.5, 1.0, weight).astype(np.float32)
-    return dataclasses.replace(rows, step_weights_bl=rows.step_weights_bl * scale_bl)
-
-
-def build_step_rows(tokenizer, prompt_ids_bp: np.ndarray, prompt_mask_bp: np.ndarray, steps: list[list[str]],
-                    targets: list[list[float]], hard: list[list[float]], finished: list[bool], *,
-                    delimiter: str, up_to_first_error: bool) -> StepRows:
-    """Step-labelled rows from left-padded prompts and each response's steps and per-step labels.
-
-    A response is ``encode_steps(steps)`` (+ EOS when ``finished``), right-padded to the longest.
-    Its step ends are ``rewards.step_ends_from_tokens`` of those ids, the positions best-of-N reads
-    on sampled responses (every delimiter and the last token). A token step end ``e`` takes the
-    target and weight (``step_weights(hard, up_to_first_error)``) of the last text step ending at or
-    before ``e``: a step holding only the EOS repeats the last step's label ("prefix still correct").
-    """
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id or 0
-    encoded = [encode_steps(tokenizer, row_steps, delimiter) for row_steps in steps]
-    ids = [row_ids + [eos] if done else row_ids for (row_ids, _), done in zip(encoded, finished)]
-    length = max(1, max(len(row_ids) for row_ids in ids))
-    tokens_bl = np.full((len(ids), length), pad, np.int32)
-    mask_bl = np.zeros((len(ids), length), np.int32)
-    for b, row_ids in enumerate(ids):
-        tokens_bl[b, :len(row_ids)] = row_ids
-        mask_bl[b, :len(row_ids)] = 1
-    delimiter_ids = tuple(tokenizer.encode(delimiter, add_special_tokens=False))
-    ends_bl = np.asarray(step_ends_from_tokens(jnp.asarray(tokens_bl), jnp.asarray(mask_bl), delimiter_ids))
-    targets_bl = np.zeros((len(ids), length), np.float32)
-    weights_bl = np.zeros((len(ids), length), np.float32)
-    for b, (_, text_ends) in enumerate(encoded):
-        if len(targets[b]) != len(text_ends) or len(hard[b]) != len(text_ends):
-            raise ValueError(f"row {b}: {len(text_ends)} steps but {len(targets[b])} targets and "
-                             f"{len(hard[b])} hard labels")
-        token_ends = np.flatnonzero(ends_bl[b])
-        step_k = np.searchsorted(np.asarray(text_ends, np.int64), token_ends, side="right") - 1
-        labelled = step_k >= 0
-        targets_bl[b, token_ends[labelled]] = np.asarray(targets[b], np.float32)[step_k[labelled]]
-        weights_bl[b, token_ends[labelled]] = step_weights(hard[b], up_to_first_error)[step_k[labelled]]
-    return StepRows(tokens_bs=np.concatenate([prompt_ids_bp, tokens_bl], axis=1).astype(np.int32),
-                    attention_mask_bs=np.concatenate([prompt_mask_bp, mask_bl], axis=1).astype(np.int32),
-                    response_mask_bl=mask_bl, step_ends_bl=ends_bl, step_targets_bl=targets_bl,
-                    step_weights_bl=weights_bl)
-
-
-def exact_step_rows(rows: ScoredRollouts, records, task: str, tokenizer, *, delimiter: str,
-                    up_to_first_error: bool) -> StepRows:
-    """The sampled ``rows`` with the task's exact step labels (``records[prompt_index]`` holds each
-    row's problem); finished responses end with EOS, truncated ones in an unclosed step."""
-    if task not in EXACT_LABEL_TASKS:
-        raise ValueError(f"StepLabelConfig.labels='exact' needs a task with exact step labels "
-                         f"{EXACT_LABEL_TASKS}, got TaskConfig.name={task!r}")
-    if delimiter != "\n":
-        raise ValueError(f"StepLabelConfig.labels='exact' labels lines: ImplicitRewardConfig.step_delimiter="
-                         f"{delimiter!r} must be '\\n'")
-    steps, labels = [], []
-    for response, truth, index in zip(rows.responses, rows.ground_truth, rows.prompt_index_b):
-        problem = [content for role, content in records[int(index)].messages if role == "user"][-1]
-        steps.append(split_steps(response, delimiter))
-        labels.append([float(ok) for ok in exact_step_labels(task, response, truth, problem)])
-    width = rows.tokens_bs.shape[1] - rows.response_mask_bl.shape[1]
-    return build_step_rows(tokenizer, rows.tokens_bs[:, :width], rows.attention_mask_bs[:, :width], steps, labels,
-                           labels, list(~rows.truncated_b), delimiter=delimiter, up_to_first_error=up_to_first_error)
-
-
-def mc_step_rows(path: str, labels: str, tokenizer, *, delimiter: str, up_to_first_error: bool,
-                 val_fraction: float) -> tuple[StepRows, StepRows, dict]:
-    """(train, validation, info) rows of a Monte-Carlo label file (``reward_models.mc_labels``).
-
-    Each row's prompt is its user message, chat-templated; its response the listed ``steps``,
-    closed by EOS (the file keeps no truncation flag); targets ``hard`` or ``soft`` per ``labels``,
-    weights from ``hard``. The last ``val_fraction`` of the prompts (by first appearance) is held out.
-    """
-    rows = [json.loads(line) for line in pathlib.Path(path).read_text().splitlines() if line.strip()]
-    prompts = list(dict.fromkeys(row["prompt_index"] for row in rows))
-    if len(prompts) < 2:
-        raise ValueError(f"StepLabelConfig.mc_labels_path={path!r}: {len(prompts)} prompts, need 2 or more "
-                         "for a train / validation split")
-    for row in rows:
-        if len(row["steps"]) != len(row["hard"]) or len(row["steps"]) != len(row["soft"]):
-            raise ValueError(f"{path}: prompt {row['prompt_index']} has {len(row['steps'])} steps, "
-                             f"{len(row['hard'])} hard and {len(row['soft'])} soft labels")
-    prompt_ids = encode_prompts(tokenizer, [(("user", row["prompt"]),) for row in rows])
-    prompt_ids_bp, prompt_mask_bp = left_pad([np.asarray(ids) for ids in prompt_ids], max(map(len, prompt_ids)),
-                                             tokenizer.pad_token_id or 0)
-    hard = [[float(x) for x in row["hard"]] for row in rows]
-    targets = hard if labels == "mc_hard" else [[float(x) for x in row["soft"]] for row in rows]
-    all_rows = build_step_rows(tokenizer, prompt_ids_bp, prompt_mask_bp, [row["steps"] for row in rows], targets,
-                               hard, [True] * len(rows), delimiter=delimiter, up_to_first_error=up_to_first_error)
-    held_out = set(prompts[len(prompts) - max(1, round(len(prompts) * val_fraction)):])
-    is_val = np.asarray([row["prompt_index"] in held_out for row in rows])
-    info = {"num_prompts": len(prompts), "val_prompts": len(held_out),
-            "completions": sum(int(row.get("completions", 0)) for row in rows)}
-    return all_rows.rows(np.flatnonzero(~is_val)), all_rows.rows(np.flatnonzero(is_val)), info
 
 
 def collect_labelled(base: Role, pipeline: PromptPipeline, pool, tokenizer, sampling: SamplingConfig,
