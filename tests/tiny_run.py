@@ -15,7 +15,7 @@ TINY = [
     "prime_jax.experience.collect.CollectConfig.max_rollout_rounds = 1",
     # A 6-step SFT model solves almost nothing, so nearly every group is out of band: top the batch
     # up with dropped groups so that the whole update path runs (the default, "mask", would train on
-    # placeholder rows only; tests/test_rl_update.py covers it).
+    # placeholder rows only; tests/rl/test_update.py covers it).
     'prime_jax.experience.collect.CollectConfig.short_batch = "fill_from_dropped"',
     "prime_jax.rl.config.PrimeConfig.prm_mini_batch = 8",
     "prime_jax.rl.config.PrimeConfig.policy_mini_batch = 8",

@@ -17,7 +17,7 @@ from prime_jax.rollout import (Rollouts, SamplingConfig, decode_segments,
                                join_prompt_and_response, repeat_prompts, sample)
 from prime_jax.rollout.sampling import choose_tokens
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent / "models"))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "models"))
 from _model_helpers import VOCAB, make_hf_model  # noqa: E402
 
 P, L = 7, 10
