@@ -100,7 +100,7 @@ def step_ends_from_tokens(tokens_bt, mask_bt, delimiter: Sequence[int]):
     return (ends_bt & valid_bt) | last_token_onehot(mask_bt)
 
 
-def _segment_sums_at_ends(x_bt, ends_bt):
+def segment_sums_at_ends(x_bt, ends_bt):
     """``out[i,t]`` = sum of x over the step ending at t if ``ends[i,t]``, else 0 (segmented)."""
     start_bt = jnp.pad(ends_bt[:, :-1], ((0, 0), (1, 0)), constant_values=True)
 
@@ -176,7 +176,7 @@ def rewards_and_suffix(logp_prm, logp_ref, mask, *, granularity: str = "token",
         if step_ends is None:
             raise ValueError("granularity='step' needs step_ends (see step_ends_from_tokens)")
         ends_bt = jnp.asarray(step_ends).astype(bool) & mask_bt.astype(bool)
-        r_bt = _segment_sums_at_ends(q_bt, ends_bt | last_token_onehot(mask_bt))
+        r_bt = segment_sums_at_ends(q_bt, ends_bt | last_token_onehot(mask_bt))
     else:
         r_bt = q_bt
     r_bt = r_bt.astype(jnp.float32)
