@@ -7,14 +7,13 @@ The baseline follows the reference step by step: token log-ratio and batch norm 
 RLOO per source with a Python loop over prompt groups and, inside, over rows for the per-row
 masked means; the discounted return as a Python loop over time (vectorised over rows); masked
 whitening vectorised. Both sides get the same inputs; outputs are checked to agree. Prints a
-table and appends it to benchmarks/RESULTS.md. Speed is a ratio measured in the same run.
+table and appends it to experiments/LOG.md. Speed is a ratio measured in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import pathlib
 import sys
 import time
 
@@ -24,9 +23,8 @@ import numpy as np
 from prime_jax import advantages as adv_lib
 from prime_jax.scans import DEFAULT_SCAN_METHOD, SCAN_METHODS
 
-from machine import cpu_line
+from machine import RESULTS_LOG, cpu_line
 
-RESULTS = pathlib.Path(__file__).resolve().parent / "RESULTS.md"
 
 
 def numpy_reference(logp_prm, logp_ref, mask, acc, *, n, gamma_p, gamma_o):
@@ -85,7 +83,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--small", action="store_true", help="256 x 512 instead of 1024 x 3072")
     ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--no-append", action="store_true", help="do not write RESULTS.md")
+    ap.add_argument("--no-append", action="store_true", help="do not write experiments/LOG.md")
     args = ap.parse_args(argv)
     b, l, n = (256, 512, 4) if args.small else (1024, 3072, 4)
 
@@ -130,9 +128,9 @@ def main(argv=None):
         f"of {args.repeats} runs after a warm-up (compile) run, both sides", "", *lines, ""])
     print(block)
     if not args.no_append:
-        if not RESULTS.exists():
-            RESULTS.write_text("# Benchmark results (appended by the scripts in benchmarks/)\n")
-        with RESULTS.open("a") as f:
+        if not RESULTS_LOG.exists():
+            RESULTS_LOG.write_text("# Benchmark results (appended by the scripts in benchmarks/ and experiments/)\n")
+        with RESULTS_LOG.open("a") as f:
             f.write(block)
     return 0
 

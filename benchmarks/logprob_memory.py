@@ -13,13 +13,12 @@ respect to all weights (the policy/PRM update). Memory is XLA's compiled
 is the best of ``--repeats`` calls of the compiled program (compilation excluded), the programs
 called in turn each round. Both are reported as ratios against the baseline measured in the same
 run. Prints a table and appends it
-to benchmarks/RESULTS.md.
+to experiments/LOG.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import pathlib
 import time
 
 import jax
@@ -29,9 +28,8 @@ from flax import nnx
 
 from prime_jax.models import PRESETS, Transformer, token_logprobs_and_entropy
 
-from machine import cpu_name, date_line, load_average
+from machine import RESULTS_LOG, cpu_name, date_line, load_average
 
-RESULTS = pathlib.Path(__file__).resolve().parent / "RESULTS.md"
 MIB = 2**20
 
 
@@ -116,7 +114,7 @@ def main():
         f"(B, T, V) logits buffer is {logits_mib:,.0f} MiB. seconds = best of {args.repeats} calls "
         f"of the compiled program, all programs called in turn each round; the diff column "
         f"compares outputs (log-probs and entropies, or gradients) with the unchunked program's\n\n")
-    with RESULTS.open("a") as f:
+    with RESULTS_LOG.open("a") as f:
         f.write(header + table + "\n")
 
 

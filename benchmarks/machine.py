@@ -1,4 +1,9 @@
-"""The machine line every benchmark writes into RESULTS.md."""
+"""The machine line every benchmark and experiment writes, and where results go.
+
+``RESULTS_LOG`` is the append-only log (``experiments/LOG.md``); ``FIGURES`` the one folder of
+figures (``docs/figures/``, shown by the README and the documentation site). Experiment drivers
+in ``experiments/`` import this module from ``benchmarks/``.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,10 @@ import datetime
 import os
 import pathlib
 import platform
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+RESULTS_LOG = ROOT / "experiments" / "LOG.md"
+FIGURES = ROOT / "docs" / "figures"
 
 
 def cpu_name() -> str:
@@ -30,6 +39,6 @@ def load_average() -> str:
 
 
 def date_line() -> str:
-    """``"- date: YYYY-MM-DD (run at HH:MM)"`` for a RESULTS.md section."""
+    """``"- date: YYYY-MM-DD (run at HH:MM)"`` for a section of the results log."""
     now = datetime.datetime.now()
     return f"- date: {now:%Y-%m-%d} (run at {now:%H:%M})"

@@ -10,13 +10,12 @@ Times are the best of ``--repeats`` runs after one warm-up run (for JAX the warm
 compilation, reported separately as first-call time minus best time). Systems run one after the
 other: interleaving torch's and XLA's spin-waiting thread pools on 2 cores distorts both.
 Greedy tokens of both sides are compared as a sanity check (a bf16 cache drifts from them).
-Prints a table and appends it to benchmarks/RESULTS.md.
+Prints a table and appends it to experiments/LOG.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import pathlib
 import tempfile
 import time
 
@@ -29,9 +28,8 @@ import transformers
 from prime_jax.models import from_pretrained
 from prime_jax.rollout import SamplingConfig, sample
 
-from machine import cpu_name, date_line, load_average
+from machine import RESULTS_LOG, cpu_name, date_line, load_average
 
-RESULTS = pathlib.Path(__file__).resolve().parent / "RESULTS.md"
 
 
 def make_model(args, directory):
@@ -146,7 +144,7 @@ def main():
         f"{date_line()}\n"
         f"- seconds = best of {args.repeats} runs after a warm-up run; compile / warm-up = first "
         f"call minus best (jit compile for prime_jax)\n\n")
-    with RESULTS.open("a") as f:
+    with RESULTS_LOG.open("a") as f:
         f.write(header + table + "\n")
 
 

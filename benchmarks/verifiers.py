@@ -3,7 +3,7 @@ sequential scoring measured in the same run (the baseline for the ratio).
 
     python benchmarks/verifiers.py [--workers 2] [--math-rows 240] [--code-rows 48]
 
-Prints a table and appends it to benchmarks/RESULTS.md (command, machine, date, and the code
+Prints a table and appends it to experiments/LOG.md (command, machine, date, and the code
 sandbox backend: every code row runs in its own sandbox, see prime_jax/verifiers/sandbox.py).
 """
 
@@ -13,16 +13,14 @@ import argparse
 import datetime
 import json
 import os
-import pathlib
 import platform
 import sys
 import time
 
 from prime_jax.verifiers import VerifierPool, sandbox, score_row
 
-from machine import load_average
+from machine import RESULTS_LOG, load_average
 
-RESULTS = pathlib.Path(__file__).with_name("RESULTS.md")
 MATH_TEMPLATES = [  # (response, ground truth) per row index i: fast-path and symbolic
     lambda i: (f"so the answer is \\boxed{{\\frac{{{i}}}{{4}}}}", f"{i / 4}"),
     lambda i: (f"The answer is {i + 1},000.", f"{i + 1}000"),
@@ -104,9 +102,9 @@ def main() -> None:
               f"code sandbox {sandbox.resolve().name}"
     entry = (f"\n## verifiers ({datetime.datetime.now().isoformat(timespec='seconds')})\n"
              f"Command: `python {' '.join(sys.argv)}`  \nMachine: {machine}\n\n{table}\n")
-    if not RESULTS.exists():
-        RESULTS.write_text("# prime_jax benchmark results\n")
-    with RESULTS.open("a") as handle:
+    if not RESULTS_LOG.exists():
+        RESULTS_LOG.write_text("# prime_jax benchmark results\n")
+    with RESULTS_LOG.open("a") as handle:
         handle.write(entry)
 
 

@@ -1,8 +1,8 @@
 """Generate the ProcessBench-format sets shipped in prime_jax/assets/processbench/.
 
-    python benchmarks/make_processbench.py --task arithmetic --model runs/pb/arith_sft_model \
+    python experiments/make_processbench.py --task arithmetic --model runs/pb/arith_sft_model \
         --out prime_jax/assets/processbench/arithmetic.jsonl
-    python benchmarks/make_processbench.py --task countdown --model runs/countdown_sft/sft_model \
+    python experiments/make_processbench.py --task countdown --model runs/countdown_sft/sft_model \
         --samples 8 --out prime_jax/assets/processbench/countdown.jsonl
 
 runs/pb/arith_sft_model is a copy of a quickstart run's SFT model (``python -m prime_jax.train

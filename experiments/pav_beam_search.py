@@ -1,7 +1,7 @@
 """Step-level beam search (PAV, implicit / explicit PRM) vs best-of-N and majority at matched
 sampled tokens, on held-out arithmetic problems.
 
-    python benchmarks/pav_beam_search.py [--num 128] [--beams 1 2 4 8] [--bon 1 2 4 8 16 32]
+    python experiments/pav_beam_search.py [--num 128] [--beams 1 2 4 8] [--bon 1 2 4 8 16 32]
         [--alpha 0.5] [--k 4] [--sweep] [--policy DIR] [--explicit-prm DIR] [--implicit-prm DIR]
         [--orm DIR]
 

@@ -2,7 +2,7 @@
 
     python -m prime_jax.mc_label --model runs/countdown_sft/sft_model --task countdown --num-prompts 128 \\
         --samples-per-prompt 4 --completions 16 --out runs/pav_countdown/mc_labels_128x4x16.jsonl
-    python benchmarks/pav_countdown_provers.py runs/pav_countdown/mc_labels_128x4x16.jsonl [--write FILE]
+    python experiments/pav_countdown_provers.py runs/pav_countdown/mc_labels_128x4x16.jsonl [--write FILE]
 
 For every step h of every sampled solution (a line, the boxed answer included) the label file holds
 the Monte-Carlo ``Q^pi(s_h, a_h)`` (the fraction of N completions of the prefix through step h that
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pathlib
 import sys
 
 import numpy as np
@@ -39,7 +40,8 @@ import numpy as np
 from prime_jax.data.synthetic.countdown import label_countdown_steps, parse_countdown_problem, reachable
 from prime_jax.pav.provers import best_of_k_q, process_advantages
 
-from machine import cpu_line, date_line, load_average
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))  # machine.py
+from machine import cpu_line, date_line, load_average  # noqa: E402
 
 KS = (1, 2, 4, 8, 16, 64)
 
@@ -111,7 +113,7 @@ def main(argv=None):
     if args.write:
         with open(args.write, "w") as f:
             f.write(f"## PAV provers on countdown: Best-of-K vs the perfect (solver) prover\n"
-                    f"- command: `python benchmarks/pav_countdown_provers.py {args.labels}`\n"
+                    f"- command: `python experiments/pav_countdown_provers.py {args.labels}`\n"
                     f"- machine: {cpu_line()}, load {load_average()}\n{date_line()}\n- data: {facts}\n\n"
                     f"{table}\n\n{summary}\n")
 

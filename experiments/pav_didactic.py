@@ -1,8 +1,8 @@
 """Didactic planted sub-sequence task (Rewarding Progress, arXiv 2410.08146, section 3.3):
 policy gradient with the outcome reward only vs the PAV effective reward ``Q^pi + alpha A^mu``.
 
-    python benchmarks/pav_didactic.py                      # seeds 0 1 2, gamma 10, alpha 1
-    python benchmarks/pav_didactic.py --seeds 0 --gamma 30 --iterations 500
+    python experiments/pav_didactic.py                      # seeds 0 1 2, gamma 10, alpha 1
+    python experiments/pav_didactic.py --seeds 0 --gamma 30 --iterations 500
 
 Per seed: a hidden 5-token target, one SFT policy (50 Adam steps on 3,200 samples of mu_5), then
 both policy-gradient runs from that same policy (batch 64, Adam 1e-3; see

@@ -2,13 +2,13 @@
 the distinguishability and alignment of each prover mu_gamma for the SFT policy, next to how
 fast the effective reward ``Q^pi + alpha A^{mu_gamma}`` trains that policy.
 
-    python benchmarks/pav_prover_quality.py                       # seeds 0 1 2, 50 SFT steps (~5 min)
-    python benchmarks/pav_prover_quality.py --sft-iterations 1000 --q-rollouts 16 --rl-cap 300
-    python benchmarks/pav_prover_quality.py --seeds 0 --gammas 5 10 --rl-cap 0   # quantities only
+    python experiments/pav_prover_quality.py                       # seeds 0 1 2, 50 SFT steps (~5 min)
+    python experiments/pav_prover_quality.py --sft-iterations 1000 --q-rollouts 16 --rl-cap 300
+    python experiments/pav_prover_quality.py --seeds 0 --gammas 5 10 --rl-cap 0   # quantities only
 
 (times on a 2-core CPU at load ~8.)
 
-Per seed: the same hidden target and SFT policy as ``benchmarks/pav_didactic.py`` (seed s:
+Per seed: the same hidden target and SFT policy as ``experiments/pav_didactic.py`` (seed s:
 ``didactic.random_target(default_rng(s))``, ``didactic_rl.sft_policy(config, target, s)``). Then:
 
 - States: the alive prefixes (no EOS yet) of ``--trajectories`` rollouts of pi, i.e. samples of

@@ -1,12 +1,12 @@
 """Run a training config end to end and report accuracy and time per stage.
 
-    python benchmarks/quickstart.py [--gin configs/quickstart.gin] [--gin BINDING ...] [--workdir DIR]
+    python experiments/quickstart.py [--gin configs/quickstart.gin] [--gin BINDING ...] [--workdir DIR]
 
 Runs ``python -m prime_jax.train`` in a subprocess (wall time measured around
 it), then summarises the run's ``metrics.jsonl`` and ``sft_history.json``:
 held-out greedy accuracy after SFT and after RL, training (T=1) accuracy of
 the first and last steps, and the mean seconds of each RL stage. Prints a
-markdown table and appends it to ``benchmarks/RESULTS.md``.
+markdown table and appends it to ``experiments/LOG.md``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import time
 
 import numpy as np
 
-from machine import cpu_name
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))  # machine.py
+from machine import RESULTS_LOG, cpu_name  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 STAGES = ("seconds_rollout", "seconds_logprobs", "seconds_verify_wait", "seconds_prm", "seconds_policy",
@@ -73,7 +74,7 @@ def main() -> int:
     wall = time.time() - start
     report = summarise(ROOT / args.workdir, wall, " ".join(["python -m prime_jax.train", *cmd[3:]]))
     print(report)
-    with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:
+    with RESULTS_LOG.open("a") as f:
         f.write("\n" + report)
     return 0
 

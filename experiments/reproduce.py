@@ -1,6 +1,6 @@
 """PRIME vs RLOO-with-outcome-only vs PRIME variants, several seeds, same settings.
 
-    python benchmarks/reproduce.py --sft runs/quickstart_benchmark/sft_model [--seeds 0 1 2] [--steps 50]
+    python experiments/reproduce.py --sft runs/quickstart_benchmark/sft_model [--seeds 0 1 2] [--steps 50]
         [--config configs/quickstart_countdown.gin --root runs/reproduce_countdown]
         [--offline-prm runs/prm_offline] [--explicit-prm runs/eprm_exact]
         [--methods prime rloo prime_dpo prime_frozen_offline step_ppo]
@@ -28,7 +28,7 @@ of the last 5 steps), (c) held-out greedy accuracy and avg@k (``--avg-k`` sample
 the run's temperature, ``prime_jax.evaluate``) of the final policy, (d) the PRM's within-group
 pairwise accuracy over the first and last 20 steps and the correlation of sum q with response
 length; plots the mean training
-curves with their spread; appends the table to benchmarks/RESULTS.md.
+curves with their spread; appends the table to experiments/LOG.md.
 """
 
 from __future__ import annotations
@@ -43,6 +43,9 @@ import subprocess
 import sys
 
 import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))  # machine.py
+from machine import FIGURES, RESULTS_LOG  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 OFFLINE = "prime_jax.rl.trainer.train.prm_init = '{offline}/model'"
@@ -155,15 +158,15 @@ def main() -> int:
             parser.error(f"method {method} needs {NEEDS[name]} DIR")
 
     results = {METHODS[m][0]: [summarise(run(m, s, args), args.target, args.avg_k) for s in args.seeds] for m in methods}
-    fmt = lambda xs: f"{np.nanmean(xs):.3f} ± {np.nanstd(xs):.3f}"  # noqa: E731
+    fmt = lambda xs: f"{np.nanmean(xs):.3f} ± {sample_std(xs):.3f}"  # noqa: E731
     extra = "".join(f" --gin '{g}'" for g in args.gin) + "".join(
         f" {NEEDS[name]} {getattr(args, f'{name}_prm')}" for name in sorted(given))
     extra += f" --methods {' '.join(methods)}"
     lines = [f"## Reproduction: PRIME vs RLOO, {args.config} ({datetime.date.today().isoformat()})",
-             f"- command: `python benchmarks/reproduce.py --sft {args.sft} --seeds {' '.join(map(str, args.seeds))} "
+             f"- command: `python experiments/reproduce.py --sft {args.sft} --seeds {' '.join(map(str, args.seeds))} "
              f"--steps {args.steps} --target {' '.join(map(str, args.target))} --config {args.config} --root {args.root}{extra}`",
              f"- {len(args.seeds)} seeds per method, {args.steps} RL steps of 32 prompts x 4 samples from one shared "
-             "SFT model; mean ± std over seeds; steps-to-target uses the 5-step moving average of the "
+             "SFT model; mean ± sample std (ddof 1) over seeds; steps-to-target uses the 5-step moving average of the "
              "training accuracy (nan = never reached; counted seeds that reached it in brackets)", "",
              "| method | train acc, first 5 steps | train acc, last 5 steps | "
              + " | ".join(f"steps to {t}" for t in args.target) + " | greedy held-out at end | "
@@ -180,14 +183,21 @@ def main() -> int:
                      f"{fmt([r['prm_pair_first'] for r in rs])} / "
                      f"{fmt([r['prm_pair_last'] for r in rs])} | {fmt([r['q_length_corr_last'] for r in rs])} |")
     # one image per --root and method list: a second experiment in the same root keeps the first's image
-    png = ROOT / "benchmarks" / f"reproduce_curves_{pathlib.Path(args.root).name}_{'-'.join(methods)}.png"
+    png = FIGURES / f"reproduce_curves_{pathlib.Path(args.root).name}_{'-'.join(methods)}.png"
     plot(results, png, args.target)
-    lines += ["", f"![training accuracy by method]({png.name})", ""]
+    lines += ["", f"![training accuracy by method](../docs/figures/{png.name})", ""]
     report = "\n".join(lines)
     print(report)
-    with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:
+    with RESULTS_LOG.open("a") as f:
         f.write("\n" + report)
     return 0
+
+
+def sample_std(xs) -> float:
+    """Sample standard deviation (ddof 1) of the finite values; nan for fewer than two."""
+    finite = np.asarray(xs, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    return float(finite.std(ddof=1)) if finite.size > 1 else float("nan")
 
 
 def plot(results: dict, path: pathlib.Path, targets: list[float]) -> None:
@@ -199,7 +209,7 @@ def plot(results: dict, path: pathlib.Path, targets: list[float]) -> None:
         curves = np.stack([r["curve"] for r in rs])
         smooth = np.stack([np.convolve(c, np.ones(5) / 5, mode="valid") for c in curves])
         steps = np.arange(5, curves.shape[1] + 1)
-        mean, std = smooth.mean(0), smooth.std(0)
+        mean, std = smooth.mean(0), smooth.std(0, ddof=1 if len(smooth) > 1 else 0)
         ax.plot(steps, mean, label=method)
         ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
     for target in targets:

@@ -1,6 +1,6 @@
 """Linear probe: does a model's final hidden state at a step end carry that step's correctness?
 
-    python benchmarks/step_probe.py --model runs/pb/arith_sft_model \
+    python experiments/step_probe.py --model runs/pb/arith_sft_model \
         --train runs/pb/arithmetic_dev.jsonl --test prime_jax/assets/processbench/arithmetic.jsonl
 
 ProcessBench-format files give per-step labels (a step is correct iff it comes before the first
