@@ -50,7 +50,7 @@ def explicit_prm_from_backbone(backbone: Transformer, *, seed: int = 0, extra_la
     and MLP down projections, so ``x + attn(.) + mlp(.) = x`` and the PRM starts with the same
     scores as without them: depth between the backbone's next-token features and the step head
     (on arithmetic two of them learned faster but did not raise ProcessBench F1; see
-    benchmarks/RESULTS.md). Each new parameter takes the sharding of the backbone's last layer's
+    experiments/LOG.md). Each new parameter takes the sharding of the backbone's last layer's
     counterpart.
     """
     if extra_layers < 0:
