@@ -20,7 +20,7 @@ class Verdict:
 
 
 class VerifierStats:
-    """Counts verdict statuses per ability (e.g. stats.counts()["math"]["timeout"])."""
+    """Counts verdict statuses per ability (e.g. ``stats.counts()["math"]["timeout"]``)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
