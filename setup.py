@@ -1,8 +1,11 @@
-"""Installs prime_jax: `pip install -e .[test]` (CPU), `.[gpu]`, `.[tpu]`."""
+"""Installs prime_jax: `pip install -e .[test]` (CPU), `.[gpu]`, `.[tpu]`, `.[docs]` (the site)."""
 
 import glob
 
 from setuptools import find_packages, setup
+
+# The documentation site (mkdocs.yml): `pip install -e .[docs]`, then `mkdocs serve` or `mkdocs build --strict`.
+DOCS = ["mkdocs>=1.6.1,<2", "mkdocs-material>=9.8,<10", "mkdocstrings>=1.0,<2", "mkdocstrings-python>=2.0,<3"]
 
 setup(
     name="prime_jax",
@@ -36,7 +39,10 @@ setup(
         "test": ["pytest>=8", "hypothesis>=6.100", "pytest-xdist>=3.5", "torch>=2.4",
                  "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29",
                  # TPU compiler for the ahead-of-time memory plans (prime_jax.memory_plan); no TPU needed
-                 "libtpu==0.0.42.1"],
+                 "libtpu==0.0.42.1",
+                 # tests/test_docs.py builds the documentation site with --strict
+                 *DOCS],
+        "docs": DOCS,
         "gpu": ["jax[cuda12]>=0.6,<0.13"],
         "tpu": ["jax[tpu]>=0.6,<0.13"],
     },
