@@ -20,6 +20,7 @@ LAYERS = [  # in data-flow order; a module may import from its own layer and eve
     ["experience"],
     ["reward_models"],
     ["pav"],
+    ["step_verifiers"],
     ["rl"],
     ["eval"],
     ["gin_cli"],
