@@ -10,8 +10,9 @@ minus its blank steps. A truncated response simply ends in an unclosed last step
 ``encode_steps`` tokenises each step's text and its delimiter separately and concatenates the
 pieces, so a step ends exactly on the last token of its delimiter even with BPE tokenizers that
 would merge a newline with its neighbours. Step ends of SAMPLED token sequences (what a policy
-wrote, tokenised its own way) come from ``prime_jax.rewards.step_ends_from_tokens``; on ids
-written by ``encode_steps`` it marks the same positions (plus the row's last token).
+wrote, tokenised its own way) come from ``prime_jax.rewards.step_ends_from_tokens`` given the
+delimiter's ids (``delimiter_ids``, the one place a delimiter is tokenised); on ids written by
+``encode_steps`` it marks the same positions (plus the row's last token).
 """
 
 from __future__ import annotations
@@ -29,6 +30,19 @@ def split_steps(text: str, delimiter: str = "\n") -> list[str]:
     return [step for step in steps if step.removesuffix(delimiter).strip()]
 
 
+def delimiter_ids(tokenizer, delimiter: str = "\n") -> tuple[int, ...]:
+    """The token ids of ``delimiter`` alone (no special tokens): what ``step_ends_from_tokens``
+    matches in sampled responses. Raises if it encodes to nothing or does not decode back to
+    itself (a tokenizer that loses the delimiter cannot end steps on it)."""
+    if not delimiter:
+        raise ValueError("delimiter_ids: the step delimiter is empty")
+    ids = tuple(int(i) for i in tokenizer.encode(delimiter, add_special_tokens=False))
+    if not ids or tokenizer.decode(list(ids)) != delimiter:
+        raise ValueError(f"the tokenizer encodes the step delimiter {delimiter!r} as {list(ids)}, which does "
+                         "not decode back to it: steps could not end on it")
+    return ids
+
+
 def encode_steps(tokenizer, steps: Sequence[str], delimiter: str = "\n") -> tuple[list[int], list[int]]:
     """``(token_ids, step_end_positions)`` of the steps, delimiter tokens included.
 
@@ -39,7 +53,7 @@ def encode_steps(tokenizer, steps: Sequence[str], delimiter: str = "\n") -> tupl
     """
     if not delimiter:
         raise ValueError("encode_steps: delimiter is empty")
-    delimiter_ids = list(tokenizer.encode(delimiter, add_special_tokens=False))
+    closing_ids = list(delimiter_ids(tokenizer, delimiter))
     contents = [step.removesuffix(delimiter) for step in steps]
     content_ids = tokenizer(contents, add_special_tokens=False)["input_ids"] if contents else []
     token_ids: list[int] = []
@@ -47,7 +61,7 @@ def encode_steps(tokenizer, steps: Sequence[str], delimiter: str = "\n") -> tupl
     for j, (step, ids) in enumerate(zip(steps, content_ids)):
         token_ids += ids
         if j < len(steps) - 1 or step.endswith(delimiter):
-            token_ids += delimiter_ids
+            token_ids += closing_ids
         if len(token_ids) == (ends[-1] + 1 if ends else 0):
             raise ValueError(f"encode_steps: step {j} ({step!r}) encodes to no tokens")
         ends.append(len(token_ids) - 1)
