@@ -2,7 +2,7 @@
 
 Importing `prime_jax.data` does NOT import seqio or TensorFlow; the seqio-facing names
 (`register_eurus_task`, `register_synthetic_task`, `get_task_stats`, `records_from_task`,
-`synthetic_task_name`, `HFVocabulary`) are loaded on first access.
+`synthetic_task_name`, `seqio_records`, `HFVocabulary`) are loaded on first access.
 """
 
 from prime_jax.data.char_tokenizer import (
@@ -16,7 +16,7 @@ from prime_jax.data.char_tokenizer import (
 from prime_jax.data.chat import encode_prompts, encode_responses, render_prompt
 from prime_jax.data.eurus import MATH_SUFFIX, load_eurus_records, parse_eurus_row
 from prime_jax.data.pipeline import PromptBatch, PromptPipeline, left_pad
-from prime_jax.data.records import DataStats, PromptRecord, SFTExample
+from prime_jax.data.records import DataStats, MalformedRow, PromptRecord, SFTExample
 from prime_jax.data.sampler import EpochSampler
 from prime_jax.data.sft import SFTBatch, SFTBatcher
 from prime_jax.data.synthetic import (
@@ -36,6 +36,7 @@ _LAZY = {
     "get_task_stats": "prime_jax.data.tasks",
     "records_from_task": "prime_jax.data.tasks",
     "synthetic_task_name": "prime_jax.data.tasks",
+    "seqio_records": "prime_jax.data.seqio_source",
     "HFVocabulary": "prime_jax.data.vocabulary",
 }
 
@@ -50,7 +51,7 @@ def __getattr__(name):
 
 __all__ = [
     "ArithmeticConfig", "BOS_ID", "BOXED_ID", "CountdownConfig", "DataStats", "EOS_ID",
-    "EpochSampler", "MATH_SUFFIX", "PAD_ID", "PromptBatch", "PromptPipeline", "PromptRecord",
+    "EpochSampler", "MATH_SUFFIX", "MalformedRow", "PAD_ID", "PromptBatch", "PromptPipeline", "PromptRecord",
     "SFTBatch", "SFTBatcher", "SFTExample", "build_char_tokenizer", "countdown_reward",
     "encode_prompts", "encode_responses", "is_correct_countdown", "label_arithmetic_steps",
     "label_countdown_steps", "left_pad", "load_eurus_records", "load_tokenizer",

@@ -15,19 +15,10 @@ import os
 import pathlib
 from typing import Any, Iterator
 
-from prime_jax.data.records import DataStats, PromptRecord, as_messages
+from prime_jax.data.records import DataStats, MalformedRow, PromptRecord, parse_chat, parse_ground_truth
 
 MATH_SUFFIX = "\n\nPresent the answer in LaTex format: \\boxed{Your answer}"
 ABILITIES = ("math", "code")
-_ROLES = ("system", "user", "assistant")
-
-
-class MalformedRow(ValueError):
-    """A row that cannot become a record; `reason` is a short stable counter key."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
 
 
 def read_rows(path: str | os.PathLike) -> Iterator[Any]:
@@ -58,61 +49,27 @@ def read_rows(path: str | os.PathLike) -> Iterator[Any]:
                 yield None
 
 
-def _require_str(value: Any, reason: str) -> str:
-    if not isinstance(value, str):
-        raise MalformedRow(reason)
-    return value
-
-
 def parse_eurus_row(row: Any) -> PromptRecord:
     """One validated, normalised record; raises `MalformedRow` with a reason otherwise."""
     if not isinstance(row, dict):
         raise MalformedRow("not_an_object")
     data_source = row.get("data_source")
-    data_source = "" if data_source is None else _require_str(data_source, "bad_data_source")
+    if data_source is None:
+        data_source = ""
+    elif not isinstance(data_source, str):
+        raise MalformedRow("bad_data_source")
     ability = row.get("ability")
     if ability not in ABILITIES:
         raise MalformedRow("bad_ability")
-    prompt = row.get("prompt")
-    if isinstance(prompt, str):  # some exports store the message list as a JSON string
-        try:
-            prompt = json.loads(prompt)
-        except json.JSONDecodeError:
-            raise MalformedRow("bad_prompt") from None
-    if not isinstance(prompt, (list, tuple)) or not prompt:
-        raise MalformedRow("bad_prompt")
-    for message in prompt:
-        if not isinstance(message, dict) or message.get("role") not in _ROLES \
-                or not isinstance(message.get("content"), str):
-            raise MalformedRow("bad_message")
-    messages = as_messages(prompt)
-    if messages[-1][0] != "user" or not messages[-1][1].strip():
-        raise MalformedRow("no_user_message")
+    messages = parse_chat(row.get("prompt"))
     reward_model = row.get("reward_model")
     if not isinstance(reward_model, dict):
         raise MalformedRow("bad_reward_model")
-    ground_truth = reward_model.get("ground_truth")
-    if isinstance(ground_truth, (int, float)) and not isinstance(ground_truth, bool):
-        ground_truth = str(ground_truth)
-    ground_truth = _require_str(ground_truth, "bad_ground_truth")
-    if not ground_truth.strip():
-        raise MalformedRow("bad_ground_truth")
-    if ability == "code":
-        _check_code_ground_truth(ground_truth)
+    ground_truth = parse_ground_truth(reward_model.get("ground_truth"), ability)
     if ability == "math" and not messages[-1][1].endswith(MATH_SUFFIX):
         messages = messages[:-1] + (("user", messages[-1][1] + MATH_SUFFIX),)
     return PromptRecord(messages=messages, ground_truth=ground_truth, ability=ability,
                         data_source=data_source)
-
-
-def _check_code_ground_truth(ground_truth: str) -> None:
-    try:
-        tests = json.loads(ground_truth)
-    except json.JSONDecodeError:
-        raise MalformedRow("bad_code_tests") from None
-    if not isinstance(tests, dict) or not isinstance(tests.get("inputs"), list) \
-            or not isinstance(tests.get("outputs"), list):
-        raise MalformedRow("bad_code_tests")
 
 
 def iter_eurus_records(path: str | os.PathLike, stats: DataStats | None = None

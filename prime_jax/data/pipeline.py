@@ -5,9 +5,12 @@ Design choice: the pipeline runs straight on a Python list of `PromptRecord`s (l
 prompt is chat-templated and tokenised once at construction into one flat int32 array; prompts
 longer than `max_prompt_length` are dropped there and counted in `stats.dropped_too_long`. The
 order comes from `EpochSampler` (seeded per-epoch permutations over one global position), which
-makes batches a pure function of (records, seed, position): `state()` is a 5-key JSON dict and
-`restore()` resumes exactly, on any number of processes. seqio stays the task registry (see
-`tasks.py`), whose tf.data iterators are neither cheap to checkpoint nor needed here.
+makes batches a pure function of (records, seed, position): `state()` is a small JSON dict (the
+sampler's position, seed, size and shuffle flag, plus a sha256 of the tokenised prompts and their
+answers) and `restore()` resumes exactly, on any number of processes, refusing prompts that differ
+from the saved run's. seqio stays the task registry (see `tasks.py`; `seqio_source.py` reads any
+registered Task or Mixture into records), whose tf.data iterators are neither cheap to
+checkpoint nor needed here.
 
 Layout: each prompt fills `num_samples` contiguous rows (row = prompt * n + k); `prompt_ids`
 is LEFT-padded with the tokenizer's pad id so generation starts at the same column everywhere.
@@ -16,6 +19,7 @@ is LEFT-padded with the tokenizer's pad id so generation starts at the same colu
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -101,6 +105,29 @@ class PromptPipeline(SamplerBacked):
                                       or [np.zeros(0, np.int32)])
         self.sampler = EpochSampler(len(self.records), seed=seed, shuffle=shuffle,
                                     process_index=process_index, process_count=process_count)
+        self.prompts_sha256 = self._digest()
+
+    def _digest(self) -> str:
+        """sha256 over the prompt tokens, their offsets and each record's answer and ability."""
+        digest = hashlib.sha256(self._tokens.tobytes())
+        digest.update(self._offsets.astype(np.int64).tobytes())
+        for record in self.records:
+            digest.update(f"{record.ground_truth}\0{record.ability}\0".encode())
+        return digest.hexdigest()
+
+    def state(self) -> dict:
+        """The sampler's state plus the prompts' digest (JSON-able)."""
+        return {**self.sampler.state(), "prompts_sha256": self.prompts_sha256}
+
+    def restore(self, state: dict) -> None:
+        """Continues from ``state``; a state saved over other prompts (same count, different
+        text, answers or tokenizer) is refused. States saved before the digest existed restore."""
+        saved = state.get("prompts_sha256")
+        if saved is not None and saved != self.prompts_sha256:
+            raise ValueError("cannot restore: the prompts differ from the saved run's (prompts_sha256 "
+                             f"{self.prompts_sha256[:12]}... here, {saved[:12]}... saved); the data source "
+                             "changed since the checkpoint")
+        self.sampler.restore({k: v for k, v in state.items() if k != "prompts_sha256"})
 
     def __len__(self) -> int:
         """Number of usable prompts (after dropping too-long ones)."""

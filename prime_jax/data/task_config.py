@@ -1,4 +1,9 @@
-"""Which problems a run trains and evaluates on, and the tokenizer that reads them."""
+"""Which problems a run trains and evaluates on, and the tokenizer that reads them.
+
+Sources: the synthetic tasks (``arithmetic``, ``countdown``), Eurus-2-RL rows in a parquet/jsonl
+file (``eurus``) and any registered seqio Task or Mixture (``seqio``, read by
+`prime_jax.data.seqio_source`, which alone imports seqio/TensorFlow, and only when named).
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,22 @@ import dataclasses
 
 from prime_jax import data
 
+TASK_NAMES = ("arithmetic", "countdown", "eurus", "seqio")
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TaskConfig:
-    """A synthetic task (``arithmetic``, ``countdown``) or Eurus-2-RL rows (``eurus``).
+    """A synthetic task (``arithmetic``, ``countdown``), Eurus-2-RL rows (``eurus``) or a seqio
+    Task or Mixture (``seqio``).
 
     Synthetic problems are generated from ``seed``; the eval split is disjoint
     from train by construction; ``synthetic`` sets their difficulty (an ``ArithmeticConfig`` or
     ``CountdownConfig``; None: the task's defaults, SPEC section 6). ``eurus`` reads ``path``
-    (parquet/jsonl) and ``eval_path``. ``tokenizer`` is ``"char"`` (shipped) or a local HF directory.
+    (parquet/jsonl) and ``eval_path``. ``seqio`` trains on split ``seqio_train_split`` of the
+    registered Task or Mixture ``seqio_task`` and evaluates on ``seqio_eval_split`` (None: no
+    held-out evaluation), after importing ``seqio_modules`` (the modules that register it); see
+    `prime_jax.data.seqio_source` for the record fields. ``tokenizer`` is ``"char"`` (shipped) or
+    a local HF directory.
     """
 
     name: str = "arithmetic"
@@ -27,8 +39,20 @@ class TaskConfig:
     tokenizer: str = "char"
     max_prompt_length: int = 64
     synthetic: data.ArithmeticConfig | data.CountdownConfig | None = None
+    seqio_task: str | None = None
+    seqio_train_split: str = "train"
+    seqio_eval_split: str | None = None
+    seqio_modules: tuple[str, ...] = ()
 
     def __post_init__(self):
+        if self.name not in TASK_NAMES:
+            raise ValueError(f"TaskConfig.name={self.name!r}: expected one of {TASK_NAMES}")
+        if (self.name == "seqio") != bool(self.seqio_task):
+            raise ValueError(f"TaskConfig.seqio_task={self.seqio_task!r} with name={self.name!r}: name 'seqio' "
+                             "and seqio_task (a registered seqio Task or Mixture) go together")
+        if self.name != "seqio" and (self.seqio_eval_split or self.seqio_modules):
+            raise ValueError(f"TaskConfig.seqio_eval_split / seqio_modules are set, but name={self.name!r} "
+                             "is not 'seqio'")
         expected = {"arithmetic": data.ArithmeticConfig, "countdown": data.CountdownConfig}.get(self.name)
         if self.synthetic is not None and not isinstance(self.synthetic, expected or ()):
             raise ValueError(f"TaskConfig.synthetic={self.synthetic!r} does not configure task {self.name!r}"
@@ -48,6 +72,7 @@ def task_config_from_dict(fields: dict) -> TaskConfig:
     """The ``TaskConfig`` that ``dataclasses.asdict`` turned into ``fields`` (e.g. a run's
     ``run.json``, lists for tuples): ``synthetic`` becomes the ``ArithmeticConfig`` / ``CountdownConfig``
     of its task."""
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
     synthetic = fields.get("synthetic")
     if synthetic is not None:
         kind = {"arithmetic": data.ArithmeticConfig, "countdown": data.CountdownConfig}.get(fields.get("name"))
@@ -76,4 +101,19 @@ def load_task(config: TaskConfig) -> TaskData:
         train = data.load_eurus_records(config.path, stats=stats)
         evaluation = data.load_eurus_records(config.eval_path, stats=stats) if config.eval_path else []
         return TaskData(train, evaluation, [], tokenizer, stats.as_dict())
-    raise ValueError(f"TaskConfig.name={config.name!r}: expected arithmetic, countdown or eurus")
+    return _load_seqio(config, tokenizer)
+
+
+def _load_seqio(config: TaskConfig, tokenizer) -> TaskData:
+    """The records of the named seqio Task or Mixture (imports seqio/TensorFlow on first use)."""
+    from prime_jax.data.seqio_source import seqio_records
+
+    stats = data.DataStats()
+    read = dict(modules=config.seqio_modules, stats=stats)
+    train = seqio_records(config.seqio_task, config.seqio_train_split, **read)
+    if not train:
+        raise ValueError(f"TaskConfig.seqio_task={config.seqio_task!r}: split {config.seqio_train_split!r} has no "
+                         f"valid record ({stats.as_dict()})")
+    evaluation = seqio_records(config.seqio_task, config.seqio_eval_split, **read,
+                               split_field="TaskConfig.seqio_eval_split") if config.seqio_eval_split else []
+    return TaskData(train, evaluation, [], tokenizer, stats.as_dict())

@@ -2,7 +2,9 @@
 
 Encoding adds no special tokens (chat templates place them); `encode_tf` runs the Python
 tokenizer through `tf.numpy_function`. The tokenizer is loaded lazily, so the vocabulary can be
-built (and a Task registered) without reading files until data is actually produced.
+built (and a Task registered) without reading files until data is actually produced; the tf ops
+load it while the graph is built, on the caller's thread: a first load inside a tf.data worker
+thread can fail in transformers' lazy imports ("cannot import name 'AutoTokenizer'").
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ class HFVocabulary(seqio.Vocabulary):
         return self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=False)
 
     def _encode_tf(self, s):
+        _ = self.tokenizer  # loaded now, on the graph-building thread
+
         def encode(text: bytes) -> np.ndarray:
             return np.asarray(self._encode(text.decode("utf-8")), np.int32)
 
@@ -61,6 +65,8 @@ class HFVocabulary(seqio.Vocabulary):
         return ids
 
     def _decode_tf(self, ids):
+        _ = self.tokenizer  # loaded now, on the graph-building thread
+
         def decode(values: np.ndarray) -> bytes:
             return self._decode(values.tolist()).encode("utf-8")
 

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prime_jax.data import MATH_SUFFIX, DataStats, load_eurus_records, parse_eurus_row
-from prime_jax.data.eurus import MalformedRow
+from prime_jax.data.records import MalformedRow
 
 SYSTEM = {"role": "system", "content": "think step by step"}
 CODE_TESTS = json.dumps({"inputs": ["1\n"], "outputs": ["2\n"]})

@@ -8,7 +8,7 @@ from prime_jax.verifiers import math as math_verifier
 
 
 def test_importing_data_does_not_load_tensorflow_or_seqio():
-    code = ("import sys, prime_jax.data; from prime_jax.data import *; "
+    code = ("import sys, prime_jax.data, prime_jax.data.task_config; from prime_jax.data import *; "
             "assert 'tensorflow' not in sys.modules and 'seqio' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 

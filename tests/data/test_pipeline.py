@@ -1,5 +1,6 @@
 """RL prompt pipeline: layout, left padding, determinism, exact resume, process shards."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -91,6 +92,11 @@ def test_restore_rejects_another_dataset(records, tokenizer):
         make(records, tokenizer, seed=1).restore(state)
     with pytest.raises(ValueError):
         make(records[:50], tokenizer).restore(state)
+    changed = [dataclasses.replace(records[0], ground_truth=records[0].ground_truth + "0")] + list(records[1:])
+    with pytest.raises(ValueError, match="the prompts differ from the saved run's"):
+        make(changed, tokenizer).restore(state)
+    older = {k: v for k, v in state.items() if k != "prompts_sha256"}  # saved before the digest existed
+    make(records, tokenizer).restore(older)
 
 
 @pytest.mark.parametrize("process_count", [2, 3])
