@@ -53,7 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--hf", help="a local Hugging Face model directory (config.json + safetensors)")
     model.add_argument("--tokenizer", help="tokenizer directory or 'char' (default: --hf itself)")
     parser.add_argument("--task", required=True,
-                        help="arithmetic | countdown (synthetic eval split) | jsonl:PATH (benchmark)")
+                        help="arithmetic | countdown (synthetic eval split) | jsonl:PATH (benchmark) | "
+                             "seqio:NAME[:SPLIT] (a registered seqio Task or Mixture; split default validation)")
+    parser.add_argument("--seqio-module", action="append", default=[],
+                        help="a module to import first, which registers the --task seqio:NAME (repeatable)")
     parser.add_argument("--num", type=int, default=100, help="number of problems (default 100)")
     parser.add_argument("--k", type=int, default=4, help="samples per problem for avg/maj/pass@k")
     parser.add_argument("--temperature", type=float, default=0.3, help="sampling temperature (0.3)")
@@ -127,7 +130,7 @@ def evaluate(args) -> dict:
     policy, tokenizer, name = load_policy(args)
     synthetic = run_synthetic_settings(args.workdir, args.task) if args.workdir else None
     records, skipped = make_records(args.task, args.num, seed=args.seed, suffix="" if args.no_suffix else MATH_SUFFIX,
-                                    synthetic=synthetic)
+                                    synthetic=synthetic, seqio_modules=args.seqio_module)
     prm_pair, reward = load_prm(args) if args.prm_workdir else (None, None)
     orm = load_orm_dir(args.orm) if args.orm else None
     explicit_prm, explicit_delimiter = load_explicit_prm_dir(args.explicit_prm) if args.explicit_prm else (None, "\n")

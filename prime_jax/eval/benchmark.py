@@ -1,4 +1,5 @@
-"""Evaluation problems: a synthetic task's held-out split or a benchmark jsonl.
+"""Evaluation problems: a synthetic task's held-out split, a benchmark jsonl or a registered seqio
+Task or Mixture (``seqio:NAME[:SPLIT]``, records as `prime_jax.data.seqio_source` reads them).
 
 Benchmark jsonl rows (one JSON object a line; malformed rows are skipped and counted):
 MATH-500 / AIME / AMC ``{"problem": str, "answer": str | number}``; GSM8K ``{"question": str,
@@ -56,12 +57,21 @@ def load_benchmark(path: str | pathlib.Path, *, suffix: str = MATH_SUFFIX
     return records, dict(skipped)
 
 
-def make_records(task: str, num: int, *, seed: int, suffix: str, synthetic=None):
+def make_records(task: str, num: int, *, seed: int, suffix: str, synthetic=None, seqio_modules=()):
     """(records, skipped) for ``arithmetic`` / ``countdown`` (eval split; ``synthetic``: its
-    ``ArithmeticConfig`` / ``CountdownConfig``, None for the task's defaults) or ``jsonl:PATH``."""
+    ``ArithmeticConfig`` / ``CountdownConfig``, None for the task's defaults), ``jsonl:PATH`` or
+    ``seqio:NAME[:SPLIT]`` (split "validation" by default; ``seqio_modules`` register NAME)."""
     if task in SYNTHETIC_TASKS:
         return make_synthetic_rl_prompts(task, seed, num, split="eval", config=synthetic), {}
     if task.startswith("jsonl:"):
         records, skipped = load_benchmark(task[len("jsonl:"):], suffix=suffix)
         return records[:num], skipped
-    raise ValueError(f"--task {task!r}: expected one of {SYNTHETIC_TASKS} or jsonl:PATH")
+    if task.startswith("seqio:"):
+        from prime_jax.data import DataStats, seqio_records  # imports seqio / TensorFlow
+
+        name, _, split = task[len("seqio:"):].partition(":")
+        stats = DataStats()
+        records = seqio_records(name, split or "validation", modules=seqio_modules, stats=stats,
+                                field="--task seqio:NAME", split_field="--task seqio:NAME:SPLIT")
+        return records[:num], dict(stats.skip_reasons)
+    raise ValueError(f"--task {task!r}: expected one of {SYNTHETIC_TASKS}, jsonl:PATH or seqio:NAME[:SPLIT]")
