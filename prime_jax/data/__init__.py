@@ -20,6 +20,7 @@ from prime_jax.data.records import DataStats, MalformedRow, PromptRecord, SFTExa
 from prime_jax.data.sampler import EpochSampler
 from prime_jax.data.sft import SFTBatch, SFTBatcher
 from prime_jax.data.synthetic import (
+    OUTCOME_SCORERS,
     ArithmeticConfig,
     CountdownConfig,
     countdown_reward,
@@ -52,7 +53,7 @@ def __getattr__(name):
 __all__ = [
     "ArithmeticConfig", "BOS_ID", "BOXED_ID", "CountdownConfig", "DataStats", "EOS_ID",
     "EpochSampler", "MATH_SUFFIX", "MalformedRow", "PAD_ID", "PromptBatch", "PromptPipeline", "PromptRecord",
-    "SFTBatch", "SFTBatcher", "SFTExample", "build_char_tokenizer", "countdown_reward",
+    "SFTBatch", "SFTBatcher", "SFTExample", "OUTCOME_SCORERS", "build_char_tokenizer", "countdown_reward",
     "encode_prompts", "encode_responses", "is_correct_countdown", "label_arithmetic_steps",
     "label_countdown_steps", "left_pad", "load_eurus_records", "load_tokenizer",
     "make_synthetic_rl_prompts", "make_synthetic_sft_examples", "parse_eurus_row",

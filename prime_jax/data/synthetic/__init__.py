@@ -1,8 +1,9 @@
 """Synthetic reasoning tasks with exact answers and exact per-step labels (pure Python/numpy).
 
 `make_synthetic_rl_prompts(task, ...)` / `make_synthetic_sft_examples(task, ...)` dispatch on the
-task name ("arithmetic" or "countdown"); `synthetic_reward(ability, response, ground_truth)` is
-the checker for the abilities these tasks emit that do not go through the math verifier;
+task name ("arithmetic" or "countdown"); `OUTCOME_SCORERS` maps each ability these tasks emit that
+does not go through the math verifier to its checker (what ``verifiers.VerifierPool(scorers=...)``
+takes);
 `exact_step_labels(task, response, ground_truth, problem)` the exact per-step labels of any response.
 """
 
@@ -36,6 +37,7 @@ from prime_jax.data.synthetic.countdown import (
 from prime_jax.data.synthetic.splits import is_eval_problem
 
 TASKS = ("arithmetic", "countdown")
+OUTCOME_SCORERS = {"countdown": countdown_reward}  # ability -> scorer(response, ground_truth) -> float
 _CONFIGS = {"arithmetic": ArithmeticConfig, "countdown": CountdownConfig}
 
 
