@@ -1,9 +1,10 @@
-"""Implicit process rewards (PRIME SPEC 1.4) and the accuracy-band prompt filter (SPEC 1.3).
+"""Implicit process rewards (PRIME SPEC 1.4): ``r_t = beta * log(pi_phi / pi_ref)`` per token,
+summed per response or per reasoning step, and normalised.
 
 Layout: ``B`` rows = prompts x n with the n samples of a prompt in contiguous rows; ``L`` padded
 response length; ``mask_bt`` is 1 on every response token up to and including EOS, 0 on right
-padding. Everything here is jit-safe and shape-static; no function returns a data-dependent shape
-except the NumPy-side :func:`kept_group_indices`.
+padding. Everything here is jit-safe and shape-static. (The accuracy-band prompt filter, SPEC 1.3,
+lives with the collection it serves: `prime_jax.experience.accuracy_filter`.)
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from prime_jax.scans import DEFAULT_SCAN_METHOD, discounted_reverse_cumsum
 
@@ -184,55 +184,3 @@ def rewards_and_suffix(logp_prm, logp_ref, mask, *, granularity: str = "token",
         return _batch_norm_with_suffix(r_bt, num_chunks, method)
     r_bt = jnp.float32(beta) * r_bt
     return r_bt, (discounted_reverse_cumsum(r_bt, 1.0, method=method) if need_suffix else None)
-
-
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
-class FilterResult:
-    """Outcome of :func:`accuracy_filter` (a pytree: usable as a jit output).
-
-    keep_g: bool (G,) kept groups; keep_b: bool (B,) the same per row; mean_acc_g: (G,) group
-    mean accuracy; num_kept / num_dropped_band / num_dropped_truncated: int32 scalars (a group
-    dropped for both reasons counts as truncated).
-    """
-
-    keep_g: jax.Array
-    keep_b: jax.Array
-    mean_acc_g: jax.Array
-    num_kept: jax.Array
-    num_dropped_band: jax.Array
-    num_dropped_truncated: jax.Array
-
-
-def accuracy_filter(acc, *, num_samples: int, low: float = 0.2, high: float = 0.8,
-                    truncated=None, drop_truncated: bool = False) -> FilterResult:
-    """Keep a prompt iff ``low <= mean_k acc[g*n + k] <= high`` (both inclusive), whole groups.
-
-    The group mean is ``sum / n`` in float32 and compared with a 1e-6 slack, so that e.g. 1/5 and
-    4/5 sit inside [0.2, 0.8] whatever the rounding. With ``drop_truncated`` a group with any
-    truncated row (``truncated`` (B,), e.g. ``mask.all(-1)``) is dropped too. Static shapes: the
-    result holds masks and counts; gather indices outside jit with :func:`kept_group_indices`.
-    """
-    acc_gn = jnp.asarray(acc, jnp.float32).reshape(-1, num_samples)
-    mean_g = jnp.sum(acc_gn, axis=-1) / num_samples
-    slack = 1e-6
-    in_band_g = (mean_g >= low - slack) & (mean_g <= high + slack)
-    trunc_g = jnp.zeros_like(in_band_g)
-    if drop_truncated:
-        if truncated is None:
-            raise ValueError("drop_truncated=True needs truncated")
-        trunc_g = jnp.any(jnp.asarray(truncated, bool).reshape(-1, num_samples), axis=-1)
-    keep_g = in_band_g & ~trunc_g
-    return FilterResult(
-        keep_g=keep_g,
-        keep_b=jnp.repeat(keep_g, num_samples),
-        mean_acc_g=mean_g,
-        num_kept=jnp.sum(keep_g, dtype=jnp.int32),
-        num_dropped_band=jnp.sum(~in_band_g & ~trunc_g, dtype=jnp.int32),
-        num_dropped_truncated=jnp.sum(trunc_g, dtype=jnp.int32),
-    )
-
-
-def kept_group_indices(result: FilterResult) -> np.ndarray:
-    """NumPy (host) side: indices of the kept groups, in order (a variable-length int array)."""
-    return np.flatnonzero(np.asarray(result.keep_g))

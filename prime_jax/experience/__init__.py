@@ -1,2 +1,3 @@
 """From prompts to scored rollouts: sample -> decode -> verify (``generate``), the RL step's
-collection with the accuracy filter (``collect``), and held-out greedy accuracy (``greedy``)."""
+collection (``collect``) with the accuracy-band filter (``accuracy_filter``), and held-out greedy
+accuracy (``greedy``)."""

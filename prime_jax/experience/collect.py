@@ -15,8 +15,9 @@ import time
 import jax
 import numpy as np
 
-from prime_jax import rewards, sharding
+from prime_jax import sharding
 from prime_jax.rewards import check_choice
+from prime_jax.experience.accuracy_filter import accuracy_filter
 from prime_jax.experience.batch import GroupBuffer, ScoredRollouts, join_sequences, score_rows
 from prime_jax.experience.generate import generate
 from prime_jax.rollout import SamplingConfig
@@ -100,9 +101,9 @@ def collect(*, policy: Role, policy_params, reference_params, logprob_fn, pipeli
         scored = score_rows(prompts, out.tokens_bl, out.mask_bl, out.truncated_b, old_logp, ref_logp,
                             out.texts, acc)
         if config.filter_accuracy:
-            result = rewards.accuracy_filter(acc, num_samples=config.num_samples, low=config.acc_low,
-                                             high=config.acc_high, truncated=scored.truncated_b,
-                                             drop_truncated=config.drop_truncated)
+            result = accuracy_filter(acc, num_samples=config.num_samples, low=config.acc_low,
+                                     high=config.acc_high, truncated=scored.truncated_b,
+                                     drop_truncated=config.drop_truncated)
             keep_g = np.asarray(result.keep_g)
         else:
             keep_g = np.ones(len(indices), bool)
