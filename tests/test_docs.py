@@ -45,3 +45,40 @@ def test_experiment_drivers_are_listed():
     assert drivers
     unlisted = [name for name in drivers if f"({name})" not in listing]
     assert not unlisted, f"experiments/README.md has no line for {unlisted}"
+
+
+def _gin_binding_problem(name: str) -> str | None:
+    """Why ``name`` (``prime_jax.<module path>.<Configurable>.<parameter>``) names nothing, or None.
+
+    Read statically: the longest prefix that is a module file, then ``class`` / ``def`` of the
+    configurable in it and the parameter's name in that file."""
+    parts = name.split(".")
+    for cut in range(len(parts) - 2, 0, -1):
+        base = REPO.joinpath(*parts[:cut])
+        source = base.with_suffix(".py") if base.with_suffix(".py").exists() else base / "__init__.py"
+        if source.exists():
+            break
+    else:
+        return "no module"
+    rest = parts[cut:]
+    if len(rest) != 2:
+        return f"expected <Configurable>.<parameter> after {'.'.join(parts[:cut])}"
+    text = source.read_text()
+    owner = re.search(rf"^(\s*)(class|def) {rest[0]}\b(.*?)(?=^\1(?:class|def|@) |\Z)", text, flags=re.M | re.S)
+    if not owner:
+        return f"{source.relative_to(REPO)} defines no {rest[0]}"
+    if owner.group(2) == "def":  # a configurable function: the parameter is in its signature
+        found = re.search(rf"\b{rest[1]}\b", owner.group(3).split("):", 1)[0])
+    else:  # a configurable dataclass: the parameter is one of its fields
+        found = re.search(rf"^\s+{rest[1]}\s*:", owner.group(3), flags=re.M)
+    return None if found else f"{rest[0]} in {source.relative_to(REPO)} has no parameter {rest[1]}"
+
+
+def test_gin_bindings_in_the_docs_name_real_settings():
+    """A binding quoted in README or a guide (``prime_jax.x.Config.field = ...``) still exists."""
+    pages = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+    bindings = {name for page in pages
+                for name in re.findall(r"(prime_jax(?:\.\w+)+)\s*=", page.read_text())}
+    assert bindings
+    stale = {name: why for name in sorted(bindings) if (why := _gin_binding_problem(name))}
+    assert not stale, f"bindings in the docs that name nothing: {stale}"
