@@ -9,6 +9,7 @@ import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "prime_jax"
 LAYERS = [  # in data-flow order; a module may import from its own layer and every earlier one
+    ["config_checks"],
     ["sharding"],
     ["models"],
     ["data"],
@@ -27,7 +28,7 @@ LAYERS = [  # in data-flow order; a module may import from its own layer and eve
     ["train", "train_reward", "evaluate", "export", "processbench", "mc_label", "memory_plan"],
 ]
 CLIS = set(LAYERS[-1])
-PURE = {"models", "scans", "rewards", "advantages", "losses", "verifiers", "rollout"}
+PURE = {"config_checks", "models", "scans", "rewards", "advantages", "losses", "verifiers", "rollout"}
 FORBIDDEN_IN_PURE = {"gin", "optax", "orbax", "seqio", "tensorflow"}
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 
