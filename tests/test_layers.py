@@ -23,6 +23,7 @@ LAYERS = [  # in data-flow order; a module may import from its own layer and eve
     ["pav"],
     ["step_verifiers"],
     ["rl"],
+    ["search"],
     ["eval"],
     ["gin_cli"],
     ["train", "train_reward", "evaluate", "export", "processbench", "mc_label", "memory_plan"],

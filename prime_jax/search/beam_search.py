@@ -1,4 +1,4 @@
-"""Step-level beam search guided by a step scorer (Rewarding Progress, arXiv 2410.08146, sec. 5).
+"""Step-level beam search guided by a step verifier (Rewarding Progress, arXiv 2410.08146, sec. 5).
 
 A state is a token prefix ``s_h = prompt + a_1 + ... + a_h`` (a step ``a`` is the tokens up to and
 including a step delimiter or EOS). For P problems at once, with beam width B and C proposals:
@@ -6,12 +6,14 @@ including a step delimiter or EOS). For P problems at once, with beam width B an
     live beams  S_0 = {prompt} * B                      (the start state fills every beam)
     round r:    for every live beam s, propose C steps  a^(1..C) ~ pi(. | s)   (one batched
                 ``rollout.sample`` over all P * B beams, num_samples = C, stop ids = delimiter + EOS)
-                score every candidate  g(s + a) = step_scorer(...)  (higher is better)
+                score every candidate  g(s + a) = step_scorer(...)  (higher is better): a
+                ``StepVerifier``'s score of the new step (``search.scorers``) or any ``CandidateScorer``
                 keep the top  B - |finished|  distinct candidates of each problem (ties: lower index)
                 kept candidates that emitted EOS or reached ``max_response_tokens`` are finished
     stop        when B beams of a problem are finished, none is live, or after ``max_steps`` rounds
-    answer      argmax over finished beams of ``final_scorer`` (an ORM, or a Q^pi model used as
-                an outcome scorer); beams cut by ``max_steps`` count only if none finished.
+    answer      argmax over finished beams of ``final_scorer`` (e.g. ``scorers.final_scorer`` of a
+                verifier: an ORM's last score, a Q^pi model at the end, an explicit PRM's product
+                or an implicit PRM's min step); beams cut by ``max_steps`` count only if none finished.
 
 Compute is counted as **sampled tokens**: the lengths of every proposal of a live beam (kept or
 discarded), per problem, so a search compares with best-of-N (N full samples) at matched tokens.
@@ -27,13 +29,16 @@ problem, b = beam, n = candidate row (p * B * C + b * C + c), w = prefix column,
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Protocol
+from typing import Callable
 
 import jax
 import numpy as np
 
 from prime_jax.models.transformer import Transformer
 from prime_jax.rollout import Rollouts, SamplingConfig, sample
+from prime_jax.search.candidates import CandidateScorer, FinalScorer, StepCandidates
+from prime_jax.search.scorers import verifier_step_scorer
+from prime_jax.step_verifiers import StepVerifier
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -68,44 +73,6 @@ class BeamSearchConfig:
         """The proposal sampler: one step, stopping at a step delimiter or EOS."""
         return SamplingConfig(max_new_tokens=self.max_step_tokens, temperature=self.temperature, top_p=self.top_p,
                               eos_id=(self.eos_id, *self.step_stop_ids), pad_id=self.pad_id, decode_segments=1)
-
-
-@dataclasses.dataclass(frozen=True)
-class StepCandidates:
-    """The N = M * C candidates of one round, host numpy arrays.
-
-    * ``tokens_nw`` / ``mask_nw``: the candidate prefix (prompt + earlier steps + new step),
-      left-padded to W columns (the new step's last token is column W - 1);
-    * ``step_mask_nw``: 1 on the new step's tokens; ``response_mask_nw``: 1 on every response token;
-    * ``parent_n``: the row of each candidate's parent in ``parent_tokens_mw`` / ``parent_mask_mw`` /
-      ``parent_response_mask_mw`` (the prefix before the step; the prompt alone on the first
-      step), M = P * B;
-    * ``step_index_n``: how many steps the parent already has (0 on the first step);
-    * ``live_n``: 1 where the parent beam is live (other rows are never selected).
-    """
-
-    tokens_nw: np.ndarray
-    mask_nw: np.ndarray
-    step_mask_nw: np.ndarray
-    response_mask_nw: np.ndarray
-    parent_n: np.ndarray
-    parent_tokens_mw: np.ndarray
-    parent_mask_mw: np.ndarray
-    parent_response_mask_mw: np.ndarray
-    step_index_n: np.ndarray
-    live_n: np.ndarray
-
-
-class StepScorer(Protocol):
-    """``scorer(candidates) -> float (N,)``: the score of each candidate's new step (higher is better)."""
-
-    def __call__(self, candidates: StepCandidates) -> np.ndarray: ...
-
-
-class FinalScorer(Protocol):
-    """``scorer(tokens_nw, mask_nw, response_mask_nw) -> float (N,)``: the score of finished responses."""
-
-    def __call__(self, tokens_nw: np.ndarray, mask_nw: np.ndarray, response_mask_nw: np.ndarray) -> np.ndarray: ...
 
 
 # propose(prefix_tokens_mw, prefix_mask_mw, key, num_samples) -> Rollouts with M * num_samples rows
@@ -185,14 +152,18 @@ def first_occurrences(tokens_pkw: np.ndarray, allowed_pk: np.ndarray) -> np.ndar
 
 
 def beam_search(policy: Transformer | None, prompt_ids_pt, prompt_mask_pt, *, key: jax.Array,
-                step_scorer: StepScorer, final_scorer: FinalScorer, config: BeamSearchConfig,
+                step_scorer: StepVerifier | CandidateScorer, final_scorer: FinalScorer, config: BeamSearchConfig,
                 proposer: Proposer | None = None) -> BeamSearchResult:
     """Step-level beam search for P left-padded prompts (P, T); algorithm in the module docstring.
 
+    ``step_scorer``: a ``StepVerifier`` (each candidate's new step gets the verifier's score of it,
+    ``scorers.verifier_step_scorer``) or any callable on ``StepCandidates``.
     ``proposer`` replaces sampling from ``policy`` (tests use hand-built proposers). Round r draws
     its proposals with ``fold_in(key, r)``.
     """
     propose = proposer or policy_proposer(policy, config)
+    if isinstance(step_scorer, StepVerifier):
+        step_scorer = verifier_step_scorer(step_scorer)
     b, c, pad = config.beam_width, config.proposals, config.pad_id
     prompt_ids_pt, prompt_mask_pt = np.asarray(prompt_ids_pt, np.int32), np.asarray(prompt_mask_pt, np.int32)
     p, t = prompt_ids_pt.shape

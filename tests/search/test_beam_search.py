@@ -1,6 +1,6 @@
-"""Step-level beam search (prime_jax.pav.beam_search) and its step scorers: a hand-built tree with
-a known best path that greedy step selection misses, exact token accounting, B = C = 1 as plain
-step-by-step sampling on a tiny Transformer, and the PAV effective reward on a hand-built tree."""
+"""Step-level beam search (prime_jax.search) and step verifiers as its scorers: a hand-built tree
+with a known best path that greedy step selection misses, exact token accounting, B = C = 1 as
+plain step-by-step sampling on a tiny Transformer, and the PAV effective reward on a hand-built tree."""
 
 import jax
 import jax.numpy as jnp
@@ -9,9 +9,13 @@ import pytest
 from flax import nnx
 
 from prime_jax.models import ModelConfig, Transformer, token_logprobs
-from prime_jax.pav import step_scorers
-from prime_jax.pav.beam_search import BeamSearchConfig, StepCandidates, append_steps, beam_search, top_slots
+from prime_jax.rewards import ImplicitRewardConfig
 from prime_jax.rollout import Rollouts, SamplingConfig, sample
+from prime_jax.search.beam_search import BeamSearchConfig, append_steps, beam_search, top_slots
+from prime_jax.search.candidates import StepCandidates
+from prime_jax.search.scorers import final_scorer, verifier_step_scorer
+from prime_jax.step_verifiers import ImplicitPRMVerifier, PavVerifier, StepScores, StepVerifier
+from prime_jax.step_verifiers.base import response_step_ends
 
 PAD, EOS, DELIM, FILL = 0, 2, 3, 7
 ACTIONS = (4, 5, 6)
@@ -180,84 +184,130 @@ def test_greedy_one_beam_matches_greedy_decoding(tiny_policy):
                                   np.where(np.asarray(full.mask) > 0, np.asarray(full.tokens), 0))
 
 
+class TableQ(StepVerifier):
+    """A hand-built Q model: ``Q^pi`` of a prefix looked up by the actions its response took
+    (scores are logits, read on the host through a callback)."""
+
+    kind = "table_q"
+    logit_scores = True
+
+    def __init__(self, q_pi: dict):
+        self.q_pi = q_pi
+        super().__init__(name="table", tokenizer=None, step_delimiter="|", delimiter_ids=(DELIM,), threshold=None)
+
+    def weights(self):
+        return ()
+
+    def _score(self, weights, tokens_bs, attention_mask_bs, response_mask_bl, step_end_bl):
+        ends_bl = response_step_ends(tokens_bs, response_mask_bl, self.delimiter_ids, step_end_bl)
+        logit = lambda q: np.log(np.clip(q, 1e-9, 1 - 1e-9) / np.clip(1 - q, 1e-9, 1))  # noqa: E731
+
+        def host(tokens_bs, response_bl, ends_bl):
+            tokens_bl = np.asarray(tokens_bs)[:, -response_bl.shape[1]:]
+            scores_bl = np.zeros(response_bl.shape, np.float32)
+            for b, t in zip(*np.nonzero(np.asarray(ends_bl))):
+                path = tuple(int(x) for x, m in zip(tokens_bl[b, :t + 1], response_bl[b, :t + 1]) if m and int(x) in ACTIONS)
+                scores_bl[b, t] = logit(self.q_pi[path])
+            return scores_bl, np.full(len(scores_bl), logit(self.q_pi[()]), np.float32)
+
+        b, length = response_mask_bl.shape
+        scores_bl, prompt_b = jax.pure_callback(
+            host, (jax.ShapeDtypeStruct((b, length), jnp.float32), jax.ShapeDtypeStruct((b,), jnp.float32)),
+            tokens_bs, response_mask_bl, ends_bl)
+        return StepScores(scores_bl=scores_bl, step_end_bl=ends_bl, prompt_score_b=prompt_b)
+
+
+def tree_candidates(children, parent_of_child):
+    """Candidates of one round: prompt (1, 9), each action then the delimiter, left-padded to W."""
+    width = 2 + 2 * max(len(x) for x in children)
+
+    def rows(paths):
+        seqs = [[1, 9] + [tok for a in x for tok in (a, DELIM)] for x in paths]
+        tokens = np.array([[PAD] * (width - len(q)) + q for q in seqs], np.int32)
+        response = np.array([[0] * (width - 2 * len(x)) + [1] * 2 * len(x) for x in paths], np.int32)
+        return tokens, (tokens != PAD).astype(np.int32), response
+
+    parents = [x[:-1] for x in children]
+    (t, m, r), (pt, pm, pr) = rows(children), rows(parents)
+    step = np.zeros_like(m)
+    step[:, -2:] = 1
+    return StepCandidates(tokens_nw=t, mask_nw=m, step_mask_nw=step, response_mask_nw=r,
+                          parent_n=np.array(parent_of_child), parent_tokens_mw=pt, parent_mask_mw=pm,
+                          parent_response_mask_mw=pr, step_index_n=np.array([len(x) - 1 for x in children]),
+                          live_n=np.ones(len(children), int))
+
+
 def test_pav_effective_reward_on_a_hand_built_tree():
     # Q^pi of prefixes (by response): root 0.2; steps a -> 0.5, b -> 0.1; then a,a -> 0.9, a,b -> 0.0.
-    q_pi = {(): 0.2, (4,): 0.5, (5,): 0.1, (4, 4): 0.9, (4, 5): 0.0}
-
-    def q_model(tokens_nw, mask_nw, response_mask_nw):
-        return np.array([q_pi[tuple(int(t) for t in row[m > 0] if int(t) in ACTIONS)]
-                         for row, m in zip(tokens_nw, mask_nw)])
-
-    def candidates(children, parents, parent_n):
-        def rows(paths):
-            tokens = np.array([[1] + [9] * (3 - len(x)) + list(x) for x in paths], np.int32)
-            return tokens, np.ones_like(tokens)
-        (t, m), (pt, pm) = rows(children), rows(parents)
-        return StepCandidates(tokens_nw=t, mask_nw=m, step_mask_nw=m, response_mask_nw=m,
-                              parent_n=np.array(parent_n), parent_tokens_mw=pt, parent_mask_mw=pm,
-                              parent_response_mask_mw=pm,
-                              step_index_n=np.zeros(len(children), int), live_n=np.ones(len(children), int))
+    q_model = TableQ({(): 0.2, (4,): 0.5, (5,): 0.1, (4, 4): 0.9, (4, 5): 0.0})
 
     def bok(q, k):
         return 1 - (1 - q) ** k
 
     alpha, k = 0.5, 4
-    scorer = step_scorers.pav_scorer(q_model, alpha=alpha, k=k)
-    first = scorer(candidates([(4,), (5,)], [()], [0, 0]))
+    scorer = verifier_step_scorer(PavVerifier(q_model, alpha=alpha, best_of_k=k))
+    first = scorer(tree_candidates([(4,), (5,)], [0, 0]))
     expected_adv = [bok(0.5, k) - bok(0.2, k), bok(0.1, k) - bok(0.2, k)]  # V^mu(s_0) from the prompt
     np.testing.assert_allclose(first, [0.5 + alpha * expected_adv[0], 0.1 + alpha * expected_adv[1]], atol=1e-6)
     assert expected_adv[1] < 0 < expected_adv[0]
-    second = scorer(candidates([(4, 4), (4, 5)], [(4,), (5,)], [0, 0]))
+    second = scorer(tree_candidates([(4, 4), (4, 5)], [0, 1]))
     np.testing.assert_allclose(second, [0.9 + alpha * (bok(0.9, k) - bok(0.5, k)),
                                         0.0 + alpha * (0.0 - bok(0.5, k))], atol=1e-6)
     # K = 1: the prover is pi itself and A = Q^pi(child) - Q^pi(parent)
-    plain = step_scorers.pav_scorer(q_model, alpha=1.0, k=1)(candidates([(4, 4)], [(4,)], [0]))
+    plain = verifier_step_scorer(PavVerifier(q_model, alpha=1.0, best_of_k=1))(tree_candidates([(4, 4)], [0]))
     np.testing.assert_allclose(plain, [0.9 + (0.9 - 0.5)], atol=1e-6)
-    np.testing.assert_allclose(step_scorers.q_scorer(q_model)(candidates([(4, 5)], [(4,)], [0])), [0.0])
+    q_only = verifier_step_scorer(PavVerifier(q_model, alpha=0.0))(tree_candidates([(4, 5)], [0]))
+    np.testing.assert_allclose(q_only, [0.0], atol=1e-6)
+
+
+def test_pav_keeps_siblings_in_q_order_and_rewards_progress_across_parents():
     rng = np.random.default_rng(0)
-    q_child, q_parent = rng.random(50), np.full(50, 0.3)
-    np.testing.assert_array_equal(np.argsort(step_scorers.pav_scores(q_child, q_parent, alpha=2.0, k=4)),
-                                  np.argsort(q_child))  # siblings: the same order as Q^pi
-    # across parents progress counts: Q 0.6 reached from 0.1 beats Q 0.65 reached from 0.6
-    cross = step_scorers.pav_scores(np.array([0.6, 0.65]), np.array([0.1, 0.6]), alpha=2.0, k=4)
-    assert cross[0] > cross[1]
+    q_child = rng.random(3)
+    siblings = TableQ({(): 0.2, (4,): 0.3, **{(4, a): float(q) for a, q in zip(ACTIONS, q_child)}})
+    scores = verifier_step_scorer(PavVerifier(siblings, alpha=2.0, best_of_k=4))(
+        tree_candidates([(4, a) for a in ACTIONS], [0, 0, 0]))
+    np.testing.assert_array_equal(np.argsort(scores), np.argsort(q_child))
+    # Q 0.6 reached from 0.1 beats Q 0.65 reached from 0.6
+    cross = TableQ({(): 0.2, (4,): 0.1, (5,): 0.6, (4, 4): 0.6, (5, 4): 0.65})
+    scores = verifier_step_scorer(PavVerifier(cross, alpha=2.0, best_of_k=4))(tree_candidates([(4, 4), (5, 4)], [0, 1]))
+    assert scores[0] > scores[1]
 
 
-def test_implicit_prm_scorer_sums_the_new_steps_log_ratios(tiny_policy):
+def test_implicit_prm_scores_the_new_steps_log_ratios(tiny_policy):
     config = tiny_policy.config
     prm = Transformer(config, rngs=nnx.Rngs(1))
     tokens = np.array([[0, 0, 1, 5, 6, 3, 8, 2]], np.int32)
     mask = (tokens > 0).astype(np.int32)
     step = np.zeros_like(mask)
     step[0, -2:] = 1
-    c = StepCandidates(tokens_nw=tokens, mask_nw=mask, step_mask_nw=step, response_mask_nw=(np.arange(8)[None] >= 4).astype(np.int32),
-        parent_n=np.array([0]), parent_tokens_mw=tokens, parent_mask_mw=mask,
-        parent_response_mask_mw=(np.arange(8)[None] >= 6).astype(np.int32), step_index_n=np.array([1]), live_n=np.array([1]))
+    response = (np.arange(8)[None] >= 4).astype(np.int32)
+    c = StepCandidates(tokens_nw=tokens, mask_nw=mask, step_mask_nw=step, response_mask_nw=response,
+                       parent_n=np.array([0]), parent_tokens_mw=tokens, parent_mask_mw=mask,
+                       parent_response_mask_mw=(np.arange(8)[None] >= 6).astype(np.int32),
+                       step_index_n=np.array([1]), live_n=np.array([1]))
     real = jnp.asarray(tokens[:, 2:])  # the same sequence without padding
     ratio = np.asarray(token_logprobs(prm, real) - token_logprobs(tiny_policy, real))[0]
-    step_score = step_scorers.implicit_prm_scorer(prm, tiny_policy, beta=0.1)(c)
+    verifier = ImplicitPRMVerifier(prm, tiny_policy, reward=ImplicitRewardConfig(beta=0.1), name="test",
+                                   tokenizer=None, delimiter_ids=(DELIM,))
+    step_score = verifier_step_scorer(verifier)(c)
     np.testing.assert_allclose(step_score, [0.1 * ratio[-2:].sum()], rtol=1e-4, atol=1e-6)
-    cumulative = step_scorers.implicit_prm_scorer(prm, tiny_policy, beta=0.1, cumulative=True)(c)
+    cumulative = verifier_step_scorer(verifier.with_reading("cumulative"))(c)
     np.testing.assert_allclose(cumulative, [0.1 * ratio[-4:].sum()], rtol=1e-4, atol=1e-6)
-    q = step_scorers.implicit_prm_q(prm, tiny_policy, beta=0.1)(tokens, mask, c.response_mask_nw)
-    np.testing.assert_allclose(q, 1 / (1 + np.exp(-cumulative)), rtol=1e-5)
-    # min over the response's two steps (6, 3 | 8, 2) of the per-step log-ratio sums
-    final = step_scorers.implicit_min_final(prm, tiny_policy, (DELIM,))(tokens, mask, c.response_mask_nw)
-    np.testing.assert_allclose(final, [min(ratio[-4:-2].sum(), ratio[-2:].sum())], rtol=1e-4, atol=1e-6)
+    # min over the response's two steps (6, 3 | 8, 2) of the per-step rewards
+    final = final_scorer(verifier, "min")(tokens, mask, response)
+    np.testing.assert_allclose(final, [0.1 * min(ratio[-4:-2].sum(), ratio[-2:].sum())], rtol=1e-4, atol=1e-6)
 
 
-def test_monte_carlo_q_estimates_the_policys_probability(tiny_policy):
-    prefixes = np.array([[0, 1, 5, 6], [1, 4, 9, EOS]], np.int32)
-    mask = (prefixes > 0).astype(np.int32)
-
-    def reward_fn(prefix_rw, prefix_mask_rw, completion_rl, completion_mask_rl):
-        empty_r = completion_mask_rl.sum(1) == 0
-        return np.where(empty_r, 0.25, (completion_rl[:, 0] == 5) & (completion_mask_rl[:, 0] > 0))
-
-    n = 4000
-    q_model = step_scorers.MonteCarloQ(tiny_policy, reward_fn, num_rollouts=n, key=jax.random.key(5),
-                                       sampling=SamplingConfig(max_new_tokens=1, eos_id=EOS))
-    q = q_model(prefixes, mask)
-    exact = float(np.exp(np.asarray(token_logprobs(tiny_policy, jnp.asarray([[1, 5, 6, 5]])))[0, -1]))
-    assert abs(q[0] - exact) < 4 * np.sqrt(exact * (1 - exact) / n)
-    assert q[1] == 0.25 and q_model.sampled_tokens == n  # the ended prefix samples nothing
+def test_a_verifier_guides_the_search_and_picks_the_answer(tiny_policy):
+    """beam_search takes a StepVerifier directly; the final pick is the best "last" score."""
+    q_model = TableQ({(): 0.2, (4,): 0.9, (5,): 0.6, (6,): 0.1, (5, 6): 1.0, (5, 4): 0.2, (5, 5): 0.2,
+                      (4, 4): 0.1, (4, 5): 0.1, (4, 6): 0.1, (5, 6, 4): 1.0, (5, 6, 5): 0.3, (5, 6, 6): 0.3,
+                      **{(a, b, c): 0.0 for a in ACTIONS for b in ACTIONS for c in ACTIONS
+                         if (a, b) != (5, 6)}, **{(a, b): 0.0 for a in (6,) for b in ACTIONS}})
+    config = BeamSearchConfig(beam_width=2, proposals=3, max_steps=6, max_step_tokens=8, max_response_tokens=16,
+                              eos_id=EOS, step_stop_ids=(DELIM,), pad_id=PAD)
+    prompt = np.array([[PAD, 1, 9]], np.int32)
+    result = beam_search(None, prompt, (prompt != PAD).astype(np.int32), key=jax.random.key(0),
+                         step_scorer=q_model, final_scorer=final_scorer(q_model, "last"), config=config,
+                         proposer=toy_proposer(depth=3))
+    assert path_of(result.response_pl[0], result.response_mask_pl[0]) == TARGET
