@@ -17,7 +17,8 @@ import optax
 from flax import nnx
 
 from prime_jax import losses
-from prime_jax.rewards import ImplicitRewardConfig, check_choice
+from prime_jax.config_checks import check_choice
+from prime_jax.rewards import ImplicitRewardConfig
 from prime_jax.training.forward import SequenceBatch, response_logprobs
 from prime_jax.training.updates import accumulate, clip_and_apply, jit_update
 
