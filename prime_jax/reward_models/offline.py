@@ -44,6 +44,7 @@ from flax import nnx
 from tqdm import tqdm
 
 from prime_jax import losses, run_dir, sharding
+from prime_jax.config_checks import check_choice, check_positive
 from prime_jax.data import PromptPipeline, countdown_reward
 from prime_jax.data.task_config import TaskConfig, load_task
 from prime_jax.experience.batch import ScoredRollouts, concat
@@ -56,7 +57,7 @@ from prime_jax.reward_models.step_rows import (StepRows, balance_step_weights, e
                                                weight_wrong_steps)
 from prime_jax.reward_models.updates import (LabelledMiniBatch, PrmLossConfig, explicit_step_loss,
                                              make_explicit_prm_update, make_orm_update, make_prm_update)
-from prime_jax.rewards import ImplicitRewardConfig, check_choice
+from prime_jax.rewards import ImplicitRewardConfig
 from prime_jax.rollout import SamplingConfig
 from prime_jax.training.forward import make_logprob_fn, response_logprobs
 from prime_jax.training.state import Role, init_optimizer
@@ -103,8 +104,7 @@ class StepLabelConfig:
 
     def __post_init__(self):
         check_choice("StepLabelConfig", "labels", self.labels, STEP_LABELS)
-        if not self.wrong_step_weight > 0:
-            raise ValueError(f"StepLabelConfig.wrong_step_weight={self.wrong_step_weight}: must be > 0")
+        check_positive("StepLabelConfig", "wrong_step_weight", self.wrong_step_weight)
         if self.balance_classes and self.wrong_step_weight != 1.0:
             raise ValueError(f"StepLabelConfig: balance_classes=True and wrong_step_weight="
                              f"{self.wrong_step_weight} both set the class weights; choose one")
