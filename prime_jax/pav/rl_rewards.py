@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from prime_jax.pav.provers import best_of_k_q
-from prime_jax.rewards import check_choice
+from prime_jax.config_checks import check_at_least, check_choice
 
 FORMS = ("q", "effective", "advantage", "q_plus_q")
 
@@ -48,10 +48,8 @@ class PavRewardConfig:
 
     def __post_init__(self):
         check_choice("PavRewardConfig", "form", self.form, FORMS)
-        if self.best_of_k < 1:
-            raise ValueError(f"PavRewardConfig.best_of_k={self.best_of_k!r}: must be >= 1")
-        if not self.alpha >= 0:
-            raise ValueError(f"PavRewardConfig.alpha={self.alpha!r}: must be >= 0")
+        check_at_least("PavRewardConfig", "best_of_k", self.best_of_k, 1)
+        check_at_least("PavRewardConfig", "alpha", self.alpha, 0)
         if self.prover_prm is not None and self.form == "q":
             raise ValueError(f"PavRewardConfig.prover_prm={self.prover_prm!r} with form='q': the plain Q^pi "
                              "reward has no prover term")
