@@ -10,9 +10,9 @@ import optax
 from flax import nnx
 
 from prime_jax import losses
+from prime_jax.config_checks import check_choice, check_positive
 from prime_jax.losses import AGGREGATIONS
 from prime_jax.models import token_logprobs_and_entropy
-from prime_jax.rewards import check_choice
 from prime_jax.training.forward import SequenceBatch
 from prime_jax.training.updates import accumulate, clip_and_apply, jit_update
 
@@ -33,8 +33,7 @@ class PolicyLossConfig:
     def __post_init__(self):
         check_choice("PolicyLossConfig", "agg", self.agg, AGGREGATIONS)
         check_choice("PolicyLossConfig", "kl_kind", self.kl_kind, KL_KINDS)
-        if not self.clip_eps > 0:
-            raise ValueError(f"PolicyLossConfig.clip_eps={self.clip_eps!r}: must be > 0")
+        check_positive("PolicyLossConfig", "clip_eps", self.clip_eps)
 
 
 @jax.tree_util.register_dataclass
