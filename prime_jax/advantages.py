@@ -34,7 +34,8 @@ import jax
 import jax.numpy as jnp
 
 from prime_jax import rewards as rewards_lib
-from prime_jax.rewards import ImplicitRewardConfig, check_choice
+from prime_jax.config_checks import check_choice, check_in_range
+from prime_jax.rewards import ImplicitRewardConfig
 from prime_jax.scans import DEFAULT_SCAN_METHOD, SCAN_METHODS, discounted_reverse_cumsum
 
 ESTIMATORS = ("rloo", "grpo", "reinforce", "reinforce_mean")
@@ -73,8 +74,7 @@ class AdvantageConfig:
         check_choice("AdvantageConfig", "process_baseline", self.process_baseline, PROCESS_BASELINES)
         check_choice("AdvantageConfig", "scan_method", self.scan_method, SCAN_METHODS)
         for name in ("process_gamma", "outcome_gamma"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"AdvantageConfig.{name}={getattr(self, name)!r}: must be in [0, 1]")
+            check_in_range("AdvantageConfig", name, getattr(self, name), 0, 1)
 
     @property
     def uses_prm(self) -> bool:
