@@ -30,6 +30,7 @@ import sys
 from tqdm import tqdm
 
 from prime_jax.eval import processbench
+from prime_jax.step_verifiers import StepVerifier, load_step_verifier
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,15 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_scorer(args) -> processbench.StepScorer:
+def load_verifier(args) -> StepVerifier:
+    """The step verifier of the one verifier flag given (the loader checks the directory holds that kind)."""
     if (args.prm_step is not None or args.reference) and not args.prm_workdir:
         raise ValueError("--prm-step and --reference go with --prm-workdir")
-    if args.prm_workdir:
-        return processbench.implicit_prm_scorer(args.prm_workdir, step=args.prm_step, reference=args.reference,
-                                                step_delimiter=args.step_delimiter)
-    if args.orm:
-        return processbench.orm_scorer(args.orm, step_delimiter=args.step_delimiter or "\n")
-    return processbench.explicit_prm_scorer(args.explicit_prm, step_delimiter=args.step_delimiter)
+    flag, path, kind = next((f, p, k) for f, p, k in (("--prm-workdir", args.prm_workdir, "implicit_prm"),
+                                                      ("--orm", args.orm, "orm"),
+                                                      ("--explicit-prm", args.explicit_prm, "explicit_prm")) if p)
+    return load_step_verifier(path, kind=kind, step=args.prm_step, reference=args.reference,
+                              step_delimiter=args.step_delimiter, field=flag)
 
 
 def load_splits(paths) -> tuple[dict, dict]:
@@ -87,10 +88,10 @@ def _progress(batches):
 
 def run(args) -> dict:
     splits, skipped = load_splits(args.data)
-    scorer = load_scorer(args)
-    results = processbench.evaluate_splits(scorer, splits, threshold_split=args.threshold_split,
+    verifier = load_verifier(args)
+    results = processbench.evaluate_splits(verifier, splits, threshold_split=args.threshold_split,
                                            batch_size=args.batch_size, progress=_progress)
-    results = {"verifier": {"kind": scorer.kind, "name": scorer.name, "step_delimiter": scorer.step_delimiter},
+    results = {"verifier": {"kind": verifier.kind, "name": verifier.name, "step_delimiter": verifier.step_delimiter},
                "data": {name: str(path) for name, path in zip(splits, args.data)},
                **results, "mean_f1": processbench.mean_f1(results["splits"]),
                "skipped_malformed": {name: {reason: len(where) for reason, where in reasons.items()}

@@ -17,16 +17,18 @@ Metric (ProcessBench, per split = per data file). A verifier gives each step ``k
     acc_correct   = mean over rows with label == -1 of [pred == -1]
     F1            = 2 * acc_erroneous * acc_correct / (acc_erroneous + acc_correct)   (0 if both 0)
 
-An accuracy over no rows is undefined (None), and so is F1 then. Step scores: an explicit PRM's
-per-step probability; an ORM read at every step end, ``sigmoid(r_t)`` at the step's last token
-(``OutcomeRewardModel.position_scores``); an implicit PRM's ``sigmoid(beta * sum_{t in step} q_t)``
-with ``q_t = log pi_phi(y_t|y<t) - log pi_ref(y_t|y<t)`` and the beta it was trained with. The
-threshold is 0.5 for explicit PRMs and ORMs; an implicit PRM's score has no calibrated 0.5, so its
-threshold is the one that maximises F1 on one split (``choose_threshold``), reused on the others.
+An accuracy over no rows is undefined (None), and so is F1 then. Step scores come from a
+``step_verifiers.StepVerifier`` whose scores are logits: ``p_k = sigmoid(score_k)`` - an
+explicit PRM's ``sigmoid(z)`` at the step's last token, an ORM's ``sigmoid(r_t)`` read at every step
+end, an implicit PRM's ``sigmoid(beta * sum_{t in step} q_t)`` with
+``q_t = log pi_phi(y_t|y<t) - log pi_ref(y_t|y<t)`` and the beta it was trained with. The
+threshold is the verifier's fixed one (0.5 for explicit PRMs and ORMs); an implicit PRM's score has
+no calibrated 0.5, so its threshold is the one that maximises F1 on one split
+(``choose_threshold``), reused on the others.
 
 Each row is scored as the chat-templated problem (one user message) followed by the steps joined
-by the step delimiter and EOS (``data.steps.encode_steps`` gives the step-end positions; the last
-step ends at EOS, as in a sampled response).
+by the verifier's step delimiter and EOS (``data.steps.encode_steps`` gives the step-end
+positions, handed to the verifier; the last step ends at EOS, as in a sampled response).
 """
 
 from __future__ import annotations
@@ -37,19 +39,11 @@ import json
 import pathlib
 from collections.abc import Callable, Sequence
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
-from prime_jax.data import encode_prompts, left_pad, load_tokenizer
+from prime_jax.data import encode_prompts, left_pad
 from prime_jax.data.steps import encode_steps
-from prime_jax.models import load_explicit_prm, load_orm
-from prime_jax.reward_models import scoring
-from prime_jax.run_dir import load_implicit_prm, read_reward_model_info
-
-FIXED_THRESHOLD = 0.5
-KINDS = ("explicit_prm", "implicit_prm", "orm")
+from prime_jax.step_verifiers import StepVerifier
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -182,102 +176,6 @@ def choose_threshold(scores: Sequence[Sequence[float]], labels: Sequence[int]) -
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class StepScorer:
-    """A step verifier ready to score rows: ``score(tokens_bs, mask_bs, response_mask_bl,
-    step_ends_bl) -> (probs_bk, count_b)`` gives each step's score in [0, 1] (module docstring).
-
-    ``threshold`` is fixed (0.5) or None: chosen on a split."""
-
-    kind: str
-    name: str
-    tokenizer: object
-    step_delimiter: str
-    threshold: float | None
-    score: Callable
-
-    def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ValueError(f"StepScorer.kind={self.kind!r}: expected one of {KINDS}")
-        if not self.step_delimiter:
-            raise ValueError("StepScorer.step_delimiter is empty: steps need a delimiter")
-
-
-def _require_dir(path, flag: str) -> pathlib.Path:
-    path = pathlib.Path(path)
-    if not path.is_dir():
-        raise FileNotFoundError(f"{flag} {path}: not a directory")
-    return path
-
-
-def _model_dir(path: pathlib.Path, kind: str, flag: str) -> pathlib.Path:
-    """``path/model`` of an offline reward-model directory of ``kind``, else ``path`` itself if it
-    is a Hugging Face directory; an error naming both layouts otherwise."""
-    if read_reward_model_info(path, kind) is not None:
-        return path / "model"
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{flag} {path}: neither a reward-model directory (reward.json with kind "
-                                f"{kind!r}, model/) nor a Hugging Face model directory (config.json)")
-    return path
-
-
-def implicit_prm_scorer(path, *, step: int | None = None, reference: str | None = None,
-                        step_delimiter: str | None = None) -> StepScorer:
-    """A PRIME run's PRM (at checkpoint ``step``, default latest) or an offline implicit PRM
-    (``train_reward``), against ``reference`` (default: the one it was trained against); beta and
-    the step delimiter are the ones it was trained with unless ``step_delimiter`` is given."""
-    loaded = load_implicit_prm(_require_dir(path, "--prm-workdir"), step=step, reference=reference)
-    reward = loaded.reward
-
-    def score(tokens_bs, mask_bs, response_mask_bl, step_ends_bl):
-        steps_bk, count_b = scoring.implicit_step_rewards(loaded.prm, loaded.reference, tokens_bs, mask_bs,
-                                                          response_mask_bl, step_ends_bl)
-        return 1.0 / (1.0 + np.exp(-reward.beta * steps_bk.astype(np.float64))), count_b
-
-    return StepScorer(kind="implicit_prm", name=loaded.name, tokenizer=loaded.tokenizer,
-                      step_delimiter=step_delimiter or reward.step_delimiter, threshold=None, score=score)
-
-
-@nnx.jit
-def _orm_position_scores(orm, tokens_bs, mask_bs) -> jax.Array:
-    return orm.position_scores(jnp.asarray(tokens_bs, jnp.int32), jnp.asarray(mask_bs, jnp.int32))
-
-
-def orm_scorer(path, *, step_delimiter: str = "\n") -> StepScorer:
-    """An ORM directory (``train_reward`` kind orm, or a one-label ``*ForSequenceClassification``
-    HF directory) read at every step end: step score ``sigmoid(r_t)`` at the step's last token."""
-    model_dir = _model_dir(_require_dir(path, "--orm"), "orm", "--orm")
-    orm = load_orm(model_dir)
-
-    def score(tokens_bs, mask_bs, response_mask_bl, step_ends_bl):
-        length = np.shape(response_mask_bl)[1]
-        r_bl = np.asarray(_orm_position_scores(orm, tokens_bs, mask_bs))[:, -length:]
-        r_bk, count_b = scoring.values_at_step_ends(r_bl, np.asarray(step_ends_bl, bool) & np.asarray(response_mask_bl, bool))
-        return 1.0 / (1.0 + np.exp(-r_bk)), count_b
-
-    return StepScorer(kind="orm", name=str(path), tokenizer=load_tokenizer(model_dir), step_delimiter=step_delimiter,
-                      threshold=FIXED_THRESHOLD, score=score)
-
-
-def explicit_prm_scorer(path, *, step_delimiter: str | None = None) -> StepScorer:
-    """An explicit PRM (``models.ExplicitPRM``: a ``train_reward`` kind explicit_prm directory, or
-    its HF directory itself): step score ``sigmoid(z_t)`` at the step's last token, threshold 0.5;
-    the step delimiter is the one it was trained with (a newline for a bare HF directory) unless
-    ``step_delimiter`` is given."""
-    path = _require_dir(path, "--explicit-prm")
-    model_dir = _model_dir(path, "explicit_prm", "--explicit-prm")
-    info = read_reward_model_info(path, "explicit_prm") or {}
-    prm = load_explicit_prm(model_dir)
-
-    def score(tokens_bs, mask_bs, response_mask_bl, step_ends_bl):
-        probs_bk, count_b = scoring.explicit_step_scores(prm, tokens_bs, mask_bs, response_mask_bl, step_ends_bl)
-        return np.asarray(probs_bk, np.float64), np.asarray(count_b)
-
-    return StepScorer(kind="explicit_prm", name=str(path), tokenizer=load_tokenizer(model_dir),
-                      step_delimiter=step_delimiter or info.get("step_delimiter", "\n"),
-                      threshold=FIXED_THRESHOLD, score=score)
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
 class EncodedRecord:
     """Token ids of a record's prompt and response, and each step's last position in the response."""
 
@@ -300,15 +198,18 @@ def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
-def score_records(scorer: StepScorer, records: Sequence[ProcessBenchRecord], *, batch_size: int = 16,
+def score_records(verifier: StepVerifier, records: Sequence[ProcessBenchRecord], *, batch_size: int = 16,
                   progress: Callable = lambda batches: batches) -> list[np.ndarray]:
-    """Each record's step scores (float64, one per step). Rows are batched by length (widths
-    rounded up to 64 tokens, the last batch padded to ``batch_size`` rows: few compiles)."""
+    """Each record's step probabilities ``sigmoid(score)`` (float64, one per step). Rows are
+    batched by length (widths rounded up to 64 tokens, the last batch padded to ``batch_size``
+    rows: few compiles)."""
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size}: must be >= 1")
-    tokenizer = scorer.tokenizer
+    if not verifier.logit_scores:
+        raise ValueError(f"ProcessBench needs step probabilities; a {verifier.kind} verifier's scores are not logits")
+    tokenizer = verifier.tokenizer
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    rows = [encode_record(tokenizer, r, scorer.step_delimiter) for r in records]
+    rows = [encode_record(tokenizer, r, verifier.step_delimiter) for r in records]
     order = sorted(range(len(rows)), key=lambda i: len(rows[i].prompt_ids) + len(rows[i].response_ids))
     out: list[np.ndarray | None] = [None] * len(rows)
     for start in progress(range(0, len(order), batch_size)):
@@ -324,34 +225,36 @@ def score_records(scorer: StepScorer, records: Sequence[ProcessBenchRecord], *, 
             ids_bl[b, :len(row.response_ids)] = row.response_ids
             mask_bl[b, :len(row.response_ids)] = 1
             ends_bl[b, row.step_ends] = True
-        probs_bk, count_b = scorer.score(np.concatenate([ids_bp, ids_bl], 1),
-                                         np.concatenate([prompt_mask_bp, mask_bl], 1), mask_bl, ends_bl)
+        scores = verifier.score_steps(np.concatenate([ids_bp, ids_bl], 1), np.concatenate([prompt_mask_bp, mask_bl], 1),
+                                      mask_bl, step_end_bl=ends_bl)
+        probs_bl = np.asarray(verifier.step_probabilities(scores.scores_bl), np.float64)
+        step_end_bl = np.asarray(scores.step_end_bl)
         for b, i in enumerate(chosen):
-            if count_b[b] != len(records[i].steps):
-                raise RuntimeError(f"record {records[i].id!r}: {len(records[i].steps)} steps but the scorer "
-                                   f"found {count_b[b]} step ends")
-            out[i] = np.asarray(probs_bk[b, :count_b[b]], np.float64)
+            if step_end_bl[b].sum() != len(records[i].steps):
+                raise RuntimeError(f"record {records[i].id!r}: {len(records[i].steps)} steps but the verifier "
+                                   f"found {step_end_bl[b].sum()} step ends")
+            out[i] = probs_bl[b, step_end_bl[b]]
     return out
 
 
-def evaluate_splits(scorer: StepScorer, splits: dict[str, list[ProcessBenchRecord]], *,
+def evaluate_splits(verifier: StepVerifier, splits: dict[str, list[ProcessBenchRecord]], *,
                     threshold_split: str | None = None, batch_size: int = 16,
                     progress: Callable = lambda batches: batches) -> dict:
     """ProcessBench metrics of every split: ``{"threshold": {...}, "splits": {name: metrics}}``.
 
-    The threshold is the scorer's fixed one unless ``threshold_split`` names a split to choose
-    it on (``choose_threshold``); a scorer without a fixed threshold uses the first split then.
+    The threshold is the verifier's fixed one unless ``threshold_split`` names a split to choose
+    it on (``choose_threshold``); a verifier without a fixed threshold uses the first split then.
     """
     if not splits:
         raise ValueError("no splits to evaluate")
-    if threshold_split is None and scorer.threshold is None:
+    if threshold_split is None and verifier.threshold is None:
         threshold_split = next(iter(splits))
     if threshold_split is not None and threshold_split not in splits:
         raise ValueError(f"threshold split {threshold_split!r} is not one of the splits {sorted(splits)}")
-    scores = {name: score_records(scorer, records, batch_size=batch_size, progress=progress)
+    scores = {name: score_records(verifier, records, batch_size=batch_size, progress=progress)
               for name, records in splits.items()}
     if threshold_split is None:
-        threshold, rule = scorer.threshold, f"fixed {scorer.threshold}"
+        threshold, rule = verifier.threshold, f"fixed {verifier.threshold}"
     else:
         labels = [r.label for r in splits[threshold_split]]
         threshold = choose_threshold(scores[threshold_split], labels)

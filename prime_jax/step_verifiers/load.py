@@ -68,7 +68,7 @@ def load_step_verifier(path, *, kind: str | None = None, step: int | None = None
     ``step_delimiter`` overrides the recorded one."""
     found = verifier_kind(path, field=field)
     if kind is not None and found != kind:
-        raise ValueError(f"{field} {path}: holds a {found} (from its record), expected a {kind}")
+        raise ValueError(f"{field} {path}: holds a verifier of kind {found!r} (from its record), expected kind {kind!r}")
     if found != "implicit_prm" and (step is not None or reference is not None):
         raise ValueError(f"{field} {path}: a checkpoint step and a reference apply to an implicit PRM, not a {found}")
     path = pathlib.Path(path)

@@ -15,13 +15,13 @@ from prime_jax.checkpoint import Checkpointer
 from prime_jax.data import load_tokenizer
 from prime_jax.data.synthetic import (label_arithmetic_steps, label_countdown_steps, make_arithmetic_problems,
                                       parse_arithmetic_problem, parse_countdown_problem, solve_arithmetic)
-from prime_jax.eval.processbench import (ProcessBenchRecord, choose_threshold, encode_record, explicit_prm_scorer,
-                                         first_flagged, load_processbench, score_records, split_metrics)
+from prime_jax.eval.processbench import (ProcessBenchRecord, choose_threshold, encode_record, first_flagged,
+                                         load_processbench, score_records, split_metrics)
 from prime_jax.models import (ModelConfig, Transformer, explicit_prm_from_backbone, orm_from_backbone,
                               save_explicit_prm, save_orm, save_pretrained)
-from prime_jax.reward_models import scoring
 from prime_jax.rewards import ImplicitRewardConfig, step_ends_from_tokens
 from prime_jax.run_dir import RunInfo, write_reward_model_info
+from prime_jax.step_verifiers import load_step_verifier
 
 ASSETS = pathlib.Path(cli.__file__).parent / "assets" / "processbench"
 
@@ -228,15 +228,15 @@ def test_cli_explicit_prm_at_threshold_one_half(setup):
 def test_batched_step_scores_equal_one_unpadded_row_at_a_time(setup):
     """Left padding, length buckets and batching do not move a score: the explicit PRM's sigmoid
     logit at each step end of the prompt + response alone (right padding cannot reach back)."""
-    scorer = explicit_prm_scorer(setup["explicit"])
+    verifier = load_step_verifier(setup["explicit"])
     records, _ = load_processbench(setup["data"][0])
-    batched = score_records(scorer, records, batch_size=4)
+    batched = score_records(verifier, records, batch_size=4)
     for record, scores_k in zip(records, batched):
-        row = encode_record(scorer.tokenizer, record, "\n")
+        row = encode_record(verifier.tokenizer, record, "\n")
         sequence = row.prompt_ids + row.response_ids
         ids, mask = np.zeros((1, 128), np.int32), np.zeros((1, 128), np.int32)
         ids[0, :len(sequence)], mask[0, :len(sequence)] = sequence, 1
-        logits_s = np.asarray(scoring.explicit_logits(setup["explicit_model"], ids, mask))[0]
+        logits_s = np.asarray(setup["explicit_model"](ids, mask))[0]
         expected_k = 1 / (1 + np.exp(-logits_s[len(row.prompt_ids) + np.array(row.step_ends)]))
         assert len(scores_k) == len(record.steps)
         np.testing.assert_allclose(scores_k, expected_k, rtol=1e-4, atol=1e-5)
@@ -256,9 +256,9 @@ def test_cli_reports_malformed_rows_with_file_and_line(setup, tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--data", "missing.jsonl", "--orm", "{orm}"], "not found"),
     (["--data", "{dev}", "--orm", "{hf}"], "ForSequenceClassification"),
-    (["--data", "{dev}", "--orm", "{run}"], "neither a reward-model directory"),
-    (["--data", "{dev}", "--explicit-prm", "{orm}"], "ForTokenClassification"),
-    (["--data", "{dev}", "--orm", "{explicit}"], "expected 'orm'"),
+    (["--data", "{dev}", "--orm", "{run}"], "holds a verifier of kind 'implicit_prm'"),
+    (["--data", "{dev}", "--explicit-prm", "{orm}"], "expected kind 'explicit_prm'"),
+    (["--data", "{dev}", "--orm", "{explicit}"], "expected kind 'orm'"),
     (["--data", "{dev}", "--prm-workdir", "{hf}"], "run.json"),
     (["--data", "{dev}", "--orm", "{root}/nowhere"], "not a directory"),
     (["--data", "{dev}", "--orm", "{orm}", "--threshold-split", "gsm8k"], "threshold split 'gsm8k'"),

@@ -50,7 +50,7 @@ def test_pav_loader_reads_an_implicit_q_model_cumulatively(models):
 
 
 def test_errors_name_the_path_and_the_field(models, tmp_path):
-    with pytest.raises(ValueError, match=r"--orm .*explicit.*holds a explicit_prm .*expected a orm"):
+    with pytest.raises(ValueError, match=r"--orm .*explicit.*holds a verifier of kind 'explicit_prm' .*expected kind 'orm'"):
         load_step_verifier(models["explicit_dir"], kind="orm", field="--orm")
     with pytest.raises(FileNotFoundError, match=r"--explicit-prm .*nope: not a directory"):
         load_step_verifier(tmp_path / "nope", field="--explicit-prm")
