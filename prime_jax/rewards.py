@@ -15,16 +15,11 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
+from prime_jax.config_checks import check_at_least, check_choice, check_not_empty, check_positive
 from prime_jax.scans import DEFAULT_SCAN_METHOD, discounted_reverse_cumsum
 
 GRANULARITIES = ("token", "whole", "step")
 NORMS = ("batch_norm", "none")
-
-
-def check_choice(owner: str, field: str, value, choices: Sequence) -> None:
-    """Raise ``ValueError`` naming ``owner.field`` unless ``value`` is one of ``choices``."""
-    if value not in choices:
-        raise ValueError(f"{owner}.{field}={value!r}: expected one of {tuple(choices)}")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -44,14 +39,12 @@ class ImplicitRewardConfig:
     step_delimiter: str = "\n"
 
     def __post_init__(self):
-        check_choice("ImplicitRewardConfig", "granularity", self.granularity, GRANULARITIES)
-        check_choice("ImplicitRewardConfig", "norm", self.norm, NORMS)
-        if not self.beta > 0:
-            raise ValueError(f"ImplicitRewardConfig.beta={self.beta!r}: must be > 0")
-        if self.num_chunks < 1:
-            raise ValueError(f"ImplicitRewardConfig.num_chunks={self.num_chunks!r}: must be >= 1")
-        if not self.step_delimiter:
-            raise ValueError("ImplicitRewardConfig.step_delimiter is empty: steps need a delimiter")
+        owner = "ImplicitRewardConfig"
+        check_choice(owner, "granularity", self.granularity, GRANULARITIES)
+        check_choice(owner, "norm", self.norm, NORMS)
+        check_positive(owner, "beta", self.beta)
+        check_at_least(owner, "num_chunks", self.num_chunks, 1)
+        check_not_empty(owner, "step_delimiter", self.step_delimiter)
 
     def kernel_kwargs(self) -> dict:
         """The keyword arguments of :func:`implicit_process_rewards` this config sets."""

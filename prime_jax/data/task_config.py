@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from prime_jax import data
+from prime_jax.config_checks import check_choice, check_fields_at_least
 
 TASK_NAMES = ("arithmetic", "countdown", "eurus", "seqio")
 
@@ -45,8 +46,8 @@ class TaskConfig:
     seqio_modules: tuple[str, ...] = ()
 
     def __post_init__(self):
-        if self.name not in TASK_NAMES:
-            raise ValueError(f"TaskConfig.name={self.name!r}: expected one of {TASK_NAMES}")
+        check_choice("TaskConfig", "name", self.name, TASK_NAMES)
+        check_fields_at_least(self, {"num_train": 1, "num_eval": 0, "num_sft": 0, "max_prompt_length": 1})
         if (self.name == "seqio") != bool(self.seqio_task):
             raise ValueError(f"TaskConfig.seqio_task={self.seqio_task!r} with name={self.name!r}: name 'seqio' "
                              "and seqio_task (a registered seqio Task or Mixture) go together")

@@ -16,7 +16,8 @@ import jax
 import numpy as np
 
 from prime_jax import sharding
-from prime_jax.rewards import check_choice
+from prime_jax.config_checks import (check_at_least, check_choice, check_fields_at_least, check_in_range,
+                                     check_positive)
 from prime_jax.experience.accuracy_filter import accuracy_filter
 from prime_jax.experience.batch import GroupBuffer, ScoredRollouts, join_sequences, score_rows
 from prime_jax.experience.generate import generate
@@ -55,14 +56,12 @@ class CollectConfig:
 
     def __post_init__(self):
         check_choice("CollectConfig", "short_batch", self.short_batch, SHORT_BATCH)
-        for name in ("num_samples", "batch_prompts", "max_rollout_rounds"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"CollectConfig.{name}={getattr(self, name)!r}: must be >= 1")
-        if not 0 <= self.acc_low <= self.acc_high <= 1:
-            raise ValueError(f"CollectConfig.acc_low={self.acc_low!r}, acc_high={self.acc_high!r}: "
-                             "need 0 <= acc_low <= acc_high <= 1")
-        if self.rollout_prompts is not None and self.rollout_prompts < 1:
-            raise ValueError(f"CollectConfig.rollout_prompts={self.rollout_prompts!r}: must be None or >= 1")
+        check_fields_at_least(self, {"num_samples": 1, "batch_prompts": 1, "max_rollout_rounds": 1})
+        check_positive("CollectConfig", "oversample", self.oversample)
+        check_in_range("CollectConfig", "acc_low", self.acc_low, 0.0, 1.0)
+        check_in_range("CollectConfig", "acc_high", self.acc_high, self.acc_low, 1.0)
+        if self.rollout_prompts is not None:
+            check_at_least("CollectConfig", "rollout_prompts", self.rollout_prompts, 1)
 
     @property
     def prompts_per_round(self) -> int:
