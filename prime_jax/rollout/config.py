@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from prime_jax.config_checks import check_fields_at_least, check_in_range
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class SamplingConfig:
@@ -40,26 +42,12 @@ class SamplingConfig:
     kv_block_size: int = 16
 
     def __post_init__(self):
-        if self.max_new_tokens < 1:
-            raise ValueError(
-                f"SamplingConfig: max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.temperature < 0:
-            raise ValueError(f"SamplingConfig: temperature must be >= 0, got {self.temperature}")
-        if not 0.0 < self.top_p <= 1.0:
-            raise ValueError(f"SamplingConfig: top_p must be in (0, 1], got {self.top_p}")
-        if self.decode_segments < 1:
-            raise ValueError(
-                f"SamplingConfig: decode_segments must be >= 1, got {self.decode_segments}")
-        if self.decode_slots < 0:
-            raise ValueError(f"SamplingConfig: decode_slots must be >= 0, got {self.decode_slots}")
-        if self.kv_blocks < 0 or self.kv_block_size < 1:
-            raise ValueError(f"SamplingConfig: kv_blocks must be >= 0 and kv_block_size >= 1, got "
-                             f"{self.kv_blocks}, {self.kv_block_size}")
+        check_fields_at_least(self, {"max_new_tokens": 1, "temperature": 0, "top_k": 0, "decode_segments": 1,
+                                     "decode_slots": 0, "kv_blocks": 0, "kv_block_size": 1})
+        check_in_range("SamplingConfig", "top_p", self.top_p, 0.0, 1.0, include_low=False)
         if self.kv_blocks and not self.decode_slots:
             raise ValueError(f"SamplingConfig: kv_blocks needs decode_slots > 0 (a paged cache serves the "
                              f"continuous slot pool), got kv_blocks={self.kv_blocks}")
-        if self.top_k < 0:
-            raise ValueError(f"SamplingConfig: top_k must be >= 0, got {self.top_k}")
         eos = self.eos_id
         if eos is not None and not isinstance(eos, (int, np.integer)):
             eos = tuple(int(e) for e in eos)
