@@ -32,14 +32,15 @@ import json
 import pathlib
 import sys
 
-from prime_jax.data import MATH_SUFFIX, countdown_reward, load_tokenizer
+from prime_jax.data import MATH_SUFFIX, OUTCOME_SCORERS, load_tokenizer
 from prime_jax.eval.benchmark import make_records
 from prime_jax.eval.best_of_n import best_of_n_curves
 from prime_jax.eval.report import plot_best_of_n, sample_metrics, write_markdown
 from prime_jax.eval.samples import EvalSampling, collect_samples
-from prime_jax.models import from_pretrained, load_explicit_prm, load_orm
+from prime_jax.models import from_pretrained
 from prime_jax.data.task_config import task_config_from_dict
-from prime_jax.run_dir import RunInfo, load_implicit_prm, load_role, read_reward_model_info
+from prime_jax.run_dir import RunInfo, load_role
+from prime_jax.step_verifiers import load_step_verifier
 from prime_jax.verifiers import VerifierPool
 
 
@@ -94,25 +95,15 @@ def load_policy(args):
     return from_pretrained(args.hf), load_tokenizer(args.tokenizer or args.hf), args.hf
 
 
-def load_prm(args):
-    """``((implicit PRM, its reference), ImplicitRewardConfig)`` of a PRIME run or an offline
-    implicit-PRM directory; the config is the one the PRM was trained with."""
-    loaded = load_implicit_prm(args.prm_workdir, step=args.prm_step, reference=args.reference)
-    return (loaded.prm, loaded.reference), loaded.reward
-
-
-def load_orm_dir(path: str):
-    """The ORM of an offline ORM directory (``path/model``) or of an HF directory itself."""
-    return load_orm(pathlib.Path(path) / "model" if read_reward_model_info(path, "orm") else path)
-
-
-def load_explicit_prm_dir(path: str):
-    """``(explicit PRM, its step delimiter)`` of an offline explicit-PRM directory."""
-    info = read_reward_model_info(path, "explicit_prm")
-    if info is None:
-        raise FileNotFoundError(f"{pathlib.Path(path) / 'reward.json'} not found: --explicit-prm takes a "
-                                "directory written by python -m prime_jax.train_reward (kind explicit_prm)")
-    return load_explicit_prm(pathlib.Path(path) / "model"), info["step_delimiter"]
+def load_verifiers(args) -> list:
+    """The step verifiers of --prm-workdir / --orm / --explicit-prm (each checked to be that kind)."""
+    if (args.prm_step is not None or args.reference) and not args.prm_workdir:
+        raise ValueError("--prm-step and --reference go with --prm-workdir")
+    given = [("--prm-workdir", args.prm_workdir, "implicit_prm"), ("--orm", args.orm, "orm"),
+             ("--explicit-prm", args.explicit_prm, "explicit_prm")]
+    return [load_step_verifier(path, kind=kind, field=flag,
+                               **({"step": args.prm_step, "reference": args.reference} if kind == "implicit_prm" else {}))
+            for flag, path, kind in given if path]
 
 
 def run_synthetic_settings(workdir: str, task: str):
@@ -131,18 +122,14 @@ def evaluate(args) -> dict:
     synthetic = run_synthetic_settings(args.workdir, args.task) if args.workdir else None
     records, skipped = make_records(args.task, args.num, seed=args.seed, suffix="" if args.no_suffix else MATH_SUFFIX,
                                     synthetic=synthetic, seqio_modules=args.seqio_module)
-    prm_pair, reward = load_prm(args) if args.prm_workdir else (None, None)
-    orm = load_orm_dir(args.orm) if args.orm else None
-    explicit_prm, explicit_delimiter = load_explicit_prm_dir(args.explicit_prm) if args.explicit_prm else (None, "\n")
+    verifiers = load_verifiers(args)
     sampling = EvalSampling(k=args.k, temperature=args.temperature, top_p=args.top_p,
                             max_new_tokens=args.max_new_tokens, max_prompt_length=args.max_prompt_length,
                             batch_prompts=args.batch_prompts, seed=args.seed, decode_slots=args.decode_slots,
                             kv_blocks=args.kv_blocks)
     abilities = {r.ability for r in records}
-    with VerifierPool(args.verifier_workers, scorers={"countdown": countdown_reward}, abilities=abilities) as pool:
-        out, dropped = collect_samples(policy, tokenizer, records, pool, sampling, prm_pair=prm_pair, orm=orm,
-                                       step_delimiter=reward.step_delimiter if reward else "\n",
-                                       explicit_prm=explicit_prm, explicit_delimiter=explicit_delimiter)
+    with VerifierPool(args.verifier_workers, scorers=OUTCOME_SCORERS, abilities=abilities) as pool:
+        out, dropped = collect_samples(policy, tokenizer, records, pool, sampling, verifiers=verifiers)
     out_dir = pathlib.Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {"model": name, "task": args.task, "num_problems": len(out["correct"]), "k": args.k,
@@ -152,8 +139,8 @@ def evaluate(args) -> dict:
                "data": {"skipped_malformed": sum(skipped.values()), "skipped_reasons": skipped,
                         "dropped_too_long": dropped},
                "best_of_n": None}
-    if prm_pair is not None or orm is not None or explicit_prm is not None:
-        beta = reward.beta if reward else None
+    if verifiers:
+        beta = next((v.reward.beta for v in verifiers if v.kind == "implicit_prm"), None)
         results["best_of_n"] = best_of_n_curves(out, args.k, beta=beta, resamples=args.resamples, seed=args.seed)
         (out_dir / "best_of_n.json").write_text(json.dumps(results["best_of_n"], indent=2))
         plot_best_of_n(results["best_of_n"], out_dir / "best_of_n.png")

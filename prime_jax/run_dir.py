@@ -107,34 +107,6 @@ def load_role(workdir, role: str = "policy", *, step: int | None = None):
     return model, load_tokenizer(info.tokenizer)
 
 
-@dataclasses.dataclass(frozen=True)
-class ImplicitPRM:
-    """An implicit PRM ready to score: the PRM, its reference, the config it was trained with and
-    the tokenizer of its directory."""
-
-    prm: object
-    reference: object
-    reward: ImplicitRewardConfig
-    tokenizer: object
-    name: str
-
-
-def load_implicit_prm(path, *, step: int | None = None, reference: str | None = None) -> ImplicitPRM:
-    """The implicit PRM of an offline ``train_reward`` directory or of a PRIME run (at checkpoint
-    ``step``, default latest), against ``reference`` (default: the model it was trained against)."""
-    path = pathlib.Path(path)
-    offline = read_reward_model_info(path, "implicit_prm")
-    if offline is not None:
-        prm, tokenizer = from_pretrained(path / "model"), load_tokenizer(path / "model")
-        reward, reference = offline["reward"], reference or offline["reference"]
-    else:
-        info = RunInfo.read(path)
-        (prm, tokenizer), reward = load_role(path, "prm", step=step), info.reward
-        reference = reference or info.base_model
-    name = f"{path}@{step or 'latest'} (beta {reward.beta}, reference {reference})"
-    return ImplicitPRM(prm=prm, reference=from_pretrained(reference), reward=reward, tokenizer=tokenizer, name=name)
-
-
 def _unwrap_values(tree):
     """A raw restore keeps each variable as ``{"value": array}``; NNX's pure dicts hold the array."""
     if isinstance(tree, dict):

@@ -1,20 +1,21 @@
-"""Greedy and k-sample responses of every evaluation prompt, verified and optionally scored by an
-implicit PRM (per-step log-ratio sums) and an ORM, through the shared ``experience.generate`` path."""
+"""Greedy and k-sample responses of every evaluation prompt, verified and optionally scored step by
+step by step verifiers (``step_verifiers``), through the shared ``experience.generate`` path."""
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+from collections.abc import Sequence
 
 import jax
 import numpy as np
 from tqdm import tqdm
 
 from prime_jax.data import PromptPipeline, left_pad
+from prime_jax.data.steps import delimiter_ids
 from prime_jax.experience.generate import generate
-from prime_jax.reward_models import scoring
-from prime_jax.rewards import step_ends_from_tokens
 from prime_jax.rollout import SamplingConfig
+from prime_jax.step_verifiers import StepVerifier
 from prime_jax.verifiers.answer import extract_answer, normalize_answer
 
 
@@ -40,12 +41,19 @@ def final_answer(text: str):
     return None if answer is None else normalize_answer(answer)
 
 
-def collect_samples(policy, tokenizer, records, pool, config: EvalSampling, *, prm_pair=None,
-                    step_delimiter: str = "\n", orm=None, explicit_prm=None, explicit_delimiter: str = "\n"):
+def collect_samples(policy, tokenizer, records, pool, config: EvalSampling, *,
+                    verifiers: Sequence[StepVerifier] = ()):
     """``(out, dropped)``: per prompt the greedy score, the k samples' scores, answers, lengths and
-    truncation, and - with ``prm_pair = (prm, reference)`` / ``orm`` / ``explicit_prm`` - their
-    per-step implicit rewards / ORM scores / explicit step logits; ``dropped`` counts prompts longer
-    than ``max_prompt_length``."""
+    truncation, and ``out["step_scores"][kind]``: every sample's step scores (in order) from each
+    verifier (at most one per kind); ``dropped`` counts prompts longer than ``max_prompt_length``."""
+    kinds = [v.kind for v in verifiers]
+    if len(set(kinds)) != len(kinds):
+        raise ValueError(f"collect_samples: one verifier per kind, got {kinds}")
+    for verifier in verifiers:  # its step ends must be where the policy's tokens put them
+        if verifier.delimiter_ids != delimiter_ids(tokenizer, verifier.step_delimiter):
+            raise ValueError(f"{verifier.name}: its tokenizer encodes the step delimiter {verifier.step_delimiter!r} "
+                             f"as {verifier.delimiter_ids}, the policy's as "
+                             f"{delimiter_ids(tokenizer, verifier.step_delimiter)}")
     pipeline = PromptPipeline(records, tokenizer, num_samples=1, shuffle=False,
                               max_prompt_length=config.max_prompt_length)
     count = len(pipeline)
@@ -58,9 +66,9 @@ def collect_samples(policy, tokenizer, records, pool, config: EvalSampling, *, p
             "decode_slots": config.decode_slots, "kv_blocks": config.kv_blocks}
     greedy_cfg = SamplingConfig(temperature=0.0, **base)
     sample_cfg = SamplingConfig(temperature=config.temperature, top_p=config.top_p, **base)
-    delimiter = tuple(tokenizer.encode(step_delimiter, add_special_tokens=False))
     k, per = config.k, config.batch_prompts
     out = collections.defaultdict(list)
+    out["step_scores"] = {kind: [] for kind in kinds}
     key = jax.random.key(config.seed)
     for start in tqdm(range(0, count, per), desc="evaluate", unit="batch"):
         real = min(per, count - start)
@@ -78,19 +86,12 @@ def collect_samples(policy, tokenizer, records, pool, config: EvalSampling, *, p
         out["answers"] += [[final_answer(t) for t in many.texts[p * k:(p + 1) * k]] for p in range(real)]
         out["lengths"] += many.mask_bl.sum(axis=1).tolist()
         out["truncated"] += many.truncated_b.tolist()
-        if orm is None and prm_pair is None and explicit_prm is None:
+        if not verifiers:
             continue
         tokens_bs = np.concatenate([np.repeat(ids_bp[:real], k, 0), many.tokens_bl], axis=1)
         mask_bs = np.concatenate([np.repeat(mask_bp[:real], k, 0), many.mask_bl], axis=1)
-        if orm is not None:
-            out["orm"] += np.asarray(scoring.orm_scores(orm, tokens_bs, mask_bs)).tolist()
-        if prm_pair is not None:
-            ends_bl = np.asarray(step_ends_from_tokens(many.tokens_bl, many.mask_bl, delimiter))
-            steps_bk, count_b = scoring.implicit_step_rewards(*prm_pair, tokens_bs, mask_bs, many.mask_bl, ends_bl)
-            out["steps"] += [steps_bk[j, :count_b[j]].tolist() for j in range(real * k)]
-        if explicit_prm is not None:
-            ends_bl = step_ends_from_tokens(many.tokens_bl, many.mask_bl,
-                                            tuple(tokenizer.encode(explicit_delimiter, add_special_tokens=False)))
-            z_bk, count_b = scoring.explicit_step_logits(explicit_prm, tokens_bs, mask_bs, many.mask_bl, ends_bl)
-            out["explicit_steps"] += [z_bk[j, :count_b[j]].tolist() for j in range(real * k)]
+        for verifier in verifiers:
+            step = verifier.score_steps(tokens_bs, mask_bs, many.mask_bl)
+            scores_bl, ends_bl = np.asarray(step.scores_bl, np.float64), np.asarray(step.step_end_bl)
+            out["step_scores"][verifier.kind] += [scores_bl[j, ends_bl[j]].tolist() for j in range(real * k)]
     return out, len(records) - count

@@ -1,3 +1,3 @@
 """Reward models and their training: the implicit PRM's and the ORM's jitted updates
-(``updates``), their scores of sampled responses (``scoring``) and offline training from
-verifier-labelled samples (``offline``)."""
+(``updates``) and offline training from verifier-labelled samples (``offline``). Scoring responses
+with a trained one is ``step_verifiers``."""

@@ -57,6 +57,7 @@ import numpy as np
 from tqdm import tqdm
 
 from prime_jax import rollout
+from prime_jax.config_checks import check_fields_at_least, check_not_empty
 from prime_jax.data import encode_prompts, left_pad
 from prime_jax.data.chat import encode_texts
 from prime_jax.data.records import PromptRecord
@@ -88,15 +89,12 @@ class MCLabelConfig:
     step_delimiter: str = "\n"
 
     def __post_init__(self):
-        for name in ("samples_per_prompt", "completions", "batch_rows"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"MCLabelConfig.{name}={getattr(self, name)!r}: must be >= 1")
+        check_fields_at_least(self, {"samples_per_prompt": 1, "completions": 1, "batch_rows": 1})
         for name in ("samples_per_prompt", "completions"):
             if self.batch_rows % getattr(self, name):
                 raise ValueError(f"MCLabelConfig.batch_rows={self.batch_rows!r}: must be a multiple of "
                                  f"{name}={getattr(self, name)!r}")
-        if not self.step_delimiter:
-            raise ValueError("MCLabelConfig.step_delimiter='': steps need a delimiter")
+        check_not_empty("MCLabelConfig", "step_delimiter", self.step_delimiter)
 
     @property
     def prompts_per_round(self) -> int:

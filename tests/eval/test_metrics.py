@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from prime_jax.eval import metrics as eval_metrics
-from prime_jax.reward_models import scoring as best_of_n
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 6])
@@ -69,16 +68,6 @@ def test_best_of_n_curve_perfect_and_random_verifiers():
     assert majority["mean"] == [1.0]  # correct answers agree, wrong ones are all different
 
 
-def test_segment_step_sums_and_orm():
-    q_bl = np.array([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 0.0, 0.0]])
-    mask_bl = np.array([[1, 1, 1, 1], [1, 1, 0, 0]])
-    ends_bl = np.array([[0, 1, 0, 1], [0, 1, 0, 0]], bool)
-    steps_bk, count_b = best_of_n.segment_step_sums(q_bl, mask_bl, ends_bl)
-    np.testing.assert_allclose(steps_bk, [[3.0, 7.0], [11.0, 0.0]])
-    np.testing.assert_array_equal(count_b, [2, 1])
-    np.testing.assert_allclose(best_of_n.implicit_outcome_scores(steps_bk, count_b, beta=0.5), [5.0, 5.5])
-
-
 def test_pearson_against_numpy_and_constant_input():
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=50), rng.normal(size=50)
@@ -95,7 +84,7 @@ def test_explicit_prm_selectors_pick_by_step_probabilities():
     from prime_jax.eval.best_of_n import best_of_n_curves
 
     out = {"correct": [[1.0, 0.0]], "answers": [["4", "5"]], "lengths": [10, 10],
-           "explicit_steps": [[3.0, 3.0], [5.0, -5.0]]}
+           "step_scores": {"explicit_prm": [[3.0, 3.0], [5.0, -5.0]]}}
     curves = best_of_n_curves(out, 2, beta=None, resamples=4, seed=0)["curves"]
     for name in ("explicit_prod", "explicit_min", "explicit_last", "explicit_weighted_majority"):
         assert curves[name]["mean"][-1] == 1.0, name

@@ -18,10 +18,10 @@ from prime_jax.models import (ExplicitPRM, Transformer, explicit_prm_from_backbo
 from prime_jax.reward_models.offline import StepLabelConfig, train_new_parameters_only
 from prime_jax.reward_models.step_rows import (StepRows, balance_step_weights, build_step_rows, mc_step_rows,
                                                weight_wrong_steps)
-from prime_jax.reward_models.scoring import explicit_step_scores
 from prime_jax.reward_models.updates import (StepLabelledMiniBatch, explicit_step_loss, make_explicit_prm_update,
                                              step_weights)
 from prime_jax.rewards import step_ends_from_tokens
+from prime_jax.step_verifiers import ExplicitPRMVerifier
 from prime_jax.training.forward import SequenceBatch
 from prime_jax.training.state import Role
 from prime_jax.training.updates import split_micro
@@ -121,9 +121,13 @@ def test_update_learns_a_planted_step_label():
         params, opt, metrics = update(params, opt, split_micro(batch(32), 2))
     assert {"eprm_loss", "eprm_step_acc", "eprm_first_error_acc", "eprm_grad_norm"} <= set(metrics)
     mb = batch(256)
-    probs_bk, count_b = explicit_step_scores(role.module(params), mb.sequences.tokens_bs, mb.sequences.attention_mask_bs,
-                                             mb.sequences.response_mask_bl, mb.step_ends_bl)
-    assert probs_bk.shape == (256, 3) and (count_b == 3).all()
+    verifier = ExplicitPRMVerifier(role.module(params), name="trained", tokenizer=None, step_delimiter="\n",
+                                   delimiter_ids=(8,))
+    scores = verifier.score_steps(mb.sequences.tokens_bs, mb.sequences.attention_mask_bs, mb.sequences.response_mask_bl,
+                                  step_end_bl=mb.step_ends_bl)
+    ends_bl = np.asarray(scores.step_end_bl)
+    assert (ends_bl.sum(1) == 3).all()
+    probs_bk = np.asarray(verifier.step_probabilities(scores.scores_bl))[ends_bl].reshape(256, 3)
     labels_bk = np.asarray(mb.step_targets_bl)[np.asarray(mb.step_ends_bl)].reshape(256, 3)
     assert np.mean((probs_bk > 0.5) == (labels_bk > 0.5)) > 0.95
 
