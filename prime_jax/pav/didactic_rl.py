@@ -31,6 +31,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from prime_jax.config_checks import check_fields_at_least, check_positive
 from prime_jax.models import ModelConfig, Transformer, token_logprobs
 from prime_jax.pav import didactic, provers
 from prime_jax.pav.mc_q import mc_step_q
@@ -56,15 +57,10 @@ class DidacticConfig:
     num_layers: int = 2
 
     def __post_init__(self):
-        for name in ("sft_samples", "sft_iterations", "batch_size", "hidden_size", "num_layers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"DidacticConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.batch_size < 2:
-            raise ValueError("DidacticConfig.batch_size must be >= 2 (leave-one-out baseline)")
-        if self.q_rollouts < 0:
-            raise ValueError(f"DidacticConfig.q_rollouts must be >= 0, got {self.q_rollouts}")
-        if self.sft_gamma <= 0 or self.prover_gamma <= 0:
-            raise ValueError("DidacticConfig: sft_gamma and prover_gamma must be > 0")
+        check_fields_at_least(self, {"sft_samples": 1, "sft_iterations": 1, "hidden_size": 1, "num_layers": 1,
+                                     "batch_size": 2, "q_rollouts": 0})  # batch_size 2: leave-one-out baselines
+        check_positive("DidacticConfig", "sft_gamma", self.sft_gamma)
+        check_positive("DidacticConfig", "prover_gamma", self.prover_gamma)
 
 
 def policy_config(config: DidacticConfig) -> ModelConfig:
