@@ -34,6 +34,7 @@ from typing import Callable
 import jax
 import numpy as np
 
+from prime_jax.config_checks import check_fields_at_least
 from prime_jax.models.transformer import Transformer
 from prime_jax.rollout import Rollouts, SamplingConfig, sample
 from prime_jax.search.candidates import CandidateScorer, FinalScorer, StepCandidates
@@ -64,9 +65,8 @@ class BeamSearchConfig:
     dedupe: bool = True
 
     def __post_init__(self):
-        for name in ("beam_width", "proposals", "max_steps", "max_step_tokens", "max_response_tokens"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"BeamSearchConfig: {name} must be >= 1, got {getattr(self, name)}")
+        check_fields_at_least(self, dict.fromkeys(
+            ("beam_width", "proposals", "max_steps", "max_step_tokens", "max_response_tokens"), 1))
         object.__setattr__(self, "step_stop_ids", tuple(int(i) for i in self.step_stop_ids))
 
     def sampling(self) -> SamplingConfig:
