@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from prime_jax.config_checks import check_at_least
 from prime_jax.pav.provers import best_of_k_q
 from prime_jax.pav.rl_rewards import previous_step_values
 from prime_jax.step_verifiers.base import StepScores, StepVerifier
@@ -33,10 +34,8 @@ class PavVerifier(StepVerifier):
         if prover is not None and prover.delimiter_ids != q.delimiter_ids:
             raise ValueError(f"PavVerifier.prover ends steps with ids {prover.delimiter_ids}, the Q model with "
                              f"{q.delimiter_ids}: both must use one step delimiter")
-        if best_of_k < 1:
-            raise ValueError(f"PavVerifier.best_of_k={best_of_k!r}: must be >= 1")
-        if not alpha >= 0:
-            raise ValueError(f"PavVerifier.alpha={alpha!r}: must be >= 0")
+        check_at_least("PavVerifier", "best_of_k", best_of_k, 1)
+        check_at_least("PavVerifier", "alpha", alpha, 0)
         self.q, self.prover, self.alpha, self.best_of_k = q, prover, alpha, best_of_k
         name = q.name + ("" if prover is None else f" + prover {prover.name}") + f" (alpha {alpha}, K {best_of_k})"
         super().__init__(name=name, tokenizer=q.tokenizer, step_delimiter=q.step_delimiter,
