@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from flax import nnx
 
+from prime_jax.config_checks import check_choice
 from prime_jax.models import token_logprobs
 from prime_jax.rewards import ImplicitRewardConfig, log_ratio, segment_sums_at_ends
 from prime_jax.step_verifiers.base import StepScores, StepVerifier, response_step_ends
@@ -28,8 +29,7 @@ class ImplicitPRMVerifier(StepVerifier):
 
     def __init__(self, prm, reference, *, reward: ImplicitRewardConfig, name: str, tokenizer,
                  delimiter_ids: tuple[int, ...], step_delimiter: str | None = None, reading: str = "step"):
-        if reading not in READINGS:
-            raise ValueError(f"ImplicitPRMVerifier.reading={reading!r}: expected one of {READINGS}")
+        check_choice("ImplicitPRMVerifier", "reading", reading, READINGS)
         self.prm_graphdef, self.prm_params = nnx.split(prm)
         self.reference_graphdef, self.reference_params = nnx.split(reference)
         self.config = prm.config
