@@ -25,6 +25,7 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
+from prime_jax.config_checks import check_not_empty
 from prime_jax.rewards import step_ends_from_tokens
 
 
@@ -80,10 +81,8 @@ class StepVerifier(abc.ABC):
 
     def __init__(self, *, name: str, tokenizer, step_delimiter: str, delimiter_ids: tuple[int, ...],
                  threshold: float | None):
-        if not step_delimiter:
-            raise ValueError(f"{type(self).__name__}.step_delimiter is empty: steps need a delimiter")
-        if not delimiter_ids:
-            raise ValueError(f"{type(self).__name__}.delimiter_ids is empty: steps need a delimiter")
+        check_not_empty(type(self).__name__, "step_delimiter", step_delimiter)
+        check_not_empty(type(self).__name__, "delimiter_ids", delimiter_ids)
         if threshold is not None and not (0.0 < threshold < 1.0 and self.logit_scores):
             raise ValueError(f"{type(self).__name__}.threshold={threshold!r}: a threshold is a probability in "
                              "(0, 1) of a kind whose scores are logits")
