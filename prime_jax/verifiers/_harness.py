@@ -1,240 +1,321 @@
-"""Sandbox harness: runs untrusted code on each test input, inside the sandbox.
+"""Sandbox harness: the trusted side inside the sandbox; it runs each test and observes it.
 
 `sandbox.py` starts it as `python -I -S -c <this source>` as the sandbox's first process (or the
-first after bubblewrap's init) in a private root filesystem, with the JSON config on stdin and the
-report read from stdout. Standard library only: the sandbox holds the interpreter and its stdlib,
-nothing else. Before any untrusted code runs it drops to the dedicated uid it is given (when it
-starts as root; every capability goes with the uid change), sets PR_SET_NO_NEW_PRIVS, the per
-process rlimits (address space, processes, file size, open files, no core files) and
-oom_score_adj 1000 (the kernel's OOM killer picks sandboxed code before anything else).
+first after bubblewrap's init) in a private root filesystem. Standard library only. It reads two
+length-prefixed JSON messages on stdin: the settings (code, mode, limits, uid, seccomp filter,
+the zygote's source), then the tests; it writes one JSON line of isolation facts and then exactly
+one record per test, in order, on stdout.
 
-Each test runs in a forked child (stdin from a file, stdout to a capped pipe, stderr discarded,
-CPU limit) with the APPS/TACO/LiveCodeBench prelude in its namespace (`from typing import *`, the
-usual competitive-programming modules, a raised recursion limit). After each test every other
-process the code left is killed (`kill(-1)`: in a PID namespace that is exactly the code's
-processes). Report lines: {"isolation": facts} first, then {"index", "status", "stdout",
-"result", "error", "truncated"} per test. Expected outputs never enter the sandbox.
+Before it reads any test it forks the zygote (`_zygote.py`), which forks every test process, so
+no test process holds another test's input. The harness itself keeps its uid 0 in the sandbox
+(only CAP_SETUID, CAP_SETGID and CAP_KILL under bubblewrap) and is non-dumpable: the code, under
+the dedicated uid, can neither signal, trace nor open it (/proc/<pid>/fd, mem). Per test it
+1. puts the input in a memfd (there is no file to find) and the arguments in another;
+2. hands them and two fresh pipes (stdout, result) to the zygote and learns the test's pid;
+3. reads stdout and the result pipe (bounded, linear) until the zygote reports the exit, or the
+   wall limit passes (then it kills the process);
+4. decides the record from what it observed: exit status or signal, its own clock, the CPU time
+   from wait4, the captured stdout, and - only after a clean exit in call mode - the result,
+   parsed and checked here ({"result": value}; nothing else of it is used);
+5. kills every process the code left (a sweeper under the code's uid sends kill(-1) until none is
+   left while the harness reaps) and empties /tmp and /dev/shm, so the next test starts from the
+   same state as the first. If that fails, the remaining tests are reported as errors.
 """
 
 import ctypes
 import json
 import os
-import resource
 import select
 import signal
+import socket
+import stat
+import struct
 import sys
 import time
 
-PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 36, 38
-PRELUDE_MODULES = ("array bisect collections copy datetime decimal fractions functools heapq io "
-                   "itertools json math operator random re statistics string sys typing").split()
-STAR_MODULES = ("string re datetime collections heapq bisect copy math random statistics "
-                "itertools functools operator typing").split()  # typing last, as the references
-RECURSION_LIMIT = 100_000
-STACK_BYTES = 256 << 20
+PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 4, 36
+EXIT_OK, EXIT_ERROR, EXIT_SETUP = 0, 1, 70
 LIBC = ctypes.CDLL(None, use_errno=True)
 
 
-def drop_privileges(config):
-    """Becomes the dedicated uid (if started as root) and forbids regaining privileges."""
-    if os.geteuid() == 0 and config.get("uid") is not None:
-        os.setgroups([])
-        os.setgid(config["uid"])
-        os.setuid(config["uid"])
-        if 0 in (os.getuid(), os.geteuid(), os.getgid(), os.getegid()):
-            raise RuntimeError("failed to drop root")
-    if LIBC.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-        raise RuntimeError("PR_SET_NO_NEW_PRIVS failed")
-    LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # setuid clears it: set it again
-    LIBC.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+def read_message(fd):
+    """One message: 12 ASCII digits giving the size, then that many bytes of JSON. Reads
+    exactly that much (no read-ahead of the next message)."""
+    def exactly(size):
+        data = bytearray()
+        while len(data) < size:
+            chunk = os.read(fd, size - len(data))
+            if not chunk:
+                raise EOFError("truncated message")
+            data += chunk
+        return bytes(data)
+    return json.loads(exactly(int(exactly(12))))
 
 
-def set_limits(limits):
-    """Per-process rlimits; the per-answer caps are the sandbox's cgroup and tmpfs sizes."""
-    for name, value in (("RLIMIT_AS", limits["memory_bytes"]),
-                        ("RLIMIT_NPROC", limits["max_processes"]),
-                        ("RLIMIT_FSIZE", limits["max_file_bytes"]),
-                        ("RLIMIT_NOFILE", limits["max_open_files"]), ("RLIMIT_CORE", 0)):
-        resource.setrlimit(getattr(resource, name), (value, value))
+def memfd_with(name, data):
+    fd = os.memfd_create(name, 0)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+class Capture:
+    """Bytes read from a pipe, kept up to `cap` (the rest is read and dropped), linear time."""
+
+    def __init__(self, fd, cap):
+        self.fd, self.cap, self.data, self.truncated, self.open = fd, cap, bytearray(), False, True
+
+    def read(self):
+        chunk = os.read(self.fd, 1 << 16)
+        if not chunk:
+            self.open = False
+        elif len(self.data) + len(chunk) > self.cap:
+            self.data += chunk[:max(0, self.cap - len(self.data))]
+            self.truncated = True
+        else:
+            self.data += chunk
+
+
+def _collect(sock, captures, deadline):
+    """Reads the pipes until the zygote reports the exit (returns its message) or the deadline
+    passes (returns None). After the exit, what is already in the pipes is drained."""
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        fds = [c.fd for c in captures if c.open] + [sock.fileno()]
+        ready = select.select(fds, [], [], min(remaining, 0.1))[0]
+        for capture in captures:
+            if capture.fd in ready:
+                capture.read()
+        if sock.fileno() in ready:
+            message = sock.recv(64)
+            for _ in range(1 << 12):  # whatever is already buffered; a leftover writer is
+                live = [c for c in captures if c.open]  # no reason to wait
+                if not live or not select.select([c.fd for c in live], [], [], 0)[0]:
+                    break
+                for capture in live:
+                    capture.read()
+            return message
+
+
+def _decide(wait_status, cpu, timed_out, result, settings):
+    """(status, result, error) from what the harness observed."""
+    if timed_out:
+        return "timeout", None, "wall time limit"
+    if os.WIFSIGNALED(wait_status):
+        number = os.WTERMSIG(wait_status)
+        if number == signal.SIGXCPU or (number == signal.SIGKILL
+                                        and cpu >= settings["cpu_seconds"] - 0.2):
+            return "timeout", None, "CPU time limit"
+        return "crash", None, f"killed by {signal.Signals(number).name}"
+    code = os.waitstatus_to_exitcode(wait_status)
+    text = result.decode(errors="replace")[:300]
+    if code == EXIT_ERROR:
+        return "error", None, text
+    if code == EXIT_SETUP:
+        return "error", None, "sandbox refused to start the test (setup failed)"
+    if code != EXIT_OK:
+        return "error", None, f"exit status {code}"
+    if settings["mode"] != "call":
+        return "ok", None, ""
     try:
-        with open("/proc/self/oom_score_adj", "w") as handle:
-            handle.write("1000")
+        value = json.loads(result)
+    except ValueError:
+        return "crash", None, "no result (malformed or missing)"
+    if not isinstance(value, dict) or set(value) != {"result"}:
+        return "crash", None, "no result (malformed or missing)"
+    return "ok", value["result"], ""
+
+
+def run_test(index, test, settings, sock, budget):
+    """Runs one test through the zygote; returns its record. `budget` is the stdout bytes
+    this answer may still keep."""
+    stdin = memfd_with("stdin", (test.get("stdin") or "").encode())
+    arguments = memfd_with("args", json.dumps(test.get("args")).encode())
+    out_r, out_w = os.pipe()
+    res_r, res_w = os.pipe()
+    socket.send_fds(sock, [b"run"], [stdin, out_w, res_w, arguments])
+    for fd in (stdin, out_w, res_w, arguments):
+        os.close(fd)
+    start = time.monotonic()
+    pid = struct.unpack("=i", sock.recv(64))[0]
+    limits = settings["limits"]
+    stdout = Capture(out_r, min(limits["max_output_bytes"], budget))
+    result = Capture(res_r, limits["max_output_bytes"])
+    message = _collect(sock, [stdout, result], start + settings["test_timeout"])
+    timed_out = message is None
+    if timed_out:
+        os.kill(pid, signal.SIGKILL)
+        message = sock.recv(64)
+    wait_status, user, system = struct.unpack("=idd", message)
+    os.close(out_r)
+    os.close(res_r)
+    status, value, error = _decide(wait_status, user + system, timed_out, bytes(result.data),
+                                   settings)
+    return {"index": index, "status": status, "stdout": stdout.data.decode(errors="replace"),
+            "result": value, "error": error, "truncated": stdout.truncated,
+            "cpu_seconds": round(user + system, 3),
+            "wall_seconds": round(time.monotonic() - start, 3)}
+
+
+def empty_directory(top):
+    """Removes everything under `top` (never following a link), using relative paths only, so
+    deep trees and directories made unreadable (mode 0) are no obstacle to their owner."""
+    os.chdir(top)
+    depth = 0
+    while True:
+        for name in os.listdir("."):
+            if stat.S_ISDIR(os.lstat(name).st_mode):
+                os.chmod(name, 0o700)
+                try:
+                    os.rmdir(name)
+                except OSError:
+                    os.chdir(name)
+                    depth += 1
+                    break
+            else:
+                os.unlink(name)
+        else:
+            if depth == 0:
+                return
+            os.chdir("..")
+            depth -= 1
+
+
+def _wipe(settings):
+    """Empties the writable directories; True if they are empty afterwards."""
+    try:
+        for top in settings["wipe_dirs"]:
+            empty_directory(top)
+        return not any(os.listdir(top) for top in settings["wipe_dirs"])
     except OSError:
-        pass
+        return False
 
 
-def isolation_facts():
-    """What the code will see: its uid, its pid and how many processes are visible."""
-    visible = [entry for entry in os.listdir("/proc") if entry.isdigit()] \
-        if os.path.isdir("/proc") else []
-    return {"uid": os.getuid(), "pid": os.getpid(), "visible_processes": len(visible),
-            "root_entries": sorted(os.listdir("/"))}
-
-
-def prelude_namespace(mode):
-    """The namespace the reference harnesses give a solution: modules and their names."""
-    namespace = {"__name__": "__main__" if mode == "stdio" else "solution",
-                 "__builtins__": __builtins__}
-    for module in PRELUDE_MODULES:
-        namespace[module] = __import__(module)
-    for module in STAR_MODULES:
-        exec(f"from {module} import *", namespace)  # noqa: S102 - trusted prelude
-    return namespace
-
-
-def call_solution(namespace, fn_name, args):
-    """Calls `fn_name` as a method of `class Solution` if it has one, else as a function."""
-    holder = namespace.get("Solution")
-    if isinstance(holder, type) and hasattr(holder, fn_name):
-        return getattr(holder(), fn_name)(*args)
-    return namespace[fn_name](*args)
-
-
-def _run_child(config, args, result_fd):
-    """Runs in the forked test process; never returns."""
-    status, payload, error = "ok", None, ""
-    try:
-        sys.setrecursionlimit(RECURSION_LIMIT)
-        sys.argv = ["solution.py"]
-        sys.stdin = open(0, "r", closefd=False)
-        sys.stdout = open(1, "w", closefd=False)
-        namespace = prelude_namespace(config["mode"])
-        try:
-            exec(compile(config["code"], "solution.py", "exec"), namespace)  # noqa: S102
-            if config["mode"] == "call":
-                payload = call_solution(namespace, config["fn_name"], args)
-        except SystemExit:
-            pass
-        sys.stdout.flush()
-    except BaseException as exc:  # noqa: BLE001 - report any failure of untrusted code
-        status, error = "error", f"{type(exc).__name__}: {exc}"[:500]
-    try:
-        record = json.dumps({"status": status, "result": payload, "error": error},
-                            default=lambda o: sorted(o) if isinstance(o, (set, frozenset))
-                            else repr(o))
-        os.write(result_fd, record.encode()[:1 << 22])
-    finally:
-        os._exit(0)
-
-
-def _children():
-    """Our direct children (as subreaper, the code's orphans come back to us)."""
+def _children(exclude):
+    """Our direct children other than `exclude` (as subreaper, orphans come back to us)."""
     found = []
     for entry in filter(str.isdigit, os.listdir("/proc")):
         try:
-            with open(f"/proc/{entry}/stat", "rb") as stat:
-                if int(stat.read().rsplit(b")", 1)[1].split()[1]) == os.getpid():
-                    found.append(int(entry))
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                parent = int(handle.read().rsplit(b")", 1)[1].split()[1])
         except (OSError, IndexError, ValueError):
-            pass
+            continue
+        if parent == os.getpid() and int(entry) != exclude:
+            found.append(int(entry))
     return found
 
 
-def kill_leftovers(own_pid_namespace):
-    """Kills every process the code left, then reaps. In the sandbox's own PID namespace that
-    is kill(-1) (everything we may signal but ourselves); outside one (the insecure mode)
-    only our descendants, found as children of this subreaper - never kill(-1) there."""
-    for _ in range(200):
-        targets = [-1] if own_pid_namespace else _children()
-        for pid in targets:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+def _processes_of(uid):
+    """Processes (zombies included) whose real uid is `uid`, other than this one."""
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
         try:
-            while os.waitpid(-1, os.WNOHANG)[0]:
-                pass
-        except ChildProcessError:
-            return
-        if not targets:
-            return
-        time.sleep(0.001)
+            with open(f"/proc/{entry}/status", "rb") as handle:
+                fields = dict(line.split(b":", 1) for line in handle if b":" in line)
+            if int(fields[b"Uid"].split()[0]) == uid and int(entry) != os.getpid():
+                found.append(int(entry))
+        except (OSError, KeyError, ValueError, IndexError):
+            continue
+    return found
 
 
-def _start_test(config, stdin_path, args):
-    """Forks the test process; returns (pid, stdout read end, result read end)."""
-    out_r, out_w = os.pipe()
-    res_r, res_w = os.pipe()
+def sweep(settings, zygote):
+    """Kills every process the code left and empties its directories; True when clean.
+    With a dedicated uid a sweeper under that uid sends kill(-1) - every process of the code,
+    never the harness or the zygote - until /proc lists none of that uid, then wipes; we reap
+    meanwhile.
+    Without one (a user namespace, or the insecure mode) our other children are killed."""
+    uid = settings["uid"]
+    if uid is None or os.geteuid() != 0:
+        for _ in range(2000):
+            leftovers = _children(zygote)
+            for pid in leftovers:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            if not leftovers:
+                return _wipe(settings)
+        return False
+    sweeper = os.fork()
+    if sweeper == 0:
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            for _ in range(5000):
+                os.kill(-1, signal.SIGKILL)
+                if not _processes_of(uid):
+                    os._exit(0 if _wipe(settings) else 1)
+                time.sleep(0.0002)
+        finally:
+            os._exit(1)
+    while True:
+        pid, status = os.waitpid(-1, 0)
+        if pid == zygote:
+            return False
+        if pid == sweeper:
+            return os.waitstatus_to_exitcode(status) == 0
+
+
+def isolation_facts(settings):
+    """What the code will see: its uid, the harness's pid and the processes and root entries."""
+    visible = [entry for entry in os.listdir("/proc") if entry.isdigit()] \
+        if os.path.isdir("/proc") else []
+    uid = settings["uid"] if settings["uid"] is not None else os.getuid()
+    return {"uid": uid, "pid": os.getpid(), "visible_processes": len(visible),
+            "root_entries": sorted(os.listdir("/"))}
+
+
+def start_zygote(settings):
+    """Forks the zygote (before any test input is read); returns (its pid, our socket end)."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     pid = os.fork()
     if pid == 0:
         try:
-            cpu = config["cpu_seconds"]
-            resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
-            resource.setrlimit(resource.RLIMIT_STACK, (STACK_BYTES, STACK_BYTES))
-            os.dup2(os.open(stdin_path, os.O_RDONLY), 0)
-            os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
-            os.dup2(out_w, 1)
-            os.dup2(res_w, 3)
-            os.closerange(4, 1 << 16)
+            ours.close()
+            devnull = os.open(os.devnull, os.O_RDWR)
+            os.dup2(devnull, 0)
+            os.dup2(devnull, 1)
+            keep = theirs.fileno()
+            os.closerange(3, keep)
+            os.closerange(keep + 1, 1 << 16)
+            namespace = {"__name__": "zygote"}
+            exec(settings["zygote_source"], namespace)  # noqa: S102 - trusted source
+            namespace["zygote_main"](settings, theirs)
         finally:
-            _run_child(config, args, 3)
-    os.close(out_w)
-    os.close(res_w)
-    return pid, out_r, res_r
-
-
-def _collect(pid, out_r, res_r, cap, timeout):
-    """Reads the test's stdout (capped) and result until it exits or its wall time ends."""
-    buffers, open_fds = {out_r: b"", res_r: b""}, {out_r, res_r}
-    deadline = time.monotonic() + timeout
-    timed_out = truncated = False
-    while open_fds:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            timed_out = True
-            break
-        for fd in select.select(list(open_fds), [], [], min(remaining, 0.05))[0]:
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                open_fds.discard(fd)
-            elif len(buffers[fd]) < cap:
-                buffers[fd] += chunk[:cap - len(buffers[fd])]
-            else:
-                truncated = True
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            pid = 0
-            for fd in select.select(list(open_fds), [], [], 0)[0]:
-                buffers[fd] += os.read(fd, cap)[:max(0, cap - len(buffers[fd]))]
-            break
-    if pid:
-        os.kill(pid, signal.SIGKILL)
-    return buffers[out_r], buffers[res_r], timed_out, truncated
-
-
-def run_test(index, config, test):
-    """Runs one test ({"stdin": str} or {"args": list}); returns its report record."""
-    stdin_path = os.path.join(config["workdir"], ".stdin")
-    with open(stdin_path, "w") as handle:
-        handle.write(test.get("stdin") or "")
-    pid, out_r, res_r = _start_test(config, stdin_path, test.get("args"))
-    stdout, result, timed_out, truncated = _collect(
-        pid, out_r, res_r, config["limits"]["max_output_bytes"], config["test_timeout"])
-    os.close(out_r)
-    os.close(res_r)
-    kill_leftovers(config["own_pid_namespace"] and os.getpid() <= 2)
-    record = {"index": index, "stdout": stdout.decode(errors="replace"), "truncated": truncated}
-    if timed_out:
-        return {**record, "status": "timeout", "result": None, "error": "wall time"}
-    try:
-        return {**record, **json.loads(result)}
-    except ValueError:
-        return {**record, "status": "crash", "result": None, "error": "no result (killed?)"}
+            os._exit(EXIT_SETUP)
+    theirs.close()
+    return pid, ours
 
 
 def main():
-    config = json.loads(sys.stdin.buffer.read())
-    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-    report = os.fdopen(os.dup(1), "w")
+    settings = read_message(0)
+    os.chdir(settings["workdir"])
+    LIBC.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    LIBC.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    report = os.fdopen(os.dup(1), "w", encoding="utf-8", errors="replace")
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
-    os.chdir(config["workdir"])
-    drop_privileges(config)
-    set_limits(config["limits"])
-    for module in PRELUDE_MODULES:  # import once here; each forked test inherits them
-        __import__(module)
-    report.write(json.dumps({"isolation": isolation_facts()}) + "\n")
+    zygote, sock = start_zygote(settings)
+    tests = read_message(0)["tests"]
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    report.write(json.dumps({"isolation": isolation_facts(settings)}) + "\n")
     report.flush()
-    for index, test in enumerate(config["tests"]):
-        report.write(json.dumps(run_test(index, config, test)) + "\n")
+    budget = settings["limits"]["max_total_output_bytes"]
+    clean = True
+    for index, test in enumerate(tests):
+        if clean:
+            record = run_test(index, test, settings, sock, budget)
+            budget -= len(record["stdout"].encode(errors="replace"))
+            clean = sweep(settings, zygote)
+            os.chdir(settings["workdir"])
+        else:
+            record = {"index": index, "status": "error", "stdout": "", "result": None,
+                      "error": "sandbox could not be reset after the previous test",
+                      "truncated": False, "cpu_seconds": 0.0, "wall_seconds": 0.0}
+        report.write(json.dumps(record, ensure_ascii=False) + "\n")
         report.flush()
 
 

@@ -82,6 +82,8 @@ def build_root(plan):
         bind_readonly(path, root + path)
     for path in plan["hidden"]:
         tmpfs(root + path, 4096, 0o555, readonly=True)
+    for source, target in plan["packages"]:
+        bind_readonly(source, root + target)
     dev = make_dev(root)
     tmpfs(f"{dev}/shm", plan["shm_bytes"], 0o1777)
     os.makedirs(root + "/proc", mode=0o555)

@@ -11,9 +11,11 @@ APPS / TACO / LiveCodeBench / PRIME harnesses:
   argument, with a JSON output string (LiveCodeBench). Results compare JSON-normalised and
   structurally, a non-integral expected float within the same relative 1e-6 (`values_equal`).
 - The solution runs with the references' prelude (`from typing import *`, collections, math,
-  itertools, heapq, bisect, functools, string, re, ... and their names; a raised recursion
-  limit), so LeetCode-style answers need no imports.
-Reward (`reward`): 1.0 iff every test passes; otherwise PRIME's partial credit, the passes among
+  itertools, heapq, bisect, functools, string, re, ... and their names, then the builtins again,
+  so `pow(a, b, m)` is the builtin; `exit()` / `quit()`; a raised recursion limit), so
+  LeetCode-style answers need no imports; numpy and sortedcontainers import where installed.
+A verdict's reason names the first failing test and why (its error type and message, bounded,
+or "wrong answer"; never the expected output). Reward (`reward`): 1.0 iff every test passes; otherwise PRIME's partial credit, the passes among
 the first k = min(n, 10) tests over k, capped at (k - 1) / k. Deliberate difference from PRIME:
 there, an answer passing the first 10 tests and failing a later one scores 1.0; here (k-1)/k,
 so a failing answer never scores 1.0.
@@ -37,6 +39,7 @@ DEFAULT_TIMEOUT = 4.0  # seconds of wall time per test
 MAX_TESTS_FOR_FULL_CREDIT = 10
 MAX_TOTAL_SECONDS = 90.0  # wall limit for all tests of one response
 FLOAT_TOLERANCE = 1e-6
+MAX_REASON_ERROR_CHARS = 200  # of the first failing test's error in a verdict's reason
 STATS = VerifierStats()
 _LOG = logging.getLogger(__name__)
 _FENCE_RE = re.compile(r"```([A-Za-z0-9_+-]*)[ \t]*\n(.*?)```", re.DOTALL)
@@ -174,6 +177,17 @@ def reward(passed: list[bool]) -> float:
     return min(sum(passed[:k]), k - 1) / k
 
 
+def _failure(index: int, record: dict | None) -> str:
+    """Why test `index` failed, from the harness's record: its status and the error type and
+    message (bounded), or "wrong answer"; never the expected output."""
+    if record is None:
+        return f"test {index}: no report (the sandbox ended before it)"
+    if record["status"] == "ok":
+        return f"test {index}: wrong answer" + (" (output truncated)" if record["truncated"]
+                                                else "")
+    return f"test {index}: {record['status']}: {record['error'][:MAX_REASON_ERROR_CHARS]}"
+
+
 def _score(report: sandbox.SandboxReport, outputs: list, fn_name: str | None) -> Verdict:
     passed, statuses = [], set()
     for record, expected in zip(report.tests, outputs):
@@ -190,7 +204,10 @@ def _score(report: sandbox.SandboxReport, outputs: list, fn_name: str | None) ->
         status = "timeout"
     else:
         status = "fail"
-    reason = f"{sum(passed)}/{len(passed)} passed; statuses {sorted(statuses)}"
+    reason = f"{sum(passed)}/{len(passed)} passed"
+    if not all(passed):
+        first = passed.index(False)
+        reason += f"; first failure {_failure(first, report.tests[first])}"
     if report.insecure:
         reason = f"INSECURE: code ran without a sandbox ({sandbox.INSECURE}); {reason}"
     return Verdict(reward(passed), status, reason)

@@ -25,12 +25,21 @@ Guarantees of both, per answer (one `run_tests` call):
   and wall limit and an output cap. oom_score_adj 1000 makes the sandbox the OOM killer's first
   choice.
 - a dedicated unprivileged uid per run when the caller is root (no capabilities,
-  PR_SET_NO_NEW_PRIVS; not ptrace-able by the code). A non-root caller can use bwrap only (the
-  code then keeps the caller's uid inside a user namespace) and needs a cgroup it may write.
+  PR_SET_NO_NEW_PRIVS), never one of a host account or a /etc/subuid range. A non-root caller
+  can use bwrap only (the code then keeps the caller's uid inside a user namespace) and needs a
+  cgroup it may write.
+- a seccomp filter (`seccomp.py`) in every test process: keyrings, ptrace, bpf, userfaultfd,
+  perf_event_open, mount and namespace calls, modules, reboot, io_uring and IPC objects that
+  would outlive a test are refused; a process that cannot install it runs no code.
+- independent tests (`_harness.py`, `_zygote.py`): each test process is forked from a zygote
+  that never held a test input, starts with empty /tmp and /dev/shm and no process of an earlier
+  test, and its record is decided by the harness from what it observed (exit status, signal,
+  clocks, stdout), never from anything the code wrote about itself.
+- the caller's work is linear in the output, which is capped per test and per answer.
 
-Not covered: there is no seccomp filter, so the kernel's whole system-call surface is reachable
-(bubblewrap's default too); CPU time is limited per test, not shared fairly between answers; an
-empty cgroup directory can stay behind if the verifying process itself is killed mid-run.
+Not covered: CPU time is limited per test, not shared fairly between answers; an empty cgroup
+directory can stay behind if the verifying process itself is killed mid-run; the kernel's
+remaining system calls (the filter is a deny list) and kernel bugs behind them.
 
 Fail closed: `resolve(name)` checks every layer (tool present, privileges, cgroups) and then runs
 a self-test in the sandbox (uid, PID namespace, network, root filesystem) before any answer runs.
@@ -53,6 +62,7 @@ import logging
 import os
 import pathlib
 import platform
+import pwd
 import select
 import shutil
 import signal
@@ -64,15 +74,18 @@ import tempfile
 import threading
 import time
 
-from prime_jax.verifiers import cgroups
+from prime_jax.verifiers import cgroups, seccomp
 
 ENV_VAR = "PRIME_JAX_SANDBOX"
 INSECURE = "insecure-no-isolation"
 BACKENDS = ("bwrap", "builtin")
 HARNESS_SOURCE = pathlib.Path(__file__).with_name("_harness.py").read_text()
+ZYGOTE_SOURCE = pathlib.Path(__file__).with_name("_zygote.py").read_text()
 MINROOT_SOURCE = pathlib.Path(__file__).with_name("_minroot.py").read_text()
 SANDBOX_UID_BASE = 1_000_000  # uid = base + (pid * 64 + counter % 64) % 2**30: unique among runs
 WORKDIR = "/tmp"
+PACKAGES_DIR = "/opt/prime_jax_packages"  # where the allowed third-party packages appear
+PACKAGES = ("numpy", "numpy.libs", "sortedcontainers")  # bound read-only where installed
 CAP_SETGID, CAP_SETUID, CAP_SYS_ADMIN = 6, 7, 21
 _LOG = logging.getLogger(__name__)
 _counter = itertools.count()
@@ -95,6 +108,7 @@ class SandboxLimits:
     max_file_bytes: int = 16 << 20
     max_open_files: int = 64
     max_output_bytes: int = 1 << 20
+    max_total_output_bytes: int = 32 << 20
 
 
 @dataclasses.dataclass
@@ -117,6 +131,7 @@ class Layout:
     python: str
     readonly: tuple[str, ...]
     hidden: tuple[str, ...]
+    packages: tuple[tuple[str, str], ...] = ()  # (host path, path in the sandbox)
 
 
 def _linked_libraries(binaries: list[str]) -> set[str]:
@@ -147,7 +162,19 @@ def layout() -> Layout:
     readonly = sorted({python, stdlib, *library_dirs}, key=lambda p: (p.count("/"), p))
     hidden = tuple(path for name in ("site-packages", "dist-packages")
                    if os.path.isdir(path := os.path.join(stdlib, name)))
-    return Layout(python, tuple(readonly), hidden)
+    return Layout(python, tuple(readonly), hidden, _package_binds())
+
+
+def _package_binds() -> tuple[tuple[str, str], ...]:
+    """(host directory, sandbox directory) of each of PACKAGES installed for this interpreter
+    (numpy needs its numpy.libs sibling); only the interpreter's own version can load them."""
+    binds = []
+    for root in dict.fromkeys(map(os.path.realpath, sys.path)):
+        for name in PACKAGES:
+            path = os.path.join(root, name)
+            if os.path.isdir(path) and name not in {os.path.basename(s) for s, _ in binds}:
+                binds.append((path, f"{PACKAGES_DIR}/{name}"))
+    return tuple(binds)
 
 
 # ---------------------------------------------------------------------------- backends
@@ -177,6 +204,10 @@ class Backend(abc.ABC):
             return missing
         if reason := cgroups.unavailable():
             missing.append(f"per-answer cgroup: {reason}")
+        try:
+            _filter()
+        except seccomp.SeccompUnavailable as error:
+            missing.append(f"seccomp filter: {error}")
         return missing
 
     @abc.abstractmethod
@@ -184,11 +215,44 @@ class Backend(abc.ABC):
         """The argv that starts the harness (reading its config on stdin) in the sandbox."""
 
     def sandbox_uid(self) -> int | None:
-        """The dedicated uid the harness drops to, or None to keep the caller's."""
+        """The dedicated uid the code runs as, or None to keep the caller's: the next of this
+        process's 64 uids in the sandbox range that no host account and no /etc/subuid or
+        /etc/subgid range uses (a collision would share keyrings and process limits)."""
         if os.geteuid() != 0:
             return None
-        with _counter_lock:
-            return SANDBOX_UID_BASE + (os.getpid() * 64 + next(_counter) % 64) % (1 << 30)
+        taken = _subordinate_ranges()
+        for _ in range(64):
+            with _counter_lock:
+                uid = SANDBOX_UID_BASE + (os.getpid() * 64 + next(_counter) % 64) % (1 << 30)
+            if not any(start <= uid < end for start, end in taken) and not _host_account(uid):
+                return uid
+        raise SandboxUnavailable("no free sandbox uid: every uid tried belongs to a host "
+                                 "account or a subordinate id range; fix: change "
+                                 "SANDBOX_UID_BASE")
+
+
+def _host_account(uid: int) -> bool:
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=None)
+def _subordinate_ranges() -> tuple[tuple[int, int], ...]:
+    """[start, end) id ranges handed to users in /etc/subuid and /etc/subgid."""
+    ranges = []
+    for path in ("/etc/subuid", "/etc/subgid"):
+        try:
+            with open(path) as handle:
+                for line in handle:
+                    fields = line.strip().split(":")
+                    if len(fields) == 3 and fields[1].isdigit() and fields[2].isdigit():
+                        ranges.append((int(fields[1]), int(fields[1]) + int(fields[2])))
+        except OSError:
+            continue
+    return tuple(ranges)
 
 
 class Bwrap(Backend):
@@ -216,12 +280,18 @@ class Bwrap(Backend):
             argv += ["--ro-bind", path, path]
         for path in view.hidden:
             argv += ["--perms", "0555", "--size", "4096", "--tmpfs", path, "--remount-ro", path]
+        if view.packages:
+            argv += ["--perms", "0755", "--dir", os.path.dirname(PACKAGES_DIR),
+                     "--perms", "0755", "--dir", PACKAGES_DIR]
+        for source, target in view.packages:
+            argv += ["--ro-bind", source, target]
         argv += ["--proc", "/proc", "--dev", "/dev",
                  "--perms", "01777", "--size", str(limits.disk_bytes), "--tmpfs", "/dev/shm",
                  "--perms", "01777", "--size", str(limits.disk_bytes), "--tmpfs", WORKDIR,
                  "--remount-ro", "/", "--chdir", WORKDIR]
         if os.geteuid() == 0:  # kept only until the harness drops to its uid
-            argv += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+            argv += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add",
+                     "CAP_KILL"]
         else:
             argv += ["--unshare-user", "--disable-userns"]
         return argv + [view.python, "-I", "-S", "-c", HARNESS_SOURCE]
@@ -256,6 +326,7 @@ class Builtin(Backend):
     def command(self, limits: SandboxLimits) -> list[str]:
         view = layout()
         plan = {"readonly": list(view.readonly), "hidden": list(view.hidden),
+                "packages": [list(pair) for pair in view.packages],
                 "python": view.python, "harness": HARNESS_SOURCE, "workdir": WORKDIR,
                 "disk_bytes": limits.disk_bytes, "shm_bytes": limits.disk_bytes}
         return [view.python, "-I", "-S", "-c", MINROOT_SOURCE, json.dumps(plan)]
@@ -280,6 +351,12 @@ class Insecure(Backend):
 _BACKENDS = {"bwrap": Bwrap, "builtin": Builtin, INSECURE: Insecure}
 
 
+@functools.lru_cache(maxsize=None)
+def _filter() -> bytes:
+    """This machine's seccomp program (raises SeccompUnavailable on another architecture)."""
+    return seccomp.deny_filter()
+
+
 def _environment() -> dict[str, str]:
     return {"PATH": "/usr/bin:/bin", "HOME": WORKDIR, "TMPDIR": WORKDIR, "LANG": "C.UTF-8",
             "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
@@ -287,14 +364,17 @@ def _environment() -> dict[str, str]:
 
 # ---------------------------------------------------------------------------- fail closed
 SELF_TEST = """
-import socket
+import ctypes, socket
+port, add_key = map(int, input().split())
 sock = socket.socket()
 sock.settimeout(2)
 try:
-    sock.connect(("127.0.0.1", int(input())))
+    sock.connect(("127.0.0.1", port))
     print("connected")
 except OSError as error:
     print("refused", error.errno)
+libc = ctypes.CDLL(None, use_errno=True)
+print(libc.syscall(add_key, b"user", b"probe", b"x", 1, -4), ctypes.get_errno())
 """
 
 
@@ -304,7 +384,10 @@ def self_test(backend: Backend) -> list[str]:
     try:
         with socket.create_server(("127.0.0.1", 0)) as listener:
             port = listener.getsockname()[1]
-            report = run_tests(SELF_TEST, [str(port)], test_timeout=10.0, backend=backend)
+            add_key = seccomp.SYSCALLS["add_key"][("x86_64", "aarch64").index(
+                platform.machine())]
+            report = run_tests(SELF_TEST, [f"{port} {add_key}"], test_timeout=10.0,
+                               backend=backend)
         facts, record, error = report.isolation, report.tests[0], report.error
     except SandboxUnavailable as failure:
         facts, record, error = {}, None, str(failure)
@@ -317,10 +400,15 @@ def self_test(backend: Backend) -> list[str]:
         problems.append("dedicated uid: the code still runs as root")
     if facts["visible_processes"] > 3 or facts["pid"] > 3:
         problems.append(f"PID namespace: the code sees {facts['visible_processes']} processes")
-    if not record["stdout"].startswith("refused"):
+    lines = record["stdout"].splitlines() + ["", ""]
+    if not lines[0].startswith("refused"):
         problems.append("network namespace: the code reached a listener on 127.0.0.1")
+    if lines[1].split()[:1] != ["-1"]:
+        problems.append(f"seccomp filter: add_key was not refused ({record['status']}: "
+                        f"{lines[1] or record['error']})")
     expected_roots = {"dev", "proc", WORKDIR.strip("/")} | {
-        path.split("/")[1] for path in layout().readonly}
+        path.split("/")[1] for path in layout().readonly} | {
+        target.split("/")[1] for _, target in layout().packages}
     if extra := set(facts["root_entries"]) - expected_roots:
         problems.append(f"private root filesystem: the code sees /{', /'.join(sorted(extra))}")
     return [f"{problem}; fix: use another backend or report this machine" for problem in problems]
@@ -360,16 +448,19 @@ def resolve(name: str | None = None) -> Backend:
 
 
 # ---------------------------------------------------------------------------- one run
-def _exchange(proc: subprocess.Popen, config: bytes, deadline: float,
+def _exchange(proc: subprocess.Popen, messages: bytes, deadline: float,
               cap_bytes: int) -> tuple[bytes, bytes, bool]:
-    """Feeds the config to stdin and collects stdout and stderr until exit or the deadline."""
+    """Feeds `messages` to stdin and collects stdout and stderr until exit or the deadline.
+    Each stream keeps at most `cap_bytes` (the rest is read and dropped), in linear time."""
     out, err = proc.stdout.fileno(), proc.stderr.fileno()
-    data, readers = {out: b"", err: b""}, {out, err}
-    writer, pending = proc.stdin, memoryview(config)
+    data, readers = {out: bytearray(), err: bytearray()}, {out, err}
+    writer, pending = proc.stdin, memoryview(messages)
+    timed_out = False
     while readers:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            return data[out], data[err], True
+            timed_out = True
+            break
         writable = [writer] if writer is not None else []
         ready_r, ready_w, _ = select.select(list(readers), writable, [], min(remaining, 0.1))
         if ready_w:
@@ -385,8 +476,14 @@ def _exchange(proc: subprocess.Popen, config: bytes, deadline: float,
             if not chunk:
                 readers.discard(fd)
             elif len(data[fd]) < cap_bytes:
-                data[fd] += chunk
-    return data[out], data[err], False
+                data[fd] += chunk[:cap_bytes - len(data[fd])]
+    return bytes(data[out]), bytes(data[err]), timed_out
+
+
+def _message(payload: dict) -> bytes:
+    """One harness message: its JSON size in 12 ASCII digits, then the JSON."""
+    body = json.dumps(payload).encode()
+    return b"%012d" % len(body) + body
 
 
 def _spawn(backend: Backend, limits: SandboxLimits, cgroup: cgroups.AnswerCgroup | None,
@@ -422,12 +519,16 @@ def run_tests(code: str, inputs: list, *, mode: str = "stdio", fn_name: str | No
     if total_timeout is None:
         total_timeout = test_timeout * max(1, len(inputs)) + 5.0
     cwd = tempfile.mkdtemp(prefix="prime_sandbox_") if not backend.isolated else "/"
-    config = {"code": code, "tests": [_as_test(value, mode) for value in inputs], "mode": mode,
-              "fn_name": fn_name, "workdir": WORKDIR if backend.isolated else cwd,
-              "test_timeout": test_timeout, "uid": backend.sandbox_uid(),
-              "own_pid_namespace": backend.isolated,
-              "cpu_seconds": max(1, int(min(limits.cpu_seconds, test_timeout + 1))),
-              "limits": dataclasses.asdict(limits)}
+    settings = {"code": code, "mode": mode, "fn_name": fn_name,
+                "workdir": WORKDIR if backend.isolated else cwd,
+                "wipe_dirs": [WORKDIR, "/dev/shm"] if backend.isolated else [cwd],
+                "test_timeout": test_timeout, "uid": backend.sandbox_uid(),
+                "cpu_seconds": max(1, int(min(limits.cpu_seconds, test_timeout + 1))),
+                "limits": dataclasses.asdict(limits), "seccomp_hex": _filter().hex(),
+                "packages_dir": PACKAGES_DIR if backend.isolated else None,
+                "zygote_source": ZYGOTE_SOURCE}
+    messages = _message(settings) + _message(
+        {"tests": [_as_test(value, mode) for value in inputs]})
     cgroup = proc = None
     raw = stderr = b""
     timed_out = False
@@ -435,9 +536,10 @@ def run_tests(code: str, inputs: list, *, mode: str = "stdio", fn_name: str | No
         if backend.isolated:
             cgroup = cgroups.AnswerCgroup(limits.memory_bytes, limits.max_processes)
         proc = _spawn(backend, limits, cgroup, cwd)
-        cap = (limits.max_output_bytes + 4096) * max(1, len(inputs)) + 65536
-        raw, stderr, timed_out = _exchange(proc, json.dumps(config).encode(),
-                                           time.monotonic() + total_timeout, cap)
+        # JSON escapes at most 6 bytes per output byte; records and facts add a little each.
+        cap = 6 * limits.max_total_output_bytes + 8192 * (len(inputs) + 8)
+        raw, stderr, timed_out = _exchange(proc, messages, time.monotonic() + total_timeout,
+                                           cap)
     except OSError as error:
         raise SandboxUnavailable(f"sandbox {backend.name!r} could not start: {error}") from error
     finally:
@@ -465,22 +567,28 @@ def _cleanup(proc: subprocess.Popen | None, cgroup: cgroups.AnswerCgroup | None)
     return cgroup.destroy() if cgroup is not None else 0
 
 
+_RECORD_TYPES = {"index": int, "status": str, "stdout": str, "error": str, "truncated": bool}
+
+
 def _parse_report(raw: bytes, stderr: bytes, n_tests: int, timed_out: bool,
                   leftovers: int) -> SandboxReport:
+    """The isolation line, then record i on line i + 1 (a record out of place, of the wrong
+    shape, or after a line that was not one ends the report: later tests count as missing)."""
     tests: list[dict | None] = [None] * n_tests
-    isolation: dict = {}
-    for line in raw.decode(errors="replace").splitlines():
+    lines = raw.decode(errors="replace").split("\n")
+    try:
+        isolation = json.loads(lines[0])["isolation"]
+    except (ValueError, KeyError, TypeError):
+        isolation = {}
+    for index, line in enumerate(lines[1:n_tests + 1] if isolation else []):
         try:
             record = json.loads(line)
         except ValueError:
-            continue  # a partial last line after a kill
-        if not isinstance(record, dict):
-            continue
-        if "isolation" in record:
-            isolation = record["isolation"]
-        elif isinstance(record.get("index"), int) and 0 <= record["index"] < n_tests:
-            tests[record["index"]] = record
+            break
+        if not isinstance(record, dict) or record.get("index") != index or not all(
+                isinstance(record.get(key), kind) for key, kind in _RECORD_TYPES.items()):
+            break
+        tests[index] = record
     error = stderr.decode(errors="replace")[-2000:] if not isolation else ""
     return SandboxReport(tests=tests, isolation=isolation, timed_out=timed_out, error=error,
                          leftover_processes=leftovers)
-
