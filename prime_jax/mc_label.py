@@ -14,7 +14,8 @@ import json
 import sys
 
 from prime_jax import rollout
-from prime_jax.data import countdown_reward, load_tokenizer, make_synthetic_rl_prompts
+from prime_jax.data import OUTCOME_SCORERS, load_tokenizer, make_synthetic_rl_prompts
+from prime_jax.data.steps import delimiter_ids
 from prime_jax.models import from_pretrained
 from prime_jax.reward_models.mc_labels import MCLabelConfig, PolicyCompleter, label_prompts
 from prime_jax.verifiers import VerifierPool
@@ -58,11 +59,11 @@ def main(argv=None) -> int:
         config = MCLabelConfig(samples_per_prompt=args.samples_per_prompt, completions=args.completions,
                                batch_rows=args.batch_rows, step_delimiter=args.step_delimiter)
         tokenizer = load_tokenizer(args.tokenizer or args.model)
-        delimiter_ids = tokenizer.encode(args.step_delimiter, add_special_tokens=False)
-        if tokenizer.decode(delimiter_ids) != args.step_delimiter:
-            raise ValueError(f"the tokenizer of {args.tokenizer or args.model} encodes the step delimiter "
-                             f"{args.step_delimiter!r} as {delimiter_ids}, losing it: prefixes would reach the "
-                             "completer without their step ends (try --tokenizer char for char-tokenizer models)")
+        try:
+            delimiter_ids(tokenizer, args.step_delimiter)
+        except ValueError as error:
+            raise ValueError(f"{args.tokenizer or args.model}: {error}: prefixes would reach the completer without "
+                             "their step ends (try --tokenizer char for char-tokenizer models)") from error
         policy = from_pretrained(args.model)
         records = make_synthetic_rl_prompts(args.task, args.task_seed, args.num_prompts, args.split)
         sampling = rollout.SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
@@ -71,7 +72,7 @@ def main(argv=None) -> int:
         completer = PolicyCompleter(policy, tokenizer, sampling, batch_rows=args.batch_rows,
                                     width=args.max_prompt_length + args.max_new_tokens, seed=args.seed)
         abilities = {r.ability for r in records}
-        with VerifierPool(args.verifier_workers, scorers={"countdown": countdown_reward}, abilities=abilities) as pool:
+        with VerifierPool(args.verifier_workers, scorers=OUTCOME_SCORERS, abilities=abilities) as pool:
             summary = label_prompts(records, solver=completer, completer=completer, pool=pool, config=config,
                                     out=args.out)
     except (FileNotFoundError, ValueError) as error:

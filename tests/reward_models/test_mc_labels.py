@@ -214,7 +214,7 @@ def test_cli_refuses_a_tokenizer_that_loses_the_delimiter(tiny_model, tmp_path, 
     args = ["--model", str(tiny_model), "--task", "arithmetic", "--num-prompts", "1", "--step-delimiter", "|",
             "--out", str(tmp_path / "x.jsonl")]
     assert mc_label.main(args) == 2
-    assert "losing it" in capsys.readouterr().err and not (tmp_path / "x.jsonl").exists()
+    assert "does not decode back to it" in capsys.readouterr().err and not (tmp_path / "x.jsonl").exists()
 
 
 def test_policy_completer_runs_one_fixed_batch_per_call(tiny_model):
