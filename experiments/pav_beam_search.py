@@ -7,12 +7,13 @@ sampled tokens, on held-out arithmetic problems.
 
 Best-of-N: ``max(--bon)`` samples of the policy per problem (temperature ``--temperature``), each
 N scored on 64 random N-subsets; its cost is N * (mean response length) sampled tokens. Beam search
-(``prime_jax.pav.beam_search``, C = ``--proposals``): its cost is every proposal's tokens. Step
-scorers: PAV effective reward ``Q^pi + alpha A^{BoK}`` with Q^pi from the explicit PRM's
-``sigmoid(z)`` (``pav_explicit``) or from the implicit PRM's ``sigmoid(beta * sum log-ratio)``
-(``pav_implicit``), the explicit PRM's step probability (``explicit`` = pav_explicit with
-alpha 0), the implicit PRM's step reward (``implicit``). Final pick: the Q model read at the
-response's end for the explicit family, the implicit PRM's min step reward for the implicit one.
+(``prime_jax.search.beam_search``, C = ``--proposals``): its cost is every proposal's tokens. Step
+verifiers (``prime_jax.step_verifiers``): PAV effective reward ``Q^pi + alpha A^{BoK}`` with Q^pi
+from the explicit PRM's ``sigmoid(z)`` (``pav_explicit``) or from the implicit PRM's
+``sigmoid(beta * sum log-ratio)`` (``pav_implicit``), the explicit PRM's step score
+(``explicit``, the same order as pav_explicit with alpha 0), the implicit PRM's step reward
+(``implicit``). Final pick: the Q model read at the response's end for the explicit family, the
+implicit PRM's min step reward for the implicit one (``search.scorers.final_scorer``).
 Correct = the boxed answer equals the ground truth. Prints markdown tables and one summary line.
 """
 
@@ -33,11 +34,12 @@ from prime_jax.eval import metrics as eval_metrics  # noqa: E402
 from prime_jax.eval.benchmark import make_records  # noqa: E402
 from prime_jax.eval.samples import final_answer  # noqa: E402
 from prime_jax.experience.generate import decode_responses  # noqa: E402
-from prime_jax.models import from_pretrained, load_explicit_prm, load_orm  # noqa: E402
-from prime_jax.pav import step_scorers  # noqa: E402
-from prime_jax.pav.beam_search import BeamSearchConfig, append_steps, beam_search  # noqa: E402
+from prime_jax.data.steps import delimiter_ids  # noqa: E402
+from prime_jax.models import from_pretrained  # noqa: E402
 from prime_jax.rollout import SamplingConfig, sample  # noqa: E402
-from prime_jax.run_dir import load_implicit_prm  # noqa: E402
+from prime_jax.search.beam_search import BeamSearchConfig, append_steps, beam_search  # noqa: E402
+from prime_jax.search.scorers import final_scorer  # noqa: E402
+from prime_jax.step_verifiers import PavVerifier, load_step_verifier  # noqa: E402
 from prime_jax.verifiers.answer import normalize_answer  # noqa: E402
 
 
@@ -99,14 +101,12 @@ class Setup:
         self.truth = [normalize_answer(r.ground_truth) for r in self.records]
         self.ground_truth = [r.ground_truth for r in self.records]
         self.eos_id = self.tokenizer.eos_token_id
-        self.delimiter = tuple(self.tokenizer.encode("\n", add_special_tokens=False))
+        self.delimiter = delimiter_ids(self.tokenizer, "\n")
         assert len(self.delimiter) == 1, "the step delimiter must be one token to stop a proposal on it"
-        implicit = load_implicit_prm(args.implicit_prm)
-        self.prm, self.reference, self.beta = implicit.prm, implicit.reference, implicit.reward.beta
-        self.explicit = load_explicit_prm(pathlib.Path(args.explicit_prm) / "model") if args.explicit_prm else None
-        self.orm = load_orm(pathlib.Path(args.orm) / "model")
-        self.explicit_q = step_scorers.explicit_prm_q(self.explicit) if self.explicit else None
-        self.implicit_q = step_scorers.implicit_prm_q(self.prm, self.reference, beta=self.beta)
+        self.implicit = load_step_verifier(args.implicit_prm, kind="implicit_prm", field="--implicit-prm")
+        self.explicit = load_step_verifier(args.explicit_prm, kind="explicit_prm", field="--explicit-prm") \
+            if args.explicit_prm else None
+        self.orm = load_step_verifier(args.orm, kind="orm", field="--orm")
 
     def correct(self, tokens_nl, mask_nl, problem_n):
         texts = decode_responses(self.tokenizer, np.asarray(tokens_nl), np.asarray(mask_nl))
@@ -136,11 +136,10 @@ def best_of_n(setup: Setup, args):
     full_nw, full_mask_nw = append_steps(np.concatenate([pad_cols, prompts], 1), np.concatenate([pad_cols, prompt_mask], 1),
                                          tokens_nl, mask_nl, setup.pad_id)
     resp_mask_nw = (np.arange(width)[None, :] >= width - mask_nl.sum(1)[:, None]).astype(np.int32)
-    scorers = {"ORM": step_scorers.orm_final(setup.orm),
-               "implicit PRM, min step": step_scorers.implicit_min_final(setup.prm, setup.reference, setup.delimiter)}
+    scorers = {"ORM": final_scorer(setup.orm, "last"), "implicit PRM, min step": final_scorer(setup.implicit, "min")}
     if setup.explicit is not None:
-        scorers["explicit PRM, product"] = step_scorers.explicit_prod_final(setup.explicit, setup.delimiter)
-        scorers["explicit PRM Q at end"] = step_scorers.q_final(setup.explicit_q)
+        scorers["explicit PRM, product"] = final_scorer(setup.explicit, "log_prod")
+        scorers["explicit PRM Q at end"] = final_scorer(setup.explicit, "last")
     curves = {}
     for name, scorer in scorers.items():
         scores = np.concatenate([np.asarray(scorer(full_nw[i:i + 512], full_mask_nw[i:i + 512], resp_mask_nw[i:i + 512]))
@@ -154,17 +153,17 @@ def best_of_n(setup: Setup, args):
 
 
 def make_scorers(setup: Setup, method: str, alpha: float, k: int):
-    """(step scorer, final scorer) of a beam-search method."""
-    explicit_final = step_scorers.q_final(setup.explicit_q) if setup.explicit else None
-    implicit_final = step_scorers.implicit_min_final(setup.prm, setup.reference, setup.delimiter)
+    """(step verifier, final scorer) of a beam-search method."""
+    explicit_final = final_scorer(setup.explicit, "last") if setup.explicit else None
+    implicit_final = final_scorer(setup.implicit, "min")
     if method == "pav_explicit":
-        return step_scorers.pav_scorer(setup.explicit_q, alpha=alpha, k=k), explicit_final
+        return PavVerifier(setup.explicit, alpha=alpha, best_of_k=k), explicit_final
     if method == "explicit":
-        return step_scorers.explicit_prm_scorer(setup.explicit), explicit_final
+        return setup.explicit, explicit_final
     if method == "implicit":
-        return step_scorers.implicit_prm_scorer(setup.prm, setup.reference, beta=setup.beta), implicit_final
+        return setup.implicit, implicit_final
     if method == "pav_implicit":
-        return step_scorers.pav_scorer(setup.implicit_q, alpha=alpha, k=k), implicit_final
+        return PavVerifier(setup.implicit.with_reading("cumulative"), alpha=alpha, best_of_k=k), implicit_final
     raise ValueError(f"unknown method {method!r}")
 
 
