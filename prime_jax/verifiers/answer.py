@@ -17,23 +17,17 @@ Extraction (`extract_answer`), in order:
    break is no span (nor are the numbers in it). Otherwise there is no answer.
 Only the last `MAX_RESPONSE_CHARS` characters of a response are searched.
 
-Numbers (`parse_number`, `numbers_equal`): integers, decimals, `a/b`, `\\frac{a}{b}` and mixed
-numbers become exact fractions (`2\\frac{1}{2}` is the mixed number 5/2, as NeMo-Skills reads
-it; Math-Verify reads a product). Values compare exactly, with one tolerance: when the truth is
-written as a decimal with d digits after the point and the prediction is an exact value that is
-not a decimal (a fraction such as 8/3, or `\\sqrt{2}` in the symbolic step), the prediction
-matches if it is within half a unit of the d-th digit and within the reference graders' relative
-1e-4 (`2.6667` and `0.3333` accept `\\frac{8}{3}` and `\\frac13`; `0.3` and `0.333` do not).
+Numbers are parsed and compared in `numbers` (`parse_number`, `numbers_equal`: exact, with
+one tolerance between a decimal and an exact value, the same whichever side the decimal is on).
 Deliberate differences from the reference graders (PRIME's `math_equal`, Qwen-Math, NeMo-Skills
 use `isclose(rel_tol=1e-4)` on everything; Math-Verify rounds to 6 decimals):
-- an integer or exact-fraction truth needs the exact value: `12346` != `12345`, `3.0002` != `3`,
-  `0.50004` != `\\frac12`, `0.33333` != `\\frac13`, and a decimal never approximates a decimal.
+- numbers: see `numbers` (no blanket relative tolerance).
 - thousands separators only in the strict `1,234,567` form (or `1{,}234`, `32,\\!349`); `32, 349`
   is a list.
 - `%` is a unit mark: `50\\%` equals `50` (as in hendrycks MATH) but not `0.5`, so one answer
   never covers two values (PRIME also accepts truth x 100 and truth / 100).
-- no decimal commas (`1,22` is a list, Math-Verify reads 1.22); `;` does not separate tuple
-  elements; `\\pm a` is compared as written, not as the set of -a and a.
+- no decimal commas (`1,22` is a list, Math-Verify reads 1.22); `;` separates elements only
+  where there is no top-level `,`; `\\pm a` is compared as written, not as -a and a.
 - the last box wins over a later "final answer is" sentence and over earlier boxes
   (Math-Verify joins several boxes); a number glued to letters (`1,000.99m²`) is no token.
 """
@@ -41,16 +35,14 @@ use `isclose(rel_tol=1e-4)` on everything; Math-Verify rounds to 6 decimals):
 from __future__ import annotations
 
 import bisect
-import dataclasses
 import re
-from fractions import Fraction
+
+from prime_jax.verifiers.numbers import DECIMAL_RE
 
 # Answers longer than this are never a real final answer; they score 0 without parsing.
 MAX_ANSWER_CHARS = 2_000
 # Only this many trailing characters of a response are searched for the final answer.
 MAX_RESPONSE_CHARS = 200_000
-# Relative tolerance of the reference graders, used only for decimal truths (module docstring).
-REL_TOL = Fraction(1, 10_000)
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![a-zA-Z])")
 _MARKER_RE = re.compile(r"answer\s*(?:is\b\s*:?|:)", re.IGNORECASE)
@@ -294,81 +286,6 @@ def normalize_answer(answer: str) -> str:
     return re.sub(r"\s+", "", clean(answer))
 
 
-# ----------------------------------------------------------------------------- numbers
-
-@dataclasses.dataclass(frozen=True)
-class Number:
-    """An exactly parsed number; `decimals` is the digit count after a written decimal point
-    (None for integers and fractions)."""
-
-    value: Fraction
-    decimals: int | None
-
-
-_INTEGER = r"(?:\d{1,3}(?:,\d{3})+|\d{1,3}(?:\{,\}\d{3})+|\d+)"
-_DECIMAL_RE = re.compile(r"^([-+]?)(" + _INTEGER + r")?(?:\.(\d+))?$")
-_FRACTION_RE = re.compile(r"^([-+]?)(?:(\d+)\s*)?\\frac\{([-+]?[\d.]+)\}\{([-+]?[\d.]+)\}$")
-_SLASH_RE = re.compile(r"^([-+]?\d+)/(\d+)$")
-
-
-def _decimal(text: str) -> Number | None:
-    match = _DECIMAL_RE.match(text)
-    if not match or not (match.group(2) or match.group(3)):
-        return None
-    sign, whole, digits = match.groups()
-    whole = (whole or "0").replace("{,}", "").replace(",", "")
-    value = Fraction(whole + "." + digits if digits else whole)
-    return Number(-value if sign == "-" else value, len(digits) if digits else None)
-
-
-def _fraction(text: str) -> Number | None:
-    match = _FRACTION_RE.match(text)
-    if match:
-        sign, whole, top, bottom = match.groups()
-        if Fraction(bottom) == 0:
-            return None
-        value = Fraction(top) / Fraction(bottom) + int(whole or 0)  # mixed number 2\frac12
-        return Number(-value if sign == "-" else value, None)
-    match = _SLASH_RE.match(text)
-    if match and int(match.group(2)) != 0:
-        return Number(Fraction(int(match.group(1)), int(match.group(2))), None)
-    return None
-
-
-def parse_number(text: str) -> Number | None:
-    """Parses a `normalize_answer`-ed plain number: integer, decimal, `a/b`, `\\frac{a}{b}`,
-    mixed number (`2\\frac{1}{2}` is 5/2). None otherwise."""
-    if not text or len(text) > 100:
-        return None
-    try:
-        return _decimal(text) or _fraction(text)
-    except (ValueError, ZeroDivisionError):
-        return None
-
-
-def is_nan(text: str) -> bool:
-    """A normalised answer that spells not-a-number (it must never match anything)."""
-    return text.lstrip("+-").lower() == "nan"
-
-
-def close_to_decimal(value: Fraction, truth: Number) -> bool:
-    """Whether an exact non-decimal `value` matches a decimal `truth` (module docstring):
-    |value - truth| <= min(half a unit of the truth's last digit, 1e-4 * max(|value|, |truth|)),
-    i.e. it rounds to the truth and is as close as the reference graders' `isclose` asks."""
-    if truth.decimals is None:
-        return False
-    half_unit = Fraction(1, 2 * 10 ** truth.decimals)
-    relative = REL_TOL * max(abs(value), abs(truth.value))
-    return abs(value - truth.value) <= min(half_unit, relative)
-
-
-def numbers_equal(pred: Number, truth: Number) -> bool:
-    """Exact equality, or an exact non-decimal prediction `close_to_decimal` a decimal truth."""
-    if pred.value == truth.value:
-        return True
-    return pred.decimals is None and close_to_decimal(pred.value, truth)
-
-
 # ----------------------------------------------------------------------------- structure
 
 _OPENERS, _CLOSERS = "([{", ")]}"
@@ -396,13 +313,27 @@ def _top_level_split(text: str, separator: str) -> list[str] | None:
     return parts if depth == 0 else None
 
 
-def _list_items(text: str) -> list[str] | None:
-    """Items of a top-level comma / "and" / "or" list (two or more), else None."""
-    text = re.sub(r",?\s+(?:and|or)\s+", ", ", text)
+def _elements(text: str) -> list[str] | None:
+    """`text` split at top-level commas, or at top-level `;` where it has no top-level comma;
+    None if the brackets do not balance."""
     parts = _top_level_split(text, ",")
+    if parts is not None and len(parts) == 1 and ";" in text:
+        parts = _top_level_split(text, ";")
+    return parts
+
+
+def _list_items(text: str) -> list[str] | None:
+    """Items of a top-level comma / "and" / "or" list (two or more), else None; a `;` list
+    only when every item is bracketed (`(0;0); (1;1)`: `-12;-11` stays one expression)."""
+    text = re.sub(r",?\s+(?:and|or)\s+", ", ", text)
+    parts = _elements(text)
     if parts is None or len(parts) < 2:
         return None
-    return [part.strip() for part in parts]
+    parts = [part.strip() for part in parts]
+    if _top_level_split(text, ",") == [text] and not all(
+            part[:1] in "([" and part[-1:] in ")]" for part in parts):
+        return None
+    return parts
 
 
 def split_structure(text: str) -> tuple[str, list[str]] | None:
@@ -410,9 +341,10 @@ def split_structure(text: str) -> tuple[str, list[str]] | None:
 
     Kinds: `matrix RxC` (cells row by row; pmatrix, bmatrix, ... and array are one kind),
     `set` (`\\{a, b\\}`, unordered), a bracket pair such as `()` / `(]` (tuples and intervals,
-    ordered) and `list` (a bare comma list, ordered as in PRIME's grader)."""
+    ordered; `(0;0;0)` is `(0,0,0)`) and `list` (a bare comma list; a list truth is a multiset
+    in `math`)."""
     text = text.strip()
-    if _DECIMAL_RE.match(text):  # 1,234,567 is one number
+    if DECIMAL_RE.match(text):  # 1,234,567 is one number
         return None
     matrix = _MATRIX_RE.match(text)
     if matrix:
@@ -426,8 +358,7 @@ def split_structure(text: str) -> tuple[str, list[str]] | None:
         items = _top_level_split(inner, ",")
         return ("set", [item.strip() for item in items]) if items else None
     if len(text) >= 2 and text[0] in "([" and text[-1] in ")]":
-        inner = text[1:-1]
-        items = _top_level_split(inner, ",")
+        items = _elements(text[1:-1])
         if items is not None and len(items) >= 2:
             return text[0] + text[-1], [item.strip() for item in items]
     items = _list_items(text)
@@ -458,6 +389,15 @@ def _relation_sides(text: str) -> list[str]:
             sides.append(text[start:match.start()])
             start = match.end()
     return sides + [text[start:]]
+
+
+def assignment_name(text: str) -> str | None:
+    """The name an assignment `name = value` gives, without spaces and with `_{3}` as `_3`;
+    None if `text` is no such assignment."""
+    sides = _relation_sides(text)
+    if len(sides) != 2 or not is_name(sides[0].strip()):
+        return None
+    return re.sub(r"_\{(\w)\}", r"_\1", re.sub(r"\s+", "", sides[0]))
 
 
 def is_hedged_equation(text: str) -> bool:

@@ -168,13 +168,13 @@ def reads_every_part(answer: str, parse=None) -> bool:
 
 
 def numerically_close(pred: str, truth: str) -> bool:
-    """Whether the value of `pred` (LaTeX, no free symbols) is `answer.close_to_decimal` the
+    """Whether the value of `pred` (LaTeX, no free symbols) is `numbers.close_to_decimal` the
     decimal `truth`, reading every part of `pred`. Unbounded: call only inside the worker."""
     from fractions import Fraction
 
     import sympy
 
-    from prime_jax.verifiers import answer
+    from prime_jax.verifiers import numbers
 
     parsed = _parse(pred)
     if not parsed or not isinstance(parsed[0], sympy.Expr) or parsed[0].free_symbols:
@@ -182,7 +182,7 @@ def numerically_close(pred: str, truth: str) -> bool:
     value = sympy.N(parsed[0], 30)
     if not value.is_real:
         return False
-    close = answer.close_to_decimal(Fraction(str(value)), answer.parse_number(truth))
+    close = numbers.close_to_decimal(Fraction(str(value)), numbers.parse_number(truth))
     return close and reads_every_part(pred)
 
 

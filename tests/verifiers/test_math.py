@@ -17,7 +17,7 @@ EQUIVALENCE_TABLE = [
     ("1/2", "\\frac{1}{2}", 1.0),
     ("-\\frac{2}{3}", "\\frac{-2}{3}", 1.0),
     ("0.333", "\\frac{1}{3}", 0.0),
-    ("0.33333", "\\frac{1}{3}", 0.0),  # an exact truth needs the exact value
+    ("0.33333", "\\frac{1}{3}", 1.0),  # a correctly rounded decimal within relative 1e-4
     ("\\frac{8}{3}", "2.6667", 1.0),  # a decimal truth accepts the value it rounds
     ("\\frac{1}{3}", "0.3", 0.0),  # ... within the reference graders' relative 1e-4
     ("1,000", "1000", 1.0),

@@ -28,7 +28,7 @@ REPRODUCTIONS = [
     ("\\boxed{\\pi}", "3.1416", 1.0),
     ("\\boxed{\\pi}", "3.14", 0.0),
     ("\\boxed{2\\frac{1}{2}}", "2.5", 1.0),  # a mixed number
-    ("\\boxed{2.6667}", "\\frac{8}{3}", 0.0),
+    ("\\boxed{2.6667}", "\\frac{8}{3}", 1.0),  # the same rule, the decimal predicted
     # A comma list is a list; thousands separators only in the strict form.
     ("\\boxed{32, 349}", "32349", 0.0),
     ("\\boxed{32,349}", "32349", 1.0),
@@ -36,7 +36,7 @@ REPRODUCTIONS = [
     ("\\boxed{3, 4}", "4", 0.0),
     ("\\boxed{3 \\text{ or } 4}", "4", 0.0),
     # Structures use the scalar rules element by element.
-    ("\\boxed{(0.6,2.6667]}", "(\\frac{3}{5},\\frac{8}{3}]", 0.0),
+    ("\\boxed{(0.6,2.6667]}", "(\\frac{3}{5},\\frac{8}{3}]", 1.0),
     ("\\boxed{(\\frac{3}{5},\\frac{8}{3}]}", "(0.6,2.6667]", 1.0),
     ("\\boxed{(\\sqrt{2}, 3)}", "(1.4142, 3)", 1.0),
     ("\\boxed{\\begin{pmatrix} 0.5 \\\\ 2 \\end{pmatrix}}",
