@@ -19,7 +19,6 @@ from typing import Any
 
 Messages = tuple[tuple[str, str], ...]
 ROLES = ("system", "user", "assistant")
-VERIFIED_ABILITIES = ("math", "code", "countdown")  # what the RL and evaluation verifier pools score
 
 
 class MalformedRow(ValueError):

@@ -9,7 +9,8 @@ preprocessors included) becomes one `PromptRecord`:
   prompt | messages   the chat: "messages" is a JSON list of {"role", "content"}; "prompt" is
                       that same JSON list, or else plain text taken as one user message
   ground_truth        string (or number) handed to the verifier; JSON tests for "code"
-  ability             picks the verifier: one of `records.VERIFIED_ABILITIES`
+  ability             picks the verifier: one of `SCORED_ABILITIES` (the math and code
+                      verifiers, then `synthetic.OUTCOME_SCORERS`)
   data_source         optional; defaults to "seqio/<task name>"
 
 A string field that a preprocessor tokenised is read from its ``<field>_pretokenized`` copy. The
@@ -35,13 +36,16 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from prime_jax.data.records import (VERIFIED_ABILITIES, DataStats, MalformedRow, PromptRecord,
-                                    as_messages, parse_chat, parse_ground_truth)
+from prime_jax.data.records import (DataStats, MalformedRow, PromptRecord, as_messages, parse_chat,
+                                    parse_ground_truth)
+from prime_jax.data.synthetic import OUTCOME_SCORERS
 from prime_jax.data.tf_runtime import import_tf
 
 import_tf()  # before seqio, which imports TensorFlow itself
 
 import seqio  # noqa: E402
+
+SCORED_ABILITIES = ("math", "code", *OUTCOME_SCORERS)  # what the trainer's and evaluate's verifier pools score
 
 
 def _text(example: Mapping[str, Any], key: str) -> str | None:
@@ -85,7 +89,7 @@ def _chat(example: Mapping[str, Any]):
 def parse_seqio_example(example: Mapping[str, Any], default_source: str = "") -> PromptRecord:
     """One validated record from a seqio example; raises `MalformedRow` with a reason otherwise."""
     ability = _text(example, "ability")
-    if ability not in VERIFIED_ABILITIES:
+    if ability not in SCORED_ABILITIES:
         raise MalformedRow("bad_ability")
     messages = _chat(example)
     ground_truth = parse_ground_truth(_text(example, "ground_truth"), ability)

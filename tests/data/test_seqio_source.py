@@ -153,23 +153,37 @@ def _train(workdir, steps):
         gin.clear_config()
 
 
-def test_two_rl_steps_on_a_registered_task_resume_and_evaluate(tmp_path):
-    from prime_jax import evaluate
+@pytest.fixture(scope="module")
+def seqio_run(tmp_path_factory):
+    """Two RL steps on the registered task, through the training CLI."""
+    workdir = tmp_path_factory.mktemp("seqio_run") / "straight"
+    assert _train(workdir, 2) == 0
+    return workdir
+
+
+def test_two_rl_steps_on_a_registered_task(seqio_run):
     from prime_jax.metrics import read_metrics
     from prime_jax.run_dir import RunInfo
 
-    assert _train(tmp_path / "straight", 2) == 0
-    rows = read_metrics(tmp_path / "straight" / "metrics.jsonl")
+    rows = read_metrics(seqio_run / "metrics.jsonl")
     assert [r["step"] for r in rows] == [0, 1, 2] and "eval_accuracy" in rows[2]
     assert all(np.isfinite(rows[i][k]) for i in (1, 2) for k in ("accuracy", "policy_loss", "prm_loss"))
-    assert RunInfo.read(tmp_path / "straight").task["seqio_task"] == OWN_TASK
+    assert RunInfo.read(seqio_run).task["seqio_task"] == OWN_TASK
+
+
+@pytest.mark.slow
+def test_a_seqio_run_resumes_exactly_and_evaluates_by_name(seqio_run, tmp_path):
+    from prime_jax import evaluate
+    from prime_jax.metrics import read_metrics
+
     assert _train(tmp_path / "resumed", 1) == 0 and _train(tmp_path / "resumed", 2) == 0
+    straight = read_metrics(seqio_run / "metrics.jsonl")
     resumed = read_metrics(tmp_path / "resumed" / "metrics.jsonl")
     for key in ("accuracy", "response_length", "prm_loss", "policy_loss", "eval_accuracy"):
-        np.testing.assert_allclose(resumed[2][key], rows[2][key], rtol=1e-5, atol=1e-7, err_msg=key)
+        np.testing.assert_allclose(resumed[2][key], straight[2][key], rtol=1e-5, atol=1e-7, err_msg=key)
 
     out = tmp_path / "eval"
-    assert evaluate.main(["--workdir", str(tmp_path / "straight"), "--task", f"seqio:{OWN_TASK}:validation",
+    assert evaluate.main(["--workdir", str(seqio_run), "--task", f"seqio:{OWN_TASK}:validation",
                           "--num", "4", "--k", "2", "--max-new-tokens", "8", "--max-prompt-length", "16",
                           "--out", str(out)]) == 0
     assert json.loads((out / "results.json").read_text())["num_problems"] == 4
