@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from prime_jax.verifiers import VerifierPool, cgroups, code, sandbox
+from prime_jax.verifiers import VerifierPool, backends, cgroups, code, sandbox
 
 TESTS = json.dumps({"inputs": ["3"], "outputs": ["6"]})
 DOUBLE = "```python\nprint(2 * int(input()))\n```"
@@ -24,7 +24,7 @@ def fresh_probes():
 
 @pytest.fixture
 def no_bwrap(monkeypatch):
-    monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
+    monkeypatch.setattr(backends.shutil, "which", lambda name: None)
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def no_cgroups(monkeypatch):
 
 @pytest.fixture
 def no_caps(monkeypatch):
-    monkeypatch.setattr(sandbox, "_effective_capabilities", lambda: 0)
+    monkeypatch.setattr(backends, "_effective_capabilities", lambda: 0)
 
 
 def test_missing_bubblewrap_names_the_package(no_bwrap):
