@@ -27,6 +27,7 @@ ARCHITECTURES = {  # architecture -> (model_type, HF class name)
 ROPE_TYPES = ("default", "llama3")
 LLAMA3_ROPE_KEYS = ("factor", "low_freq_factor", "high_freq_factor",
                     "original_max_position_embeddings")
+ATTENTION_BACKENDS = ("auto", "xla", "dot_product_attention", "cudnn", "pallas_gpu", "splash")
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
@@ -61,7 +62,9 @@ class ModelConfig:
     ``remat`` and ``logits_chunk`` are compute settings, not written to config.json: ``remat``
     recomputes each block's activations in the backward pass; ``logits_chunk = C`` makes the
     log-prob functions (``models.logprobs``) build the vocabulary logits C positions at a time
-    (None or 0: all T at once).
+    (None or 0: all T at once). ``attention`` (compute setting too) picks the attention kernel
+    (``models.attention``): ``xla`` (the einsum reference), ``dot_product_attention``, ``cudnn``,
+    ``pallas_gpu``, ``splash``, or ``auto`` (the best for the platform; the einsum on CPU).
     """
 
     architecture: str = "qwen2"
@@ -83,6 +86,7 @@ class ModelConfig:
     param_dtype: str = "float32"
     remat: bool = False
     logits_chunk: int | None = None
+    attention: str = "auto"
     bos_token_id: int | None = None
     eos_token_id: int | tuple[int, ...] | None = None
     pad_token_id: int | None = None
@@ -110,6 +114,8 @@ class ModelConfig:
         if self.logits_chunk is not None and self.logits_chunk < 0:
             raise ValueError(f"ModelConfig.logits_chunk={self.logits_chunk} must be None, 0 (no "
                              "chunking) or a positive number of positions")
+        if self.attention not in ATTENTION_BACKENDS:
+            raise ValueError(f"ModelConfig.attention={self.attention!r} is not one of {ATTENTION_BACKENDS}")
         if isinstance(self.rope_scaling, dict):
             scaling = dict(self.rope_scaling)
             _check_rope_scaling(scaling, "ModelConfig.rope_scaling")

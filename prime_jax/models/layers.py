@@ -1,4 +1,4 @@
-"""Building blocks of the decoder: RMSNorm, RoPE, grouped-query attention, SwiGLU MLP.
+"""Building blocks of the decoder: RMSNorm, RoPE, the attention layer, SwiGLU MLP.
 
 Weights carry *logical* axis names (``nnx.Param(..., out_sharding=("embed", "mlp"))``) that
 ``prime_jax.sharding.PARAM_RULES`` maps to mesh axes. ``param`` drops a name whose mesh axes do
@@ -20,11 +20,8 @@ from flax import nnx
 from flax.core import spmd as core_spmd
 
 from prime_jax import sharding
-from prime_jax.models.cache import PagedLayer, paged_write_and_read
+from prime_jax.models.cache import KVLayer
 from prime_jax.models.config import ModelConfig, RopeScaling
-
-_NEG_INF = float(np.finfo(np.float32).min)
-
 
 def param_axes(shape: Sequence[int], logical_axes: Sequence[str | None]) -> tuple:
     """``logical_axes`` with each name whose mesh axes do not divide its dim replaced by None."""
@@ -125,26 +122,6 @@ def apply_rope(x_btnh: jax.Array, positions_bt: jax.Array, inv_freq_j: np.ndarra
     return out.astype(x_btnh.dtype)
 
 
-def attend(q_btnh: jax.Array, k_bksh: jax.Array, v_bksh: jax.Array,
-           mask_bts: jax.Array) -> jax.Array:
-    """Grouped-query attention ``softmax(q k^T / sqrt(h) + mask) v``, softmax in float32.
-
-    Query head ``n = k * g + j`` reads kv head ``k`` (g = n_heads / kv_heads). Keys and values
-    are ``(B, kv_heads, S, head_dim)`` (the cache layout): both einsums keep (b, k) as leading
-    batch dims, so no per-step transpose of the cache. ``mask_bts`` is True where query t may
-    read key slot s; a fully masked row yields a uniform average (finite). Returns ``out_bkgth``
-    (for one query token a free reshape of ``(B, n_heads * head_dim)``, see ``Attention``).
-    """
-    b, t, n, h = q_btnh.shape
-    k = k_bksh.shape[1]
-    q_btkgh = q_btnh.reshape(b, t, k, n // k, h)
-    scores_bkgts = jnp.einsum("btkgh,bksh->bkgts", q_btkgh, k_bksh,
-                              preferred_element_type=jnp.float32) * (h ** -0.5)
-    scores_bkgts = jnp.where(mask_bts[:, None, None, :, :], scores_bkgts, _NEG_INF)
-    probs_bkgts = jax.nn.softmax(scores_bkgts, axis=-1).astype(v_bksh.dtype)
-    return jnp.einsum("bkgts,bksh->bkgth", probs_bkgts, v_bksh)
-
-
 class Attention(nnx.Module):
     """Self-attention with GQA, RoPE, optional q/k/v bias (Qwen2) and q/k RMSNorm (Qwen3)."""
 
@@ -165,6 +142,7 @@ class Attention(nnx.Module):
             self.k_norm = RMSNorm(h, **norm)
         self.qkv_bias, self.qk_norm = config.qkv_bias, config.qk_norm
         self.rope = (h, float(config.rope_theta), config.rope_scaling)  # static, hashable
+        self.attention = config.attention
 
     def _project(self, x_btd, name: str) -> jax.Array:
         w = getattr(self, f"{name}_proj")[...].astype(self.dtype)
@@ -173,17 +151,9 @@ class Attention(nnx.Module):
             y = y + getattr(self, f"{name}_bias")[...].astype(self.dtype)
         return y
 
-    def __call__(self, x_btd: jax.Array, positions_bt: jax.Array, mask_bts: jax.Array,
-                 kv_cache: tuple[jax.Array, jax.Array] | None = None,
-                 cache_index: jax.Array | None = None):
-        """Returns (output_btd, (k_bksh, v_bksh)): the layer's updated cache, or this call's k/v.
-
-        With ``kv_cache`` (``(B, kv_heads, S, head_dim)`` each), the new keys/values are written
-        at slot ``cache_index`` (static or traced) and queries read the first
-        ``span = mask_bts.shape[-1]`` slots under ``mask_bts`` (static, ``<= S``). With a
-        ``PagedLayer`` (one token per row) they go into the rows' blocks and the returned pair
-        is the layer's updated block pools (``cache.paged_write_and_read``).
-        """
+    def __call__(self, x_btd: jax.Array, positions_bt: jax.Array, kv: KVLayer):
+        """Returns (output_btd, what ``kv`` wrote): the cache layout ``kv`` (``models.cache``)
+        stores this call's keys / values and runs the attention with ``config.attention``."""
         h, theta, scaling = self.rope
         inv_freq = rope_inv_freq(h, theta, scaling)
         q_btnh = self._project(x_btd, "q")
@@ -194,31 +164,14 @@ class Attention(nnx.Module):
                                     ("batch", "length", "heads", "head_dim"))
         k_bkth = apply_rope(k_btkh, positions_bt, inv_freq).transpose(0, 2, 1, 3)
         v_bkth = v_btkh.transpose(0, 2, 1, 3)
-        if isinstance(kv_cache, PagedLayer):  # one decode token per row into its cache blocks
-            k_pool, v_pool, k_bksh, v_bksh = paged_write_and_read(kv_cache, k_bkth[:, :, 0], v_bkth[:, :, 0])
-            updated = (k_pool, v_pool)
-        else:
-            if kv_cache is not None:
-                k_cache, v_cache = kv_cache
-                start = (0, 0, cache_index, 0)
-                k_bksh = jax.lax.dynamic_update_slice(k_cache, k_bkth.astype(k_cache.dtype), start)
-                v_bksh = jax.lax.dynamic_update_slice(v_cache, v_bkth.astype(v_cache.dtype), start)
-            else:
-                k_bksh, v_bksh = k_bkth, v_bkth
-            kv_axes = ("batch", "kv_heads", "length", "head_dim")
-            k_bksh, v_bksh = sharding.constrain(k_bksh, kv_axes), sharding.constrain(v_bksh, kv_axes)
-            updated = (k_bksh, v_bksh)
-        span = mask_bts.shape[-1]  # the slots this call may read (static; <= cache length)
-        out_bkgth = attend(q_btnh, k_bksh[:, :, :span].astype(self.dtype),
-                           v_bksh[:, :, :span].astype(self.dtype), mask_bts)
-        # o_proj is stored (n, h, d) = (k g h, d): flatten the output as (b, t, k g h) and do one
-        # plain matmul with the weight as stored (for t = 1 the transpose is a free reshape), so
-        # XLA never re-lays out the weight inside the decode loop.
-        b, k, g, t, _ = out_bkgth.shape
-        out_btf = out_bkgth.transpose(0, 3, 1, 2, 4).reshape(b, t, k * g * h)
-        out_btf = sharding.constrain(out_btf, ("batch", "length", "heads"))
-        out_btd = out_btf @ self.o_proj[...].astype(self.dtype).reshape(k * g * h, -1)
-        return sharding.constrain(out_btd, ("batch", "length", "embed")), updated
+        out_btnh, written = kv.attend(q_btnh, k_bkth, v_bkth, backend=self.attention)
+        # o_proj is stored (n, h, d): flatten the output as (b, t, n h) and do one plain matmul
+        # with the weight as stored (for t = 1 a free reshape), so XLA never re-lays out the
+        # weight inside the decode loop.
+        b, t, n, _ = out_btnh.shape
+        out_btf = sharding.constrain(out_btnh.reshape(b, t, n * h), ("batch", "length", "heads"))
+        out_btd = out_btf @ self.o_proj[...].astype(self.dtype).reshape(n * h, -1)
+        return sharding.constrain(out_btd, ("batch", "length", "embed")), written
 
 
 class MLP(nnx.Module):

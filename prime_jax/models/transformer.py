@@ -25,6 +25,10 @@ Call contract (logits are always float32, shape (B, T, V)):
 * Paged decoding (``cache.PagedKVCache``, a block pool shared by the rows): one token per row,
   ``model(next_b1, positions_bt=..., attention_mask_bt=..., cache=paged, cache_index=write_b)``
   writes row b's key/value at its logical slot ``write_b[b]`` and reads its slots ``<= write_b[b]``.
+
+The model never looks at the cache's layout: ``cache.begin(mask, cache_index)`` opens the call,
+each layer's attention goes through ``step.layer(l).attend(...)`` and ``step.finish(...)`` returns
+the updated cache (``models.cache``). The attention kernel is ``config.attention``.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from flax import nnx
 from flax.core import spmd as core_spmd
 
 from prime_jax import sharding
-from prime_jax.models.cache import KVCache, PagedKVCache
+from prime_jax.models.cache import KVCache, KVLayer, NoCache
 from prime_jax.models.config import ModelConfig
 from prime_jax.models.layers import MLP, Attention, RMSNorm, make_param
 
@@ -53,28 +57,28 @@ class Block(nnx.Module):
         self.post_attn_norm = RMSNorm(config.hidden_size, **norm)
         self.mlp = MLP(config, rngs=rngs)
 
-    def __call__(self, x_btd, positions_bt, mask_bts, kv_cache=None, cache_index=None):
-        h_btd, kv = self.attn(self.input_norm(x_btd), positions_bt, mask_bts, kv_cache,
-                              cache_index)
+    def __call__(self, x_btd, positions_bt, kv: KVLayer):
+        h_btd, written = self.attn(self.input_norm(x_btd), positions_bt, kv)
         x_btd = x_btd + h_btd
         x_btd = x_btd + self.mlp(self.post_attn_norm(x_btd))
-        return sharding.constrain(x_btd, ("batch", "length", "embed")), kv
+        return sharding.constrain(x_btd, ("batch", "length", "embed")), written
 
 
 def _call_block(block: Block, *args):
     return block(*args)
 
 
-def _remat_block(block: Block, x_btd, positions_bt, mask_bts, kv, index):
+def _remat_block(block: Block, x_btd, positions_bt, kv):
     """``block(...)`` whose activations are recomputed in the backward pass (``jax.checkpoint``
     over the block's split state, so it also works inside ``lax.map`` / ``scan`` bodies, where
-    flax's lifted ``nnx.remat`` refuses a module merged at another trace level)."""
+    flax's lifted ``nnx.remat`` refuses a module merged at another trace level). ``kv`` is a
+    pytree (the cache-free ``FreshKV``)."""
     graphdef, state = nnx.split(block)
 
-    def pure(state, x_btd, positions_bt, mask_bts):
-        return nnx.merge(graphdef, state)(x_btd, positions_bt, mask_bts, kv, index)
+    def pure(state, x_btd, positions_bt, kv):
+        return nnx.merge(graphdef, state)(x_btd, positions_bt, kv)
 
-    return jax.checkpoint(pure)(state, x_btd, positions_bt, mask_bts)
+    return jax.checkpoint(pure)(state, x_btd, positions_bt, kv)
 
 
 def default_positions(attention_mask_bt: jax.Array) -> jax.Array:
@@ -122,61 +126,23 @@ class Transformer(nnx.Module):
         b, t = input_ids_bt.shape
         mask_bt = (jnp.ones((b, t), bool) if attention_mask_bt is None
                    else attention_mask_bt.astype(bool))
+        step = (NoCache() if cache is None else cache).begin(mask_bt, cache_index)
         if positions_bt is None:
             positions_bt = default_positions(mask_bt)
-            if cache is not None:
-                positions_bt = positions_bt + cache.num_valid_bs()[:, None]
+            if step.valid_b is not None:
+                positions_bt = positions_bt + step.valid_b[:, None]
         positions_bt = positions_bt.astype(jnp.int32)
-
-        if cache is None:
-            # Query t reads key s <= t of a real token.
-            causal_ts = jnp.tril(jnp.ones((t, t), bool))
-            mask_bts = causal_ts[None] & mask_bt[:, None, :]
-            index = None
-        elif isinstance(cache, PagedKVCache):  # one token per row at its own logical slot
-            if t != 1 or cache_index is None:
-                raise ValueError("a PagedKVCache takes decode steps: one token per row and cache_index = "
-                                 "each row's logical slot (B,)")
-            write_b = jnp.asarray(cache_index, jnp.int32)
-            kv_mask_bs = cache.mask_bs.at[jnp.arange(b), write_b].set(mask_bt[:, 0])
-            causal_bs = jnp.arange(kv_mask_bs.shape[1])[None, :] <= write_b[:, None]
-            mask_bts = (causal_bs & kv_mask_bs)[:, None, :]
-            index = None
-        else:
-            static = isinstance(cache_index, int)  # a Python int: attend over [0, i + T) only
-            if static:
-                index = cache_index
-                if not 0 <= index <= cache.max_len - t:
-                    raise ValueError(f"cache_index={index} + {t} new tokens does not fit the "
-                                     f"cache's max_len={cache.max_len}")
-            else:
-                index = cache.index if cache_index is None else jnp.asarray(cache_index, jnp.int32)
-            kv_mask_bs = jax.lax.dynamic_update_slice(cache.mask_bs, mask_bt, (0, index))
-            span = index + t if static else cache.max_len
-            causal_ts = jnp.arange(span)[None, :] <= index + jnp.arange(t)[:, None]
-            mask_bts = causal_ts[None] & kv_mask_bs[:, None, :span]
 
         # Gather the table's fsdp shards first (activation layout: vocab on tensor), then look up.
         embed_vd = sharding.constrain(self.embed[...], ("vocab", "embed"))
         x_btd = jnp.take(embed_vd, input_ids_bt, axis=0).astype(self.config.compute_dtype)
         x_btd = sharding.constrain(x_btd, ("batch", "length", "embed"))
-        keys, values = [], []
+        call = _remat_block if self.config.remat and cache is None else _call_block
+        written = []
         for i, block in enumerate(self.layers):
-            if isinstance(cache, PagedKVCache):
-                kv = cache.layer(i, write_b)
-            else:
-                kv = None if cache is None else (cache.keys[i], cache.values[i])
-            call = _remat_block if self.config.remat and cache is None else _call_block
-            x_btd, (k_bskh, v_bskh) = call(block, x_btd, positions_bt, mask_bts, kv, index)
-            keys.append(k_bskh)
-            values.append(v_bskh)
-        h_btd = self.final_norm(x_btd)
-        if cache is None:
-            return h_btd, None
-        if isinstance(cache, PagedKVCache):
-            return h_btd, cache.replace(keys=tuple(keys), values=tuple(values), mask_bs=kv_mask_bs)
-        return h_btd, KVCache(keys=tuple(keys), values=tuple(values), mask_bs=kv_mask_bs,
-                              index=jnp.asarray(index + t, jnp.int32))
+            x_btd, layer_written = call(block, x_btd, positions_bt, step.layer(i))
+            written.append(layer_written)
+        return self.final_norm(x_btd), step.finish(written)
 
     def logits(self, h_btd: jax.Array) -> jax.Array:
         """``logits = h W_out`` in float32, ``W_out = embed^T`` when tied."""

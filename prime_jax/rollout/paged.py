@@ -23,8 +23,9 @@ slots each. All in one compiled ``lax.while_loop`` (static shapes):
 Results equal ``sample_continuous`` with the same key up to float rounding (the attention sums
 the same keys in another layout): the same greedy tokens unless two candidates tie within an
 ulp. Memory: the pool's ``2 * layers * num_blocks * block_size * kv_heads * head_dim`` values
-against ``S * (P + L - 1)`` slots per layer for the dense pool, plus one layer's dense view of
-the S rows' blocks per step (``models.cache.paged_write_and_read``).
+against ``S * (P + L - 1)`` slots per layer for the dense pool; the CPU reference adds one
+layer's dense view of the S rows' blocks per step, the accelerator kernels read the blocks in
+place (``models.attention_paged``).
 """
 
 from __future__ import annotations
@@ -121,11 +122,11 @@ def _paged_impl(graphdef, state, prompt_ids_rp, prompt_mask_rp, key, *, num_slot
         free_ids = jnp.nonzero(c.free_n, size=prompt_blocks, fill_value=nb)[0]
         ids_m = jnp.where(jnp.arange(prompt_blocks) < blocks_for(length, bs), free_ids, nb)
 
-        def write(pool, dense_1ksh):
+        def write(pool, dense_1ksh):  # pools are (kv_heads, num_blocks, block_size, head_dim)
             rows_kjh = jnp.where((j < length)[None, :, None], dense_1ksh[0][:, source_j], 0)
             k, _, h = rows_kjh.shape
-            blocks_mksh = rows_kjh.reshape(k, prompt_blocks, bs, h).transpose(1, 0, 2, 3)
-            return pool.at[ids_m].set(blocks_mksh.astype(pool.dtype), mode="drop")
+            blocks_kmsh = rows_kjh.reshape(k, prompt_blocks, bs, h)
+            return pool.at[:, ids_m].set(blocks_kmsh.astype(pool.dtype), mode="drop")
 
         table_m = jnp.full((row_blocks,), nb, jnp.int32).at[:prompt_blocks].set(ids_m)
         cache = c.cache.replace(

@@ -1,0 +1,109 @@
+"""Decode attention over a paged KV cache: ``paged_attend(q_b1nh, k_pool, v_pool, table_bm, mask)``.
+
+Pools are ``(kv_heads, num_blocks, block_size, head_dim)``; row b's logical slot
+``m * block_size + o`` lives in pool block ``table_bm[b, m]`` at offset o (``num_blocks`` = no
+block). One query token per row reads its slots ``s <= last_slot_bt[b, 0]`` under the mask.
+
+The reference (``xla`` and ``dot_product_attention``, and ``splash`` on the CPU) gathers each
+row's blocks into a dense ``(B, kv_heads, M * block_size, head_dim)`` view, one layer at a time,
+and attends over it. The accelerator backends read only the blocks in use with the platform's
+kernel instead: ``splash`` (TPU) ``pallas.ops.tpu.paged_attention``, ``cudnn`` / ``pallas_gpu``
+(GPU) ``pallas.ops.gpu.paged_attention`` (``pallas_gpu`` is interpreted on the CPU, for tests).
+(The TPU kernel needs head_dim a multiple of 128: a 64-wide model keeps the gather there.)
+The kernels take the pools as they are and bound each row by a length: they read slots
+``[0, last_slot + 1)`` and ignore ``kv_mask_bs``, which is right for ``rollout.paged`` (a
+row's slots up to its decode position all hold real tokens: left padding takes no block).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from prime_jax import sharding
+from prime_jax.models import attention
+from prime_jax.models.attention import AttentionMask, attend
+
+_PAGED_KERNELS = {"splash": "tpu", "cudnn": "gpu", "pallas_gpu": "gpu"}
+
+
+def gather_blocks(pool: jax.Array, table_bm: jax.Array) -> jax.Array:
+    """Row b's blocks in table order as dense ``(B, kv_heads, M * block_size, head_dim)``
+    (zeros for "no block")."""
+    blocks_kbmsh = jnp.take(pool, table_bm, axis=1, mode="fill", fill_value=0)
+    k, b, m, s, h = blocks_kbmsh.shape
+    return blocks_kbmsh.transpose(1, 0, 2, 3, 4).reshape(b, k, m * s, h)
+
+
+def _divisor_at_most(n: int, cap: int) -> int:
+    return max(d for d in range(1, min(n, cap) + 1) if n % d == 0)
+
+
+def tpu_paged_attention(q_bnh, k_kpsh, v_kpsh, lengths_b, table_bm):
+    """``pallas.ops.tpu.paged_attention`` (compute blocks of up to 8 pages dividing M); each kv
+    head's query group is zero-padded to a multiple of 8 rows (extra rows are sliced off)."""
+    from jax.experimental.pallas.ops.tpu.paged_attention import paged_attention
+
+    per_block = _divisor_at_most(table_bm.shape[1], 8)
+    b, n, h = q_bnh.shape
+    k = k_kpsh.shape[0]
+    g, g8 = n // k, -(-(n // k) // 8) * 8  # the kernel's query block: groups in multiples of 8 sublanes
+    q_bkgh = jnp.pad(q_bnh.reshape(b, k, g, h), ((0, 0), (0, 0), (0, g8 - g), (0, 0)))
+    out = paged_attention(q_bkgh.reshape(b, k * g8, h), k_kpsh, v_kpsh, lengths_b, table_bm,
+                          pages_per_compute_block=per_block)
+    return out.reshape(b, k, g8, h)[:, :, :g].reshape(b, n, h)
+
+
+def gpu_paged_attention(q_bnh, k_kpsh, v_kpsh, lengths_b, table_bm, *, interpret: bool = False):
+    """``pallas.ops.gpu.paged_attention``; the table is padded to a whole number of k-splits x
+    compute blocks (padding columns are past every length: never read)."""
+    from jax.experimental.pallas.ops.gpu.paged_attention import paged_attention
+
+    m = table_bm.shape[1]
+    splits, per_block = min(16, m), min(8, -(-m // min(16, m)))
+    table_bm = jnp.pad(table_bm, ((0, 0), (0, -m % (splits * per_block))))
+    return paged_attention(q_bnh, k_kpsh, v_kpsh, table_bm, lengths_b, k_splits=splits,
+                           pages_per_compute_block=per_block, interpret=interpret)
+
+
+def _kernel(backend: str, head_dim: int):
+    """The paged kernel of ``backend`` on the target platform, or None (the gather reference).
+    The TPU kernel needs a head dim of whole 128-lane tiles: padding the pool would double a
+    64-wide cache's bytes, so such models keep the gather path there."""
+    home = _PAGED_KERNELS.get(backend)
+    platform = attention.target_platform()
+    platform = "gpu" if platform in ("cuda", "rocm") else platform
+    if home is None or (platform != home and not (platform == "cpu" and backend == "pallas_gpu")):
+        return None
+    if home == "tpu" and head_dim % 128:
+        return None
+    return tpu_paged_attention if home == "tpu" else functools.partial(
+        gpu_paged_attention, interpret=platform == "cpu")
+
+
+def paged_attend(q_btnh, k_pool, v_pool, table_bm, mask: AttentionMask, *, backend: str = "xla"):
+    """Attention of one token per row over its blocks (module docstring); returns ``out_btnh``
+    (T = 1)."""
+    kernel = _kernel(attention.resolve(backend, dtype=q_btnh.dtype), q_btnh.shape[-1])
+    if kernel is None:
+        k_bksh, v_bksh = (gather_blocks(pool, table_bm).astype(q_btnh.dtype) for pool in (k_pool, v_pool))
+        return attend(q_btnh, k_bksh, v_bksh, mask, backend=backend)
+    table_bm = jnp.minimum(table_bm, k_pool.shape[1] - 1)  # "no block" -> a real block past the length
+    lengths_b = mask.last_slot_bt[:, 0] + 1
+    q_bnh = (q_btnh[:, 0].astype(jnp.float32) * q_btnh.shape[-1] ** -0.5).astype(k_pool.dtype)  # kernels don't scale
+    out_bnh = _per_row_shard(kernel, q_bnh, k_pool, v_pool, lengths_b, table_bm)
+    return out_bnh[:, None].astype(q_btnh.dtype)
+
+
+def _per_row_shard(kernel, q_bnh, k_pool, v_pool, lengths_b, table_bm):
+    """``kernel`` with the rows split over the current mesh's batch axes and the pools whole on
+    every device (a Pallas call is opaque to XLA's partitioner)."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or mesh.size == 1:
+        return kernel(q_bnh, k_pool, v_pool, lengths_b, table_bm)
+    rows = sharding.logical_to_spec(("batch",), shape=lengths_b.shape, mesh=mesh)[0]
+    spec = jax.sharding.PartitionSpec
+    return jax.shard_map(kernel, mesh=mesh, in_specs=(spec(rows), spec(), spec(), spec(rows), spec(rows)),
+                         out_specs=spec(rows), check_vma=False)(q_bnh, k_pool, v_pool, lengths_b, table_bm)

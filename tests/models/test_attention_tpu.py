@@ -1,0 +1,88 @@
+"""The TPU kernels lower and compile for a TPU topology on this CPU (libtpu describes v5e:2x2), so a
+change that stops them lowering fails here: splash attention forward + backward (GQA, head_dim 64
+padded to 128, rows and heads split over a mesh), the paged decode kernel, and a model's training
+step and paged decode step with ``attention="auto"`` (which is splash on a TPU)."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+from flax import nnx
+
+pytest.importorskip("libtpu", reason="libtpu (the test extra) describes the TPU topology")
+
+from prime_jax import memory_plan, sharding  # noqa: E402 - memory_plan quiets libtpu first
+from prime_jax.models import ModelConfig, Transformer  # noqa: E402
+from prime_jax.models import attention as attn  # noqa: E402
+from prime_jax.models.attention_paged import paged_attend  # noqa: E402
+from prime_jax.models.cache import PagedKVCache  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def mesh():
+    devices = memory_plan.topology_devices("v5e:2x2")
+    return sharding.make_mesh(sharding.MeshConfig(data=2, fsdp=1, tensor=2), devices)
+
+
+def _spec(mesh, shape, axes, dtype=jnp.bfloat16):
+    return jax.ShapeDtypeStruct(shape, dtype, sharding=sharding.named_sharding(mesh, axes, shape))
+
+
+def _compiled_text(mesh, fn, *args) -> str:
+    with jax.set_mesh(mesh):
+        return jax.jit(fn).lower(*args).compile().as_text()
+
+
+def test_splash_forward_and_backward_compile_for_tpu(mesh):
+    b, t, n, k, h = 4, 512, 14, 2, 64  # the 0.5B model's heads
+
+    def loss(q, kk, v, mask_bt):
+        out = attn.attend(q, kk, v, attn.AttentionMask.causal(mask_bt), backend="splash")
+        return jnp.sum(out.astype(jnp.float32) ** 2)
+
+    args = (_spec(mesh, (b, t, n, h), ("batch", "length", "heads", "head_dim")),
+            _spec(mesh, (b, k, t, h), ("batch", "kv_heads", "length", "head_dim")),
+            _spec(mesh, (b, k, t, h), ("batch", "kv_heads", "length", "head_dim")),
+            _spec(mesh, (b, t), ("batch", "length"), jnp.bool_))
+    text = _compiled_text(mesh, jax.grad(loss, argnums=(0, 1, 2)), *args)
+    assert text.count("tpu_custom_call") >= 2, "splash forward and backward kernels expected"
+
+
+@pytest.mark.parametrize("n, k, h, kernel", [(28, 4, 128, True), (14, 2, 64, False)])
+def test_paged_decode_kernel_compiles_for_tpu(mesh, n, k, h, kernel):
+    """The 7B heads (28 over 4, head_dim 128) take the paged kernel; the 0.5B heads (head_dim 64,
+    under the kernel's 128-lane tile) keep the gather path."""
+    rows, blocks, block_size, max_blocks = 8, 64, 16, 8
+
+    def step(q, k_pool, v_pool, table, write_b):
+        mask = attn.AttentionMask(jnp.arange(max_blocks * block_size)[None] <= write_b[:, None], write_b[:, None])
+        return paged_attend(q, k_pool, v_pool, table, mask, backend="auto")
+
+    pool = jax.ShapeDtypeStruct((k, blocks, block_size, h), jnp.bfloat16)
+    text = _compiled_text(mesh, step, jax.ShapeDtypeStruct((rows, 1, n, h), jnp.bfloat16), pool, pool,
+                          jax.ShapeDtypeStruct((rows, max_blocks), jnp.int32), jax.ShapeDtypeStruct((rows,), jnp.int32))
+    assert ("tpu_custom_call" in text) == kernel
+
+
+CONFIG = ModelConfig(vocab_size=256, hidden_size=256, intermediate_size=256, num_layers=2, num_heads=4,
+                     num_kv_heads=2, head_dim=128, dtype="bfloat16", param_dtype="bfloat16")
+
+
+def test_model_training_step_and_paged_decode_compile_with_auto_attention(mesh):
+    graphdef, params = memory_plan.abstract_model(CONFIG, mesh)
+    ids = _spec(mesh, (4, 256), ("batch", "length"), jnp.int32)
+
+    def loss(params, ids):
+        logits = nnx.merge(graphdef, params)(ids, attention_mask_bt=ids > 0)
+        return jnp.mean(logits)
+
+    assert "tpu_custom_call" in _compiled_text(mesh, jax.grad(loss), params, ids)
+
+    def decode(params, cache, token_b1, write_b):
+        policy: Transformer = nnx.merge(graphdef, params)
+        return policy(token_b1, positions_bt=write_b[:, None], cache=cache, cache_index=write_b)[0]
+
+    cache = jax.eval_shape(lambda: PagedKVCache.init(num_layers=2, num_blocks=32, block_size=16, batch_size=4,
+                                                     max_blocks=4, num_kv_heads=2, head_dim=128))
+    text = _compiled_text(mesh, decode, params, cache, jax.ShapeDtypeStruct((4, 1), jnp.int32),
+                          jax.ShapeDtypeStruct((4,), jnp.int32))
+    assert "tpu_custom_call" in text
