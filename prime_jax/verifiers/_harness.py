@@ -309,14 +309,18 @@ def main():
         if clean:
             record = run_test(index, test, settings, sock, budget)
             budget -= len(record["stdout"].encode(errors="replace"))
-            clean = sweep(settings, zygote)
-            os.chdir(settings["workdir"])
         else:
             record = {"index": index, "status": "error", "stdout": "", "result": None,
                       "error": "sandbox could not be reset after the previous test",
                       "truncated": False, "cpu_seconds": 0.0, "wall_seconds": 0.0}
         report.write(json.dumps(record, ensure_ascii=False) + "\n")
         report.flush()
+        if clean and index + 1 < len(tests):
+            try:
+                clean = sweep(settings, zygote)
+            except OSError:  # e.g. no process left to fork the sweeper: fail the rest
+                clean = False
+            os.chdir(settings["workdir"])
 
 
 if __name__ == "__main__":

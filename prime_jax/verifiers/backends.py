@@ -61,6 +61,13 @@ class SandboxLimits:
     max_output_bytes: int = 1 << 20
     max_total_output_bytes: int = 32 << 20
 
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"SandboxLimits.{field.name} must be a positive integer, "
+                                 f"got {value!r}")
+
 
 @dataclasses.dataclass(frozen=True)
 class Layout:

@@ -200,6 +200,9 @@ SYSCALL_PROBES = {  # name: (x86_64 number, arguments), each harmless if it is r
     "clone3": (435, "None, 0"),
     "mount": (165, "b'none', b'/tmp', b'tmpfs', 0, None"),
     "bpf": (321, "0, None, 0"),
+    "shmget": (29, "0, 4096, 0o1600"),                         # IPC_PRIVATE, IPC_CREAT
+    "keyctl": (250, "0, -4, 0"),                               # KEYCTL_GET_KEYRING_ID
+    "x32_getpid": (0x40000000 + 39, ""),
 }
 
 
@@ -276,3 +279,9 @@ def test_cpu_time_is_observed_by_the_trusted_side(backend):
     record = run(backend, "while True: pass", test_timeout=5.0,
                  limits=sandbox.SandboxLimits(cpu_seconds=1)).tests[0]
     assert record["status"] == "timeout" and record["cpu_seconds"] >= 0.8, record
+
+
+@pytest.mark.parametrize("field", ["max_total_output_bytes", "cpu_seconds", "memory_bytes"])
+def test_limits_name_a_bad_field(field):
+    with pytest.raises(ValueError, match=f"SandboxLimits.{field}"):
+        sandbox.SandboxLimits(**{field: 0})
