@@ -4,15 +4,16 @@
 numbers become exact fractions (`2\\frac{1}{2}` is the mixed number 5/2, as NeMo-Skills reads
 it; Math-Verify reads a product). Values compare exactly, with one tolerance, the same whichever
 side is the decimal: a decimal with d digits after the point matches an exact value that is not
-a decimal (a fraction such as 8/3, or `\\sqrt{2}` in the symbolic step) iff it is that value
-correctly rounded to d digits (within half a unit of the d-th digit) and within the reference
-graders' relative 1e-4 (`2.6667`, `0.3333`, `0.0833333333333333` match `\\frac{8}{3}`,
-`\\frac13`, `\\frac{1}{12}`; `2.7`, `0.333`, `0.08`, `0.0833` do not). An integer is exact, so a
-decimal matches it only by equal value (`3.0002` != `3`); two decimals must be equal.
+a decimal (an integer, a fraction such as 8/3, or `\\sqrt{2}` in the symbolic step) iff it is
+that value correctly rounded to d digits (within half a unit of the d-th digit; a printed
+double of 15+ significant digits, such as `0.6666666666666666` for 2/3, within relative 1e-12)
+and within the reference graders' relative 1e-4. So `2.6667`, `0.3333`, `0.0833333333333333`
+match `\\frac{8}{3}`, `\\frac13`, `\\frac{1}{12}`; `2.7`, `0.333`, `0.08`, `0.0833`, `0.6666`
+do not; `3.0002` and `2.9999999` never match `3`. Two decimals must be equal.
 Deliberate difference from the reference graders (PRIME's `math_equal`, Qwen-Math, NeMo-Skills
 use `isclose(rel_tol=1e-4)` on everything; Math-Verify rounds to 6 decimals): the correct
 rounding above, so `12346` != `12345`, `0.50004` != `\\frac12`, and a decimal never approximates
-a decimal or an integer.
+another decimal, nor an integer except as a printed double (`2.999999999999999` is 3).
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from fractions import Fraction
 
 # Relative tolerance of the reference graders, used only between a decimal and an exact value.
 REL_TOL = Fraction(1, 10_000)
+# A decimal of 15 or more significant digits (a printed double) within relative 1e-12 of the
+# exact value counts as correctly rounded: `repr` gives 0.6666666666666666 for 2/3.
+DOUBLE_DIGITS, DOUBLE_SLACK = 15, Fraction(1, 10 ** 12)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,14 +86,19 @@ def is_nan(text: str) -> bool:
 
 def close_to_decimal(value: Fraction, decimal: Number) -> bool:
     """Whether an exact non-decimal `value` and a `decimal` match (module docstring):
-    |value - decimal| <= min(half a unit of the decimal's last digit,
-    1e-4 * max(|value|, |decimal|)): the decimal is the value correctly rounded, as close as
-    the reference graders' `isclose` asks."""
+    |value - decimal| <= min(rounding, 1e-4 * max(|value|, |decimal|)), where rounding is half
+    a unit of the decimal's last digit, or 1e-12 * |value| for a decimal of a double's 15 or
+    more significant digits (a printed double such as 0.6666666666666666 is not always
+    correctly rounded): the decimal is the value correctly rounded, as close as the reference
+    graders' `isclose` asks."""
     if decimal.decimals is None:
         return False
-    half_unit = Fraction(1, 2 * 10 ** decimal.decimals)
+    rounding = Fraction(1, 2 * 10 ** decimal.decimals)
+    digits = len(str((abs(decimal.value) * 10 ** decimal.decimals).numerator))
+    if digits >= DOUBLE_DIGITS:
+        rounding = max(rounding, DOUBLE_SLACK * abs(value))
     relative = REL_TOL * max(abs(value), abs(decimal.value))
-    return abs(value - decimal.value) <= min(half_unit, relative)
+    return abs(value - decimal.value) <= min(rounding, relative)
 
 
 def numbers_equal(pred: Number, truth: Number) -> bool:
