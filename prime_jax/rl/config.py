@@ -1,5 +1,5 @@
-"""Settings of the PRIME loop itself (SPEC 1): what the collection, the implicit reward and the
-advantages are (one config each) plus how the updates cut the batch."""
+"""Settings of one RL step (SPEC 1): what the collection, the process-reward source, the implicit
+reward and the advantages are (one config each), the two losses, and how the updates cut the batch."""
 
 from __future__ import annotations
 
@@ -8,15 +8,17 @@ import dataclasses
 from prime_jax.advantages import AdvantageConfig
 from prime_jax.experience.collect import CollectConfig
 from prime_jax.pav.rl_rewards import PavRewardConfig
+from prime_jax.reward_models.updates import PrmLossConfig
 from prime_jax.rewards import ImplicitRewardConfig, check_choice
+from prime_jax.rl.policy_update import PolicyLossConfig
 
 PRM_MODES = ("after", "before", "none")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PrimeConfig:
-    """One RL step: ``collect`` a batch, update the PRM per ``prm_mode`` and turn its ``reward``
-    into ``advantage``s, then PPO.
+    """One RL step: ``collect`` a batch, update the PRM per ``prm_mode`` (``prm_loss``) and turn
+    its ``reward`` into ``advantage``s, then PPO (``policy_loss``).
 
     ``advantage.process_coef = 0`` is RLOO with the outcome verifier only: no PRM at all.
     Mini-batch sizes count responses; micro-batches split them for gradient accumulation.
@@ -29,7 +31,11 @@ class PrimeConfig:
     multiple of the mesh's data x fsdp size, so that each pass is spread over every device.
     ``max_nonfinite_steps`` consecutive steps with skipped (non-finite) updates stop the run.
     With ``reward.num_chunks > 1`` the PRM's mini-batches take an equal whole-group share of every
-    normalisation chunk (the reference's shard layout, ``rl.update.prm_row_order``).
+    normalisation chunk (the reference's shard layout, ``rl.online_prm.prm_row_order``).
+
+    ``prm_init`` (a Hugging Face directory of the policy's architecture, e.g. ``DIR/model`` of an
+    offline implicit PRM from ``train_reward``, trained against the same reference) starts the
+    online PRM from other weights than the SFT model's.
 
     ``explicit_prm`` (a directory from ``train_reward`` kind ``explicit_prm``) replaces the online
     implicit PRM as the process-reward source: Math-Shepherd's step-by-step PPO, with the frozen
@@ -50,6 +56,9 @@ class PrimeConfig:
     policy_micro_batches: int = 1
     logprob_rows_per_pass: int | None = None
     max_nonfinite_steps: int = 3
+    policy_loss: PolicyLossConfig = PolicyLossConfig()
+    prm_loss: PrmLossConfig = PrmLossConfig()
+    prm_init: str | None = None
     explicit_prm: str | None = None
     step_reward: PavRewardConfig = PavRewardConfig()
 
@@ -80,6 +89,9 @@ class PrimeConfig:
         if self.explicit_prm is None and self.step_reward.form != "q":
             raise ValueError(f"PrimeConfig.step_reward.form={self.step_reward.form!r} needs a Q^pi model: set "
                              "PrimeConfig.explicit_prm to an explicit PRM trained on Monte-Carlo step values")
+        if self.prm_init is not None and not self.uses_prm:
+            raise ValueError(f"PrimeConfig.prm_init={self.prm_init!r}: this run has no online implicit PRM "
+                             "(explicit_prm is set or AdvantageConfig.process_coef=0)")
         if self.explicit_prm is not None and not self.advantage.uses_prm:
             raise ValueError(f"PrimeConfig.explicit_prm={self.explicit_prm!r} with AdvantageConfig.process_coef=0: "
                              "the explicit PRM's rewards would be multiplied by zero")

@@ -1,14 +1,15 @@
-"""``train(...)``: the PRIME loop, top to bottom in the paper's order (SPEC 1).
+"""``train(...)``: the RL loop (SPEC 1); it only sequences the stages.
 
-    for step:  rollout -> verify (pool, overlapped) -> accuracy filter (+ buffer)
-               -> PRM update (after | before | none) -> process rewards
-               -> fused advantages -> PPO mini-batches -> metrics / eval / checkpoint
+    for step:  collect (rollout -> verify in the pool, overlapped -> accuracy filter, + buffer)
+               -> rl.step.rl_step (process-reward source -> advantages -> PPO mini-batches)
+               -> metrics / eval / checkpoint
 
-Policy, reference and PRM are three copies of the SFT weights (a local HF
-directory, or the SFT warm-up's output); ``prm_init`` starts the PRM from other
-weights instead (e.g. an offline implicit PRM from ``prime_jax.train_reward``,
-trained against the same reference). With ``PrimeConfig.explicit_prm`` a frozen explicit PRM's
-step scores replace the online implicit PRM (step-by-step PPO). Everything a step needs to be
+The process-reward source is a row of ``rl.step.SOURCES``: the online implicit PRM (PRIME), a
+frozen step verifier (``PrimeConfig.explicit_prm``: step-by-step PPO, PAV-RL) or none (RLOO with
+the outcome only). Policy, reference and PRM are independent copies of the SFT weights (a local
+HF directory, or the SFT warm-up's output); ``PrimeConfig.prm_init`` starts the PRM from other
+weights instead. Loop settings (seed, mesh, cadence, verifier workers) are ``RunConfig``'s.
+Everything a step needs to be
 reproduced - weights, optimiser states, RNG, data position, surplus prompts -
 is checkpointed, so a resumed run repeats exactly what an uninterrupted run
 would have done.
@@ -29,22 +30,23 @@ from tqdm import tqdm
 
 from prime_jax import run_dir, sharding
 from prime_jax.checkpoint import Checkpointer
-from prime_jax.data import PromptPipeline, countdown_reward
+from prime_jax.data import OUTCOME_SCORERS, PromptPipeline
+from prime_jax.data.steps import delimiter_ids
 from prime_jax.data.task_config import TaskConfig, load_task
 from prime_jax.experience.collect import collect
 from prime_jax.experience.greedy import evaluate_accuracy, greedy
 from prime_jax.metrics import MetricsWriter, as_row, plot_curves
-from prime_jax.models import load_explicit_prm
 from prime_jax.models.source import ModelSource, build_model, save_model
-from prime_jax.reward_models.updates import PrmLossConfig
-from prime_jax.rl import update
+from prime_jax.rl import online_prm, step
 from prime_jax.rl.config import PrimeConfig
-from prime_jax.rl.policy_update import PolicyLossConfig
+from prime_jax.rl.policy_update import make_policy_update
 from prime_jax.rl.report import closing_summary, step_line
 from prime_jax.rl.sft import SFTConfig, run_sft
 from prime_jax.rollout import SamplingConfig
 from prime_jax.training.forward import make_logprob_fn
+from prime_jax.training.run_config import RunConfig
 from prime_jax.training.state import Role, TrainState, make_train_state
+from prime_jax.training.updates import shardings_of
 from prime_jax.verifiers import VerifierPool
 
 
@@ -84,193 +86,154 @@ def initial_policy(workdir: pathlib.Path, model: ModelSource, sft: SFTConfig | N
     return role
 
 
-def initial_prm(path: str, model: ModelSource, policy: Role, mesh, seed: int):
-    """The weights of the HF directory ``path`` as the PRM's starting point; the architecture must
-    be the policy's (both roles share one graph)."""
-    module = build_model(dataclasses.replace(model, hf_path=path), mesh, seed=seed)
-    expected = policy.module().config
-    if module.config != expected:
-        raise ValueError(f"train.prm_init={path!r}: its config.json ({module.config}) differs from the "
-                         f"policy's ({expected})")
-    return Role.of(module).params
-
-
-@dataclasses.dataclass(frozen=True)
-class ExplicitReward:
-    """A frozen explicit PRM as the process-reward source: jitted scorer, weights, step delimiter."""
-
-    reward_fn: Callable
-    params: object
-    delimiter_ids: tuple[int, ...]
-
-
-def load_explicit_reward(path: str, tokenizer, vocab_size: int, mesh,
-                         field: str = "PrimeConfig.explicit_prm") -> ExplicitReward:
-    """The explicit PRM of a ``train_reward`` directory (``path/model`` + ``reward.json``), placed
-    on ``mesh``, with the step delimiter it was trained on; its vocabulary must cover the policy's
-    ``vocab_size`` ids (an id past its embedding table would read NaN). Errors name ``field``."""
-    info = run_dir.read_reward_model_info(path, "explicit_prm")
-    if info is None:
-        raise FileNotFoundError(f"{field}={path!r}: no reward.json there (expected a "
-                                "directory written by python -m prime_jax.train_reward, kind explicit_prm)")
-    module = load_explicit_prm(pathlib.Path(path) / "model", mesh=mesh)
-    if module.config.vocab_size < vocab_size:
-        raise ValueError(f"{field}={path!r}: its vocabulary has {module.config.vocab_size} ids, "
-                         f"fewer than the policy's {vocab_size}")
-    role = Role.of(module)
-    delimiter_ids = tuple(tokenizer.encode(info["step_delimiter"], add_special_tokens=False))
-    return ExplicitReward(update.make_explicit_reward_fn(role.graphdef), role.params, delimiter_ids)
-
-
 def base_model_dir(workdir: pathlib.Path, model: ModelSource) -> pathlib.Path:
     """Where the run's initial weights (= the reference) live as a Hugging Face directory."""
     sft_dir = run_dir.sft_model_dir(workdir)
     return sft_dir if (sft_dir / "config.json").exists() or not model.hf_path else pathlib.Path(model.hf_path)
 
 
+def initial_state(policy: Role, prime: PrimeConfig, model: ModelSource, policy_tx, prm_tx, mesh,
+                  seed: int) -> tuple[TrainState, object]:
+    """The train state (policy, and the process-reward source's own weights if it trains any) and
+    the frozen reference's weights (None when nothing reads them). Three independent weight
+    copies (updates donate their inputs); ``policy``'s buffers become the trainable policy's."""
+    source = step.source_class(prime)
+    reference_params = _copy(policy.params) if (source.reads_reference or prime.policy_loss.kl_coef) else None
+    prm_params = None
+    if source.trains_weights:
+        prm_params = online_prm.initial_prm(prime.prm_init, model, policy, mesh, seed) if prime.prm_init \
+            else _copy(policy.params)
+    state = make_train_state(policy.params, prm_params, policy_tx, prm_tx if source.trains_weights else None, seed)
+    return sharding.replicate_unsharded(state, mesh), reference_params
+
+
+class _Run:
+    """What the loop of one ``train`` call carries from step to step, and its bookkeeping:
+    checkpoint, metrics row, evaluation."""
+
+    def __init__(self, workdir: pathlib.Path, steps: int, task: TaskConfig, task_data, run: RunConfig,
+                 sampling: SamplingConfig, mesh, state: TrainState, pipeline: PromptPipeline, lead: bool, log):
+        self.workdir, self.steps, self.task, self.task_data, self.run = workdir, steps, task, task_data, run
+        self.sampling, self.mesh, self.state, self.pipeline, self.log = sampling, mesh, state, pipeline, log
+        self.checkpointer = Checkpointer(run_dir.checkpoint_dir(workdir))
+        self.writer = MetricsWriter(workdir) if lead else None
+        self.surplus: list[int] = []
+        self.nonfinite_run = 0
+        self.rows: list[dict] = []
+        if self.checkpointer.latest_step() is not None:
+            self.state, meta = self.checkpointer.restore(self.state)
+            pipeline.restore(meta["pipeline"])
+            self.surplus = list(meta["surplus"][jax.process_index()])
+            self.nonfinite_run = int(meta["nonfinite_run"])
+            log(f"resumed from step {int(self.state.step)} ({self.checkpointer.directory})")
+        if self.writer:
+            self.writer.truncate_after(int(self.state.step) if int(self.state.step) else -1)  # steps to be redone
+
+    def save(self, step: int) -> None:
+        self.checkpointer.save(step, self.state, {"pipeline": self.pipeline.state(),
+                                                  "surplus": _gather_lists(self.surplus),
+                                                  "nonfinite_run": self.nonfinite_run})
+
+    def record(self, step: int, metrics: dict) -> None:
+        row = self.writer.write(step, metrics) if self.writer else as_row(step, metrics)
+        self.log(step_line(row))
+        self.rows.append(row)
+
+    def evaluate(self, policy: Role, pool) -> dict:
+        return evaluate_accuracy(policy.module(self.state.policy_params), self.task_data.eval_prompts,
+                                 self.task_data.tokenizer, pool, greedy(self.sampling), mesh=self.mesh,
+                                 batch_prompts=self.run.eval_batch_prompts,
+                                 max_prompt_length=self.task.max_prompt_length, seed=self.run.seed)
+
+    def evaluates_at(self, step: int) -> bool:
+        every = self.run.eval_every
+        return bool(every and self.task_data.eval_prompts and (step % every == 0 or step == self.steps))
+
+    def after_step(self, step: int, max_nonfinite_steps: int) -> None:
+        """Stop on a run of non-finite steps (with a checkpoint), else checkpoint on schedule."""
+        if self.nonfinite_run >= max_nonfinite_steps:
+            self.save(step)
+            raise NonFiniteError(
+                f"{self.nonfinite_run} consecutive steps had non-finite gradients (updates skipped); "
+                f"stopped at step {step} with a usable checkpoint in {self.checkpointer.directory}")
+        if step % self.run.checkpoint_every == 0 or step == self.steps:
+            self.save(step)
+
+    def close(self, uses_prm: bool) -> list[dict]:
+        if self.writer:
+            self.writer.close()
+            plot_curves(self.writer.jsonl_path, self.workdir / "curves.png", title=f"PRIME on {self.task.name}")
+        self.log(closing_summary(self.rows, self.workdir.absolute(), last_checkpoint=self.checkpointer.latest_step(),
+                                 uses_prm=uses_prm))
+        self.checkpointer.close()
+        return self.rows
+
+
 def train(*, workdir: str, steps: int, task: TaskConfig = TaskConfig(), model: ModelSource = ModelSource(),
           sft: SFTConfig | None = None, prime: PrimeConfig = PrimeConfig(),
           sampling: SamplingConfig = SamplingConfig(max_new_tokens=3072),
-          policy_loss: PolicyLossConfig = PolicyLossConfig(),
-          prm_loss: PrmLossConfig = PrmLossConfig(),
           policy_optimizer: optax.GradientTransformation | None = None,
-          prm_optimizer: optax.GradientTransformation | None = None,
-          mesh: sharding.MeshConfig = sharding.MeshConfig(), seed: int = 0,
-          eval_every: int = 10, eval_batch_prompts: int = 64, checkpoint_every: int = 10,
-          verifier_workers: int = 2, prm_init: str | None = None, after_first_step: Callable[[], None] | None = None,
-          log: Callable[[str], None] = print) -> list[dict]:
-    """Run PRIME RL until ``steps`` RL steps are done (continuing a checkpointed run)."""
+          prm_optimizer: optax.GradientTransformation | None = None, run: RunConfig = RunConfig(),
+          after_first_step: Callable[[], None] | None = None, log: Callable[[str], None] = print) -> list[dict]:
+    """Run RL until ``steps`` RL steps are done (continuing a checkpointed run):
+    ``collect -> rl_step (process rewards, advantages, PPO) -> record / evaluate / checkpoint``."""
     workdir_path = pathlib.Path(workdir)
     workdir_path.mkdir(parents=True, exist_ok=True)
     sharding.maybe_initialize_distributed()
     lead = jax.process_index() == 0  # the process that writes files and logs
     log = log if lead else (lambda message: None)
-    device_mesh = sharding.make_mesh(mesh)
-    policy_optimizer = policy_optimizer or optax.adamw(5e-7, weight_decay=0.01)
-    prm_optimizer = prm_optimizer or optax.adamw(1e-6, weight_decay=0.0)
+    mesh = sharding.make_mesh(run.mesh)
+    policy_tx = policy_optimizer or optax.adamw(5e-7, weight_decay=0.01)
+    prm_tx = prm_optimizer or optax.adamw(1e-6, weight_decay=0.0)
     task_data = load_task(task)
     tokenizer = task_data.tokenizer
-    log(f"mesh {dict(device_mesh.shape)}; task {task.name}: {len(task_data.train_prompts)} train / "
+    log(f"mesh {dict(mesh.shape)}; task {task.name}: {len(task_data.train_prompts)} train / "
         f"{len(task_data.eval_prompts)} eval prompts")
-
-    policy = initial_policy(workdir_path, model, sft, task_data, device_mesh, seed, log)
+    policy = initial_policy(workdir_path, model, sft, task_data, mesh, run.seed, log)
     vocab_size = policy.module().config.vocab_size
     if lead:
         run_dir.RunInfo(base_model=str(base_model_dir(workdir_path, model).absolute()), tokenizer=task.tokenizer,
-                        uses_prm=prime.uses_prm, prm_init=prm_init, reward=prime.reward,
+                        uses_prm=prime.uses_prm, prm_init=prime.prm_init, reward=prime.reward,
                         task=dataclasses.asdict(task)).write(workdir_path)
-    # Three independent weight copies (updates donate their inputs); the SFT role hands its own
-    # buffers to the trainable policy and is not used afterwards.
-    reference_params = _copy(policy.params) if (prime.uses_prm or policy_loss.kl_coef) else None
-    prm_params = None
-    if prime.uses_prm:
-        prm_params = initial_prm(prm_init, model, policy, device_mesh, seed) if prm_init else _copy(policy.params)
-    state = make_train_state(policy.params, prm_params, policy_optimizer,
-                             prm_optimizer if prime.uses_prm else None, seed)
-    policy = Role(policy.graphdef, None)
-    state = sharding.replicate_unsharded(state, device_mesh)
+    state, reference_params = initial_state(policy, prime, model, policy_tx, prm_tx, mesh, run.seed)
+    policy = Role(policy.graphdef, None)  # the SFT role handed its buffers to the trainable policy
     pipeline = PromptPipeline(task_data.train_prompts, tokenizer, num_samples=prime.num_samples,
-                              max_prompt_length=task.max_prompt_length, seed=seed,
+                              max_prompt_length=task.max_prompt_length, seed=run.seed,
                               process_index=jax.process_index(), process_count=jax.process_count())
-    checkpointer = Checkpointer(run_dir.checkpoint_dir(workdir_path))
-    writer = MetricsWriter(workdir_path) if lead else None
-    surplus: list[int] = []
-    nonfinite_run = 0
-    if checkpointer.latest_step() is not None:
-        state, meta = checkpointer.restore(state)
-        pipeline.restore(meta["pipeline"])
-        surplus, nonfinite_run = list(meta["surplus"][jax.process_index()]), int(meta["nonfinite_run"])
-        log(f"resumed from step {int(state.step)} ({checkpointer.directory})")
-    if writer:
-        writer.truncate_after(int(state.step) if int(state.step) else -1)  # rows of steps to be redone
-
-    explicit = load_explicit_reward(prime.explicit_prm, tokenizer, vocab_size, device_mesh) \
-        if prime.explicit_prm else None
-    prover = None
-    if prime.step_reward.prover_prm:  # PAV-RL with a separate prover policy's Q model
-        prover = load_explicit_reward(prime.step_reward.prover_prm, tokenizer, vocab_size, device_mesh,
-                                      field="PavRewardConfig.prover_prm")
-        if prover.delimiter_ids != explicit.delimiter_ids:
-            raise ValueError(f"PavRewardConfig.prover_prm={prime.step_reward.prover_prm!r} ends steps with ids "
-                             f"{prover.delimiter_ids}, the Q^pi model with {explicit.delimiter_ids}: train both on "
-                             "one step delimiter")
-    updaters = update.make_updaters(policy.graphdef, policy.graphdef, policy_optimizer, prm_optimizer,
-                                    prime, policy_loss, prm_loss, state)
+    loop = _Run(workdir_path, steps, task, task_data, run, sampling, mesh, state, pipeline, lead, log)
+    delimiter = delimiter_ids(tokenizer, prime.reward.step_delimiter)
+    source = step.build_source(step.SourceSettings(
+        config=prime, graphdef=policy.graphdef, tx=prm_tx, reference_params=reference_params,
+        delimiter_ids=delimiter, vocab_size=vocab_size, mesh=mesh), loop.state)
+    policy_update = make_policy_update(policy.graphdef, policy_tx, prime.policy_loss,
+                                       (shardings_of(loop.state.policy_params), shardings_of(loop.state.policy_opt)))
     logprob_fn = make_logprob_fn(policy.graphdef, prime.logprob_rows_per_pass)
-    delimiter = tuple(tokenizer.encode(prime.reward.step_delimiter, add_special_tokens=False))
-    scorers = {"countdown": countdown_reward}
-    rows: list[dict] = []
-
-    def save(step: int) -> None:
-        checkpointer.save(step, state, {"pipeline": pipeline.state(), "surplus": _gather_lists(surplus),
-                                        "nonfinite_run": nonfinite_run})
-
-    def record(step: int, metrics: dict) -> dict:
-        row = writer.write(step, metrics) if writer else as_row(step, metrics)
-        log(step_line(row))
-        return row
-
-    def evaluate(step_state: TrainState) -> dict:
-        return evaluate_accuracy(policy.module(step_state.policy_params), task_data.eval_prompts, tokenizer,
-                                 pool, greedy(sampling), mesh=device_mesh, batch_prompts=eval_batch_prompts,
-                                 max_prompt_length=task.max_prompt_length, seed=seed)
-
-    start = int(state.step)
+    start = int(loop.state.step)
     abilities = {r.ability for r in (*task_data.train_prompts, *task_data.eval_prompts)}
     # A task with code rows and no working code sandbox stops here, before any training.
-    with VerifierPool(verifier_workers, scorers=scorers, abilities=abilities) as pool, jax.set_mesh(device_mesh):
-        if start == 0 and task_data.eval_prompts and eval_every:
-            rows.append(record(0, evaluate(state)))
-        for step in tqdm(range(start + 1, steps + 1), desc="prime", initial=start, total=steps, disable=not lead):
+    with VerifierPool(run.verifier_workers, scorers=OUTCOME_SCORERS, abilities=abilities) as pool, \
+            jax.set_mesh(mesh):
+        if start == 0 and task_data.eval_prompts and run.eval_every:
+            loop.record(0, loop.evaluate(policy, pool))
+        for step_index in tqdm(range(start + 1, steps + 1), desc="prime", initial=start, total=steps,
+                               disable=not lead):
             t_step = time.time()
-            key = jax.random.fold_in(jax.random.wrap_key_data(np.asarray(state.rng)), step)
-            # 1-3. rollout, verification (overlapped with old/ref log-probs), accuracy filter.
-            batch, surplus, metrics = collect(
-                policy=policy, policy_params=state.policy_params, reference_params=reference_params,
-                logprob_fn=logprob_fn, pipeline=pipeline, surplus=surplus, pool=pool, tokenizer=tokenizer,
-                sampling=sampling, config=prime.collect, mesh=device_mesh, key=key)
-            # 4-5. implicit PRM update and its token log-probs.
-            t0 = time.time()
-            state, logp_prm, prm_metrics = update.prm_phase(state, batch, updaters, prime, device_mesh,
-                                                             reference_params)
-            metrics["seconds_prm"] = time.time() - t0
-            if logp_prm is not None:
-                metrics["prm_q_length_corr"] = update.q_length_correlation(batch, logp_prm)
-            # 6. process rewards, RLOO returns and whitened advantages in one jitted call.
-            if explicit is None:
-                out = update.advantage_phase(batch, logp_prm, prime, delimiter, device_mesh)
-            else:  # step-by-step PPO: a frozen explicit PRM's step scores are the process rewards
-                out = update.explicit_advantage_phase(batch, explicit.reward_fn, explicit.params, prime,
-                                                      explicit.delimiter_ids, device_mesh,
-                                                      prover and (prover.reward_fn, prover.params))
-            # 7. PPO, one epoch of shuffled mini-batches.
-            t0 = time.time()
-            state, policy_metrics = update.policy_phase(
-                state, batch, np.asarray(out.advantages), updaters, prime, device_mesh,
-                np.random.default_rng([seed, step]))
-            metrics["seconds_policy"] = time.time() - t0
-            state = dataclasses.replace(state, step=jnp.asarray(step, jnp.int32))
-            skipped = policy_metrics.get("policy_skipped", 0.0) + prm_metrics.get("prm_skipped", 0.0)
-            nonfinite_run = nonfinite_run + 1 if skipped > 0 else 0
-            tokens = max(int(batch.response_mask_bl.sum()), 1)
-            metrics.update(prm_metrics, **policy_metrics, process_reward_mean=float(np.sum(out.process_rewards) / tokens),
-                           seconds_step=time.time() - t_step)
-            if eval_every and task_data.eval_prompts and (step % eval_every == 0 or step == steps):
-                metrics.update(evaluate(state))
-            rows.append(record(step, metrics))
-            if step == start + 1 and after_first_step is not None:
+            key = jax.random.fold_in(jax.random.wrap_key_data(np.asarray(loop.state.rng)), step_index)
+            batch, loop.surplus, metrics = collect(  # rollout, verification (overlapped), accuracy filter
+                policy=policy, policy_params=loop.state.policy_params, reference_params=reference_params,
+                logprob_fn=logprob_fn, pipeline=pipeline, surplus=loop.surplus, pool=pool, tokenizer=tokenizer,
+                sampling=sampling, config=prime.collect, mesh=mesh, key=key)
+            state, step_metrics = step.rl_step(loop.state, batch, source=source, policy_update=policy_update,
+                                               config=prime, mesh=mesh,
+                                               rng=np.random.default_rng([run.seed, step_index]))
+            loop.state = dataclasses.replace(state, step=jnp.asarray(step_index, jnp.int32))
+            skipped = step_metrics.get("policy_skipped", 0.0) + step_metrics.get("prm_skipped", 0.0)
+            loop.nonfinite_run = loop.nonfinite_run + 1 if skipped > 0 else 0
+            metrics.update(step_metrics, seconds_step=time.time() - t_step)
+            if loop.evaluates_at(step_index):
+                metrics.update(loop.evaluate(policy, pool))
+            loop.record(step_index, metrics)
+            if step_index == start + 1 and after_first_step is not None:
                 after_first_step()
-            if nonfinite_run >= prime.max_nonfinite_steps:
-                save(step)
-                raise NonFiniteError(
-                    f"{nonfinite_run} consecutive steps had non-finite gradients (updates skipped); "
-                    f"stopped at step {step} with a usable checkpoint in {checkpointer.directory}")
-            if step % checkpoint_every == 0 or step == steps:
-                save(step)
-    if writer:
-        writer.close()
-        plot_curves(writer.jsonl_path, workdir_path / "curves.png", title=f"PRIME on {task.name}")
-    log(closing_summary(rows, workdir_path.absolute(), last_checkpoint=checkpointer.latest_step(),
-                        uses_prm=prime.uses_prm))
-    checkpointer.close()
-    return rows
+            loop.after_step(step_index, prime.max_nonfinite_steps)
+    return loop.close(prime.uses_prm)

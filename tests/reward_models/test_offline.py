@@ -147,7 +147,7 @@ def test_prime_run_with_a_frozen_offline_prm(offline, tmp_path):
     reference_dir = json.loads((offline["implicit_prm"] / "reward.json").read_text())["reference"]
     workdir = tmp_path / "run"
     bindings = TINY + ["prime_jax.rl.sft.SFTConfig.steps = 0", f'prime_jax.models.source.ModelSource.hf_path = "{reference_dir}"',
-                       f'prime_jax.rl.trainer.train.prm_init = "{prm_dir}"',
+                       f'prime_jax.rl.config.PrimeConfig.prm_init = "{prm_dir}"',
                        'prime_jax.rl.config.PrimeConfig.prm_mode = "none"']
     assert train.main([a for b in bindings for a in ("--gin", b)] + ["--workdir", str(workdir), "--steps", "1"]) == 0
     info = json.loads((workdir / "run.json").read_text())
@@ -168,6 +168,6 @@ def test_prm_init_of_another_architecture_is_refused(offline, tmp_path, capsys):
     tokenizer = load_tokenizer("char")
     save_pretrained(Transformer(tiny_config(tokenizer).replace(num_layers=2), rngs=nnx.Rngs(0)), other)
     bindings = TINY + ["prime_jax.rl.sft.SFTConfig.steps = 0", f'prime_jax.models.source.ModelSource.hf_path = "{reference_dir}"',
-                       f'prime_jax.rl.trainer.train.prm_init = "{other}"']
+                       f'prime_jax.rl.config.PrimeConfig.prm_init = "{other}"']
     with pytest.raises(ValueError, match="differs from the policy"):
         train.main([a for b in bindings for a in ("--gin", b)] + ["--workdir", str(tmp_path / "run"), "--steps", "1"])

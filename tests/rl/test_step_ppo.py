@@ -12,10 +12,8 @@ from prime_jax import train
 from prime_jax.data import load_tokenizer
 from prime_jax.metrics import read_metrics
 from prime_jax.models import ModelConfig, Transformer, explicit_prm_from_backbone, save_explicit_prm
-from prime_jax.rl.update import make_explicit_reward_fn
+from prime_jax.rl.frozen_verifier import _q_at_step_ends, load_q_model
 from prime_jax.run_dir import RunInfo, write_reward_model_info
-from prime_jax.training.forward import SequenceBatch
-from prime_jax.training.state import Role
 
 from tiny_run import TINY
 
@@ -35,13 +33,13 @@ def explicit_prm_dir(tmp_path_factory):
 
 
 def test_rewards_sit_at_step_ends_only(explicit_prm_dir):
-    _, prm = explicit_prm_dir
-    role = Role.of(prm)
+    path, prm = explicit_prm_dir
+    q_model = load_q_model(str(path), 64, None, "PrimeConfig.explicit_prm")
     tokens = jnp.asarray(np.random.default_rng(0).integers(8, 50, size=(2, 9)), jnp.int32)
     mask = jnp.ones((2, 9), jnp.int32)
-    batch = SequenceBatch(tokens_bs=tokens, attention_mask_bs=mask, response_mask_bl=mask[:, 3:])
     ends = jnp.zeros((2, 6), bool).at[:, 2].set(True).at[:, 5].set(True)
-    r_bl = np.asarray(make_explicit_reward_fn(role.graphdef)(role.params, batch, ends))
+    scores = q_model.score_steps(tokens, mask, mask[:, 3:], ends)
+    r_bl = np.asarray(_q_at_step_ends(scores.scores_bl, scores.step_end_bl))
     z_bl = np.asarray(prm(tokens, mask))[:, 3:]
     np.testing.assert_allclose(r_bl[:, [2, 5]], 1 / (1 + np.exp(-z_bl[:, [2, 5]])), rtol=1e-6)
     assert not r_bl[:, [0, 1, 3, 4]].any()
@@ -81,7 +79,5 @@ def test_an_explicit_prm_needs_a_process_coefficient(explicit_prm_dir):
 
 
 def test_an_explicit_prm_must_cover_the_policy_vocabulary(explicit_prm_dir):
-    from prime_jax.rl.trainer import load_explicit_reward
-
-    with pytest.raises(ValueError, match="64 ids, fewer than the policy's 65"):
-        load_explicit_reward(str(explicit_prm_dir[0]), load_tokenizer("char"), 65, mesh=None)
+    with pytest.raises(ValueError, match="PrimeConfig.explicit_prm=.*64 ids, fewer than the policy's 65"):
+        load_q_model(str(explicit_prm_dir[0]), 65, None, "PrimeConfig.explicit_prm")

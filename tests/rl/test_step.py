@@ -1,5 +1,7 @@
-"""One PRIME update on a fixed batch: PRM modes, advantages, and the PPO step's direction."""
+"""One RL step after collection on a fixed batch: PRM modes, advantages, the PPO step's direction,
+and the step's host <-> mesh traffic."""
 
+import collections
 import dataclasses
 
 import jax
@@ -12,8 +14,10 @@ from prime_jax import rollout, sharding
 from prime_jax.experience.collect import CollectConfig
 from prime_jax.experience.generate import decode_responses
 from prime_jax.reward_models.updates import PrmLossConfig
-from prime_jax.rl import update as rl_update
-from prime_jax.rl.policy_update import PolicyLossConfig
+from prime_jax.rl import step as rl_step
+from prime_jax.rl.mesh_batch import MeshBatch
+from prime_jax.rl.online_prm import OnlineImplicitPrm, prm_row_order, q_length_correlation
+from prime_jax.rl.policy_update import PolicyLossConfig, make_policy_update
 from prime_jax.training.forward import make_logprob_fn
 from prime_jax.data import PromptPipeline, load_tokenizer, make_synthetic_rl_prompts
 from prime_jax.models.source import ModelSource, build_model
@@ -57,19 +61,40 @@ def _state(role, policy_tx, prm_tx):
     return make_train_state(copy(role.params), copy(role.params), policy_tx, prm_tx, seed=0)
 
 
+def _prm(role, tx, config, state, mesh) -> OnlineImplicitPrm:
+    """The online implicit PRM source, against the role's weights as the reference."""
+    return OnlineImplicitPrm.build(config, graphdef=role.graphdef, tx=tx, state=state, reference_params=role.params,
+                                   delimiter_ids=(8,), mesh=mesh)
+
+
+def _prm_phase(role, tx, config, state, batch, mesh):
+    """The PRM's update on ``batch``: new state, its log-probs (host) and its mean metrics."""
+    state, logp_bl, parts = _prm(role, tx, config, state, mesh).update(state, MeshBatch.place(batch, mesh))
+    return state, np.asarray(sharding.fetch(logp_bl, mesh)), rl_step.fetch_metric_means(parts)[0]
+
+
+def _update(role, prm_tx, policy_tx, policy_loss, config, state, batch, mesh, seed=0):
+    """Source then PPO on ``batch``: new state, host advantages, PRM and policy mean metrics."""
+    placed = MeshBatch.place(batch, mesh)
+    state, out = _prm(role, prm_tx, config, state, mesh).advantages(state, placed)
+    policy_update = make_policy_update(role.graphdef, policy_tx, policy_loss)
+    state, parts = rl_step.policy_phase(state, placed, out.advantages.advantages, policy_update, config, mesh,
+                                        np.random.default_rng(seed).permutation(batch.num_rows))
+    prm_metrics, policy_metrics = rl_step.fetch_metric_means(out.metric_parts, parts)
+    return state, np.asarray(sharding.fetch(out.advantages.advantages, mesh)), prm_metrics, policy_metrics
+
+
 @pytest.mark.parametrize("mode", ["after", "before", "none"])
 def test_prm_modes(setting, mode):
     mesh, role, batch, logp_fn = setting
     config = PrimeConfig(collect=CollectConfig(num_samples=N, batch_prompts=4), prm_mini_batch=8, policy_mini_batch=8, prm_mode=mode)
     tx = optax.adam(1e-2)
-    updaters = rl_update.make_updaters(role.graphdef, role.graphdef, tx, tx, config,
-                                       PolicyLossConfig(), PrmLossConfig())
     state = _state(role, tx, tx)
+    before = [np.array(x) for x in jax.tree.leaves(state.prm_params)]  # the update donates its input
     with jax.set_mesh(mesh):
-        new_state, logp_prm, metrics = rl_update.prm_phase(state, batch, updaters, config, mesh)
+        new_state, logp_prm, metrics = _prm_phase(role, tx, config, state, batch, mesh)
         after_update = np.asarray(logp_fn(new_state.prm_params, sharding.place(batch.sequences(), mesh)))
-    changed = any(not np.array_equal(a, b) for a, b in
-                  zip(jax.tree.leaves(state.prm_params), jax.tree.leaves(new_state.prm_params)))
+    changed = any(not np.array_equal(a, np.asarray(b)) for a, b in zip(before, jax.tree.leaves(new_state.prm_params)))
     if mode == "none":
         assert not changed and metrics == {}
         np.testing.assert_allclose(logp_prm, batch.ref_logp_bl, atol=1e-6)
@@ -78,7 +103,7 @@ def test_prm_modes(setting, mode):
         np.testing.assert_allclose(logp_prm, after_update, atol=1e-6)
     else:  # the first mini-batch's rewards come from the PRM before any update
         assert changed and metrics["prm_loss"] > 0
-        np.testing.assert_allclose(logp_prm[:8], batch.ref_logp_bl[:8], atol=1e-5)
+        np.testing.assert_array_equal(logp_prm[:8], batch.ref_logp_bl[:8])  # PRM = reference: its log-probs
         assert not np.allclose(logp_prm[8:], batch.ref_logp_bl[8:], atol=1e-5)
 
 
@@ -86,13 +111,10 @@ def test_one_step_raises_positive_advantage_responses(setting):
     mesh, role, batch, logp_fn = setting
     config = PrimeConfig(collect=CollectConfig(num_samples=N, batch_prompts=4), prm_mini_batch=16, policy_mini_batch=16)
     tx = optax.sgd(0.5)
-    updaters = rl_update.make_updaters(role.graphdef, role.graphdef, tx, optax.adam(1e-3), config,
-                                       PolicyLossConfig(max_grad_norm=1e9), PrmLossConfig())
     state = _state(role, tx, optax.adam(1e-3))
     with jax.set_mesh(mesh):
-        state, logp_prm, _ = rl_update.prm_phase(state, batch, updaters, config, mesh)
-        adv = np.asarray(rl_update.advantage_phase(batch, logp_prm, config, (8,), mesh).advantages)
-        state, metrics = rl_update.policy_phase(state, batch, adv, updaters, config, mesh, np.random.default_rng(0))
+        state, adv, _, metrics = _update(role, optax.adam(1e-3), tx, PolicyLossConfig(max_grad_norm=1e9), config,
+                                         state, batch, mesh)
         new_logp = np.asarray(logp_fn(state.policy_params, sharding.place(batch.sequences(), mesh)))
     mask = batch.response_mask_bl
     gain_b = ((new_logp - batch.old_logp_bl) * mask).sum(1)
@@ -146,14 +168,11 @@ def test_a_short_batch_trains_like_its_kept_groups_alone(setting):
         # "before": rewards from the updated PRM (a PRM still equal to the reference gives q that is
         # float rounding, which batch_norm would scale to O(1) differently in the two batches)
         config = PrimeConfig(collect=CollectConfig(num_samples=N, batch_prompts=rows.num_rows // N),
-                             prm_mini_batch=size, policy_mini_batch=size, prm_mode="before")
-        updaters = rl_update.make_updaters(role.graphdef, role.graphdef, tx, tx, config,
-                                           PolicyLossConfig(max_grad_norm=1e9), PrmLossConfig(max_grad_norm=1e9))
+                             prm_mini_batch=size, policy_mini_batch=size, prm_mode="before",
+                             prm_loss=PrmLossConfig(max_grad_norm=1e9))
         with jax.set_mesh(mesh):
-            state, logp_prm, prm_metrics = rl_update.prm_phase(_state(role, tx, tx), rows, updaters, config, mesh)
-            adv = np.asarray(rl_update.advantage_phase(rows, logp_prm, config, (8,), mesh).advantages)
-            state, metrics = rl_update.policy_phase(state, rows, adv, updaters, config, mesh,
-                                                    np.random.default_rng(0))
+            state, adv, prm_metrics, metrics = _update(role, tx, tx, PolicyLossConfig(max_grad_norm=1e9), config,
+                                                       _state(role, tx, tx), rows, mesh)
         results.append((state, adv, prm_metrics, metrics))
     (padded_state, padded_adv, padded_prm, padded_policy), (kept_state, kept_adv, kept_prm, kept_policy) = results
     np.testing.assert_allclose(padded_adv[:2 * N], kept_adv, atol=1e-5)
@@ -175,13 +194,10 @@ def test_a_mini_batch_of_placeholders_only_changes_nothing(setting):
     config = PrimeConfig(collect=CollectConfig(num_samples=N, batch_prompts=2), prm_mini_batch=2 * N,
                          policy_mini_batch=2 * N)
     tx = optax.adam(1e-2)
-    updaters = rl_update.make_updaters(role.graphdef, role.graphdef, tx, tx, config, PolicyLossConfig(), PrmLossConfig())
     before = _state(role, tx, tx)
     before_leaves = [np.array(x) for x in jax.tree.leaves(before)]  # the updates donate their inputs
     with jax.set_mesh(mesh):
-        state, logp_prm, prm_metrics = rl_update.prm_phase(before, empty, updaters, config, mesh)
-        adv = np.asarray(rl_update.advantage_phase(empty, logp_prm, config, (8,), mesh).advantages)
-        state, metrics = rl_update.policy_phase(state, empty, adv, updaters, config, mesh, np.random.default_rng(0))
+        state, _, prm_metrics, metrics = _update(role, tx, tx, PolicyLossConfig(), config, before, empty, mesh)
     for a, b in zip(before_leaves, jax.tree.leaves(state)):
         np.testing.assert_array_equal(a, np.asarray(b))
     assert metrics["policy_skipped"] == 0.0 and prm_metrics["prm_skipped"] == 0.0
@@ -193,11 +209,11 @@ def test_collect_config_names_a_bad_short_batch():
 
 
 def test_prm_row_order_is_the_reference_shard_layout():
-    np.testing.assert_array_equal(rl_update.prm_row_order(8, 4, 1), np.arange(8))
+    np.testing.assert_array_equal(prm_row_order(8, 4, 1), np.arange(8))
     # 2 shards of 4 rows, 2-row mini-batches per shard: global mini-batch k = slice k of each shard
-    np.testing.assert_array_equal(rl_update.prm_row_order(8, 4, 2), [0, 1, 4, 5, 2, 3, 6, 7])
+    np.testing.assert_array_equal(prm_row_order(8, 4, 2), [0, 1, 4, 5, 2, 3, 6, 7])
     with pytest.raises(ValueError, match="do not split 12 rows into 8 equal normalisation chunks"):
-        rl_update.prm_row_order(12, 8, 8)
+        prm_row_order(12, 8, 8)
     with pytest.raises(ValueError, match=r"prm_mini_batch=8 with ImplicitRewardConfig.num_chunks=4"):
         PrimeConfig(collect=CollectConfig(num_samples=N, batch_prompts=4), prm_mini_batch=8, policy_mini_batch=8,
                     reward=ImplicitRewardConfig(num_chunks=4))
@@ -214,9 +230,8 @@ def test_every_normalisation_chunk_mixes_prm_versions(setting):
     config = PrimeConfig(collect=CollectConfig(num_samples=N, batch_prompts=4), prm_mini_batch=8,
                          policy_mini_batch=8, reward=ImplicitRewardConfig(num_chunks=2))
     tx = optax.adam(1e-2)
-    updaters = rl_update.make_updaters(role.graphdef, role.graphdef, tx, tx, config, PolicyLossConfig(), PrmLossConfig())
     with jax.set_mesh(mesh):
-        _, logp_prm, _ = rl_update.prm_phase(_state(role, tx, tx), batch, updaters, config, mesh)
+        _, logp_prm, _ = _prm_phase(role, tx, config, _state(role, tx, tx), batch, mesh)
     moved_b = ~np.all(np.isclose(logp_prm, batch.ref_logp_bl, atol=1e-5), axis=1)
     np.testing.assert_array_equal(moved_b, np.repeat([False, True, False, True], N))
 
@@ -229,16 +244,14 @@ def test_a_prm_equal_to_the_reference_gives_zero_process_reward(setting, num_chu
     mesh, role, batch, _ = setting
     config = PrimeConfig(collect=CollectConfig(num_samples=N, batch_prompts=4), prm_mini_batch=mini_batch,
                          policy_mini_batch=8, reward=ImplicitRewardConfig(num_chunks=num_chunks))
-    first_b = np.isin(np.arange(batch.num_rows), rl_update.prm_row_order(batch.num_rows, mini_batch, num_chunks)[:mini_batch])
+    first_b = np.isin(np.arange(batch.num_rows), prm_row_order(batch.num_rows, mini_batch, num_chunks)[:mini_batch])
     for lr, mode in ((1e-2, "after"), (0.0, "after"), (0.0, "before")):
         tx = optax.adam(lr)
         mode_config = dataclasses.replace(config, prm_mode=mode)
-        updaters = rl_update.make_updaters(role.graphdef, role.graphdef, tx, tx, mode_config,
-                                           PolicyLossConfig(), PrmLossConfig())
         with jax.set_mesh(mesh):
-            _, logp_prm, _ = rl_update.prm_phase(_state(role, tx, tx), batch, updaters, mode_config, mesh,
-                                                 reference_params=role.params)
-            rewards_bl = np.asarray(rl_update.advantage_phase(batch, logp_prm, mode_config, (8,), mesh).process_rewards)
+            state = _state(role, tx, tx)
+            _, out = _prm(role, tx, mode_config, state, mesh).advantages(state, MeshBatch.place(batch, mesh))
+            rewards_bl = np.asarray(sharding.fetch(out.advantages.process_rewards, mesh))
         zero_b = np.all(rewards_bl == 0.0, axis=1)
         if lr:
             np.testing.assert_array_equal(zero_b, first_b)  # only the rows scored before the update
@@ -251,7 +264,57 @@ def test_q_length_correlation_reads_the_implicit_score_against_length(setting):
     mask = batch.response_mask_bl.astype(np.float32)
     assert len(set(mask.sum(1).tolist())) > 1, "want responses of several lengths"
     per_token = batch.ref_logp_bl + 0.01 * mask  # sum q = 0.01 * length: perfectly length-driven
-    assert rl_update.q_length_correlation(batch, per_token) == pytest.approx(1.0)
+    assert q_length_correlation(batch.response_mask_bl, batch.ref_logp_bl, per_token) == pytest.approx(1.0)
     per_row = batch.ref_logp_bl + (mask / mask.sum(1, keepdims=True)) * np.arange(batch.num_rows)[:, None]
-    assert abs(rl_update.q_length_correlation(batch, per_row)) < 0.99  # the score now follows the row
-    assert np.isnan(rl_update.q_length_correlation(batch, batch.ref_logp_bl))  # PRM = reference: no score
+    assert abs(q_length_correlation(batch.response_mask_bl, batch.ref_logp_bl, per_row)) < 0.99  # the score now follows the row
+    assert np.isnan(q_length_correlation(batch.response_mask_bl, batch.ref_logp_bl, batch.ref_logp_bl))  # PRM = reference: no score
+
+
+H2D = ("device_put", "make_array_from_callback", "make_array_from_process_local_data")
+D2H = ("__array__", "__float__", "__int__", "__bool__", "__index__", "item", "tolist")
+
+
+def _count_transfers(monkeypatch) -> collections.Counter:
+    """Count every array that crosses between host and mesh through JAX's explicit placement
+    functions (host -> mesh, one per array) and every read of a mesh array's value on the host
+    (mesh -> host: ``np.asarray`` of a sharded array, ``float``, ``int``, ``bool``, ``.item()``)."""
+    from jax._src import array as jax_array
+
+    counts = collections.Counter()
+
+    def counted(owner, name, key):
+        original = getattr(owner, name)
+
+        def wrapper(*args, **kwargs):
+            counts[key] += 1
+            return original(*args, **kwargs)
+        monkeypatch.setattr(owner, name, wrapper)
+    for name in H2D:
+        counted(jax, name, "host_to_mesh")
+    for name in D2H:
+        counted(jax_array.ArrayImpl, name, "mesh_to_host")
+    return counts
+
+
+@pytest.mark.parametrize("mode", ["after", "before"])
+def test_a_step_crosses_between_host_and_mesh_a_fixed_number_of_times(setting, mode, monkeypatch):
+    """One RL step (2 PRM and 2 PPO mini-batches): the batch's 6 arrays and the PPO row index go
+    to the mesh; the metrics (one array), the PRM's log-probs and the process rewards (host-side
+    diagnostics) come back. Nothing moves implicitly (a numpy array handed to a jitted function
+    would raise under the transfer guard)."""
+    mesh, role, batch, _ = setting
+    config = PrimeConfig(collect=CollectConfig(num_samples=N, batch_prompts=4), prm_mini_batch=8,
+                         policy_mini_batch=8, prm_mode=mode)
+    tx = optax.adam(1e-3)
+    state = _state(role, tx, tx)
+    policy_update = make_policy_update(role.graphdef, tx, PolicyLossConfig())
+    with jax.set_mesh(mesh):
+        source = _prm(role, tx, config, state, mesh)
+        for step in (1, 2):  # the second step runs compiled code only
+            counts = _count_transfers(monkeypatch)
+            with jax.transfer_guard_host_to_device("disallow"):
+                state, metrics = rl_step.rl_step(state, batch, source=source, policy_update=policy_update,
+                                                 config=config, mesh=mesh, rng=np.random.default_rng([0, step]))
+            monkeypatch.undo()
+            assert dict(counts) == {"host_to_mesh": 7, "mesh_to_host": 3}, (step, dict(counts))
+    assert {"prm_loss", "policy_loss", "prm_q_length_corr", "process_reward_mean"} <= set(metrics)
