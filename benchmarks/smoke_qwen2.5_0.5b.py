@@ -132,9 +132,9 @@ def smoke_gin(tokenizer_dir: str, *, num_layers: int, prompts: int, samples: int
         "prime_jax.sharding.MeshConfig.fsdp = 1",
         "prime_jax.sharding.MeshConfig.tensor = 1",
         f"prime_jax.rl.trainer.train.steps = {steps}",
-        "prime_jax.rl.trainer.train.eval_every = 0",
-        "prime_jax.rl.trainer.train.checkpoint_every = 1000",
-        "prime_jax.rl.trainer.train.verifier_workers = 1",
+        "prime_jax.training.run_config.RunConfig.eval_every = 0",
+        "prime_jax.training.run_config.RunConfig.checkpoint_every = 1000",
+        "prime_jax.training.run_config.RunConfig.verifier_workers = 1",
     ]
     if prm_learning_rate is not None:
         lines.append(f"prm/optax.adamw.learning_rate = {prm_learning_rate}")

@@ -48,7 +48,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks
 from machine import FIGURES, RESULTS_LOG  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-OFFLINE = "prime_jax.rl.trainer.train.prm_init = '{offline}/model'"
+OFFLINE = "prime_jax.rl.config.PrimeConfig.prm_init = '{offline}/model'"
 POLICY_LR = 5e-5  # the quickstart configs' policy (and PRM) learning rate
 METHODS = {  # workdir prefix -> (name, bindings); {offline} / {explicit} are the --offline-prm / --explicit-prm dirs
     "prime": ("PRIME", []),
@@ -86,8 +86,8 @@ def run(prefix: str, seed: int, args) -> pathlib.Path:
     if not (workdir / "metrics.jsonl").exists() or args.fresh:
         shutil.rmtree(workdir, ignore_errors=True)
         shutil.copytree(args.sft, workdir / "sft_model")
-        bindings = [args.config, f"prime_jax.rl.trainer.train.seed = {seed}",
-                    f"prime_jax.rl.trainer.train.eval_every = {args.steps}", *method_bindings, *args.gin]
+        bindings = [args.config, f"prime_jax.training.run_config.RunConfig.seed = {seed}",
+                    f"prime_jax.training.run_config.RunConfig.eval_every = {args.steps}", *method_bindings, *args.gin]
         cmd = [sys.executable, "-m", "prime_jax.train", *[a for b in bindings for a in ("--gin", b)],
                "--workdir", str(workdir), "--steps", str(args.steps)]
         subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
