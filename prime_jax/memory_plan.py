@@ -165,8 +165,8 @@ def read_settings(values, preset=None, num_layers=None) -> RunSettings:
     arg = lambda name: bound.get(name, defaults.get(name))  # noqa: E731
     task = arg("task")
     return RunSettings(
-        model=model_config(arg("model"), preset, num_layers), mesh=arg("mesh"), prime=arg("prime"),
-        sampling=arg("sampling"), policy_loss=arg("policy_loss"), prm_loss=arg("prm_loss"),
+        model=model_config(arg("model"), preset, num_layers), mesh=arg("run").mesh, prime=arg("prime"),
+        sampling=arg("sampling"), policy_loss=arg("prime").policy_loss, prm_loss=arg("prime").prm_loss,
         # trainer.train's own defaults when no optimiser is bound
         policy_tx=arg("policy_optimizer") or optax.adamw(5e-7, weight_decay=0.01),
         prm_tx=arg("prm_optimizer") or optax.adamw(1e-6, weight_decay=0.0),
