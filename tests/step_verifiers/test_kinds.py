@@ -127,7 +127,7 @@ def test_score_steps_runs_inside_jit_and_on_a_mesh(models, rows):
 
 
 def test_a_verifier_refuses_an_empty_delimiter_and_a_bad_threshold(models):
-    with pytest.raises(ValueError, match="delimiter_ids is empty"):
+    with pytest.raises(ValueError, match=r"delimiter_ids=\(\): must not be empty"):
         ExplicitPRMVerifier(models["explicit"], name="x", tokenizer=models["tokenizer"], step_delimiter="\n",
                             delimiter_ids=())
     with pytest.raises(ValueError, match="threshold=1.5"):
