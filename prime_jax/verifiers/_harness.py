@@ -239,6 +239,8 @@ def sweep(settings, zygote):
             if not leftovers:
                 return _wipe(settings)
         return False
+    if not _processes_of(uid) and not any(map(os.listdir, settings["wipe_dirs"])):
+        return True  # nothing left: only the zygote makes processes of that uid
     sweeper = os.fork()
     if sweeper == 0:
         try:
