@@ -6,10 +6,11 @@ from __future__ import annotations
 import dataclasses
 
 from prime_jax.advantages import AdvantageConfig
+from prime_jax.config_checks import check_choice
 from prime_jax.experience.collect import CollectConfig
 from prime_jax.pav.rl_rewards import PavRewardConfig
 from prime_jax.reward_models.updates import PrmLossConfig
-from prime_jax.rewards import ImplicitRewardConfig, check_choice
+from prime_jax.rewards import ImplicitRewardConfig
 from prime_jax.rl.policy_update import PolicyLossConfig
 
 PRM_MODES = ("after", "before", "none")
