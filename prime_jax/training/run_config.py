@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from prime_jax.config_checks import check_fields_at_least
 from prime_jax.sharding import MeshConfig
 
 
@@ -27,7 +28,5 @@ class RunConfig:
     checkpoint_every: int = 10
 
     def __post_init__(self):
-        for name, low in (("verifier_workers", 0), ("eval_every", 0), ("eval_batch_prompts", 1),
-                          ("checkpoint_every", 1)):
-            if getattr(self, name) < low:
-                raise ValueError(f"RunConfig.{name}={getattr(self, name)!r}: must be >= {low}")
+        check_fields_at_least(self, {"verifier_workers": 0, "eval_every": 0, "eval_batch_prompts": 1,
+                                     "checkpoint_every": 1})
