@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from flax.core import spmd as core_spmd
+from flax.linen import get_logical_axis_rules  # public accessor of the rules nnx.logical_axis_rules sets
 
 from prime_jax import sharding
 from prime_jax.models.cache import KVLayer
@@ -28,7 +28,7 @@ def param_axes(shape: Sequence[int], logical_axes: Sequence[str | None]) -> tupl
     mesh = jax.sharding.get_abstract_mesh()
     if mesh.empty:
         return tuple(logical_axes)
-    rules = core_spmd.get_logical_axis_rules() or sharding.PARAM_RULES
+    rules = get_logical_axis_rules() or sharding.PARAM_RULES
     table = dict(rules)
     spec = sharding.logical_to_spec(logical_axes, rules, shape, mesh)
     return tuple(name if (name is None or table.get(name) is None or spec[i] is not None
