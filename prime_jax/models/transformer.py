@@ -38,7 +38,7 @@ import contextlib
 import jax
 import jax.numpy as jnp
 from flax import nnx
-from flax.core import spmd as core_spmd
+from flax.linen import get_logical_axis_rules  # public accessor of the rules nnx.logical_axis_rules sets
 
 from prime_jax import sharding
 from prime_jax.models.cache import KVCache, KVLayer, NoCache
@@ -92,7 +92,7 @@ class Transformer(nnx.Module):
     def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
         self.config = config
         # Logical names need rules to become mesh axes; default to PARAM_RULES if none are set.
-        rules = (contextlib.nullcontext() if core_spmd.get_logical_axis_rules()
+        rules = (contextlib.nullcontext() if get_logical_axis_rules()
                  else nnx.logical_axis_rules(sharding.PARAM_RULES))
         with rules:
             pdt = config.weight_dtype
