@@ -285,3 +285,26 @@ def test_cpu_time_is_observed_by_the_trusted_side(backend):
 def test_limits_name_a_bad_field(field):
     with pytest.raises(ValueError, match=f"SandboxLimits.{field}"):
         sandbox.SandboxLimits(**{field: 0})
+
+
+def test_no_process_of_an_earlier_test_survives(backend):
+    """Test 0 leaves a daemon that keeps rewriting a file; test 1 looks for any other process
+    of its uid and for the file."""
+    source = """
+    import os, time
+    if input() == 'first':
+        if os.fork() == 0:
+            os.setsid()
+            while True:
+                open('/tmp/daemon', 'w').write(str(time.time()))
+                time.sleep(0.01)
+        print('left a daemon')
+    else:
+        time.sleep(0.1)
+        mine = os.getuid()
+        others = [p for p in os.listdir('/proc') if p.isdigit() and int(p) != os.getpid()
+                  and os.stat(f'/proc/{p}').st_uid == mine]
+        print(len(others), os.path.exists('/tmp/daemon'))
+    """
+    report = run(backend, source, ["first", "second"])
+    assert report.tests[1]["stdout"].split() == ["0", "False"], report.tests
