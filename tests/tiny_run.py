@@ -41,7 +41,7 @@ def tiny_reward_bindings(config_file: str, *, num_train: int, num_prompts: int) 
         "prime_jax.reward_models.offline.RewardDataConfig.val_fraction = 0.25",
         "prime_jax.reward_models.offline.train_reward.mini_batch = 8",
         "prime_jax.reward_models.offline.train_reward.epochs = 1",
-        "prime_jax.reward_models.offline.train_reward.verifier_workers = 1",
+        "prime_jax.training.run_config.RunConfig.verifier_workers = 1",
         "prime_jax.rollout.SamplingConfig.max_new_tokens = 12",
     ]
 

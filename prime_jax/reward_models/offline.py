@@ -60,6 +60,7 @@ from prime_jax.reward_models.updates import (LabelledMiniBatch, PrmLossConfig, e
 from prime_jax.rewards import ImplicitRewardConfig
 from prime_jax.rollout import SamplingConfig
 from prime_jax.training.forward import make_logprob_fn, response_logprobs
+from prime_jax.training.run_config import RunConfig
 from prime_jax.training.state import Role, init_optimizer
 from prime_jax.training.updates import shardings_of
 from prime_jax.verifiers import VerifierPool
@@ -199,9 +200,9 @@ def train_reward(*, workdir: str, kind: str = "implicit_prm", task: TaskConfig =
                  reward: ImplicitRewardConfig = ImplicitRewardConfig(),
                  prm_loss: PrmLossConfig = PrmLossConfig(), step_labels: StepLabelConfig = StepLabelConfig(),
                  optimizer: optax.GradientTransformation | None = None, epochs: int = 1,
-                 mini_batch: int = 64, micro_batches: int = 1, mesh: sharding.MeshConfig = sharding.MeshConfig(),
-                 seed: int = 0, backbone: ModelSource | None = None, extra_layers: int = 0,
-                 freeze_base: bool = False, verifier_workers: int = 2, log: Callable[[str], None] = print) -> dict:
+                 mini_batch: int = 64, micro_batches: int = 1, backbone: ModelSource | None = None,
+                 extra_layers: int = 0, freeze_base: bool = False, run: RunConfig = RunConfig(),
+                 log: Callable[[str], None] = print) -> dict:
     """Sample, label and train one reward model (see the module docstring); returns reward.json.
 
     ``backbone`` (explicit PRM and ORM only): the reward model starts from this model's weights
@@ -210,7 +211,8 @@ def train_reward(*, workdir: str, kind: str = "implicit_prm", task: TaskConfig =
     ``extra_layers`` (explicit PRM only): new identity-initialised blocks stacked on the base
     model's (``models.explicit_prm_from_backbone``). ``freeze_base`` (explicit PRM only): the base
     model's embedding and blocks keep their weights (``train_new_parameters_only``), so its
-    next-token features stay what the head and the new blocks read.
+    next-token features stay what the head and the new blocks read. ``run``: seed, mesh and
+    verifier workers (validation runs once per epoch; the model is written at the end).
     """
     if kind not in KINDS:
         raise ValueError(f"train_reward kind={kind!r}: expected one of {KINDS}")
@@ -231,7 +233,8 @@ def train_reward(*, workdir: str, kind: str = "implicit_prm", task: TaskConfig =
         raise ValueError(f"mini_batch={mini_batch} must hold whole groups of num_samples={data.num_samples}")
     workdir_path = pathlib.Path(workdir)
     workdir_path.mkdir(parents=True, exist_ok=True)
-    device_mesh = sharding.make_mesh(mesh)
+    device_mesh = sharding.make_mesh(run.mesh)
+    seed = run.seed
     optimizer = optimizer or optax.adamw(1e-6, weight_decay=0.0)
     task_data = load_task(task)
     tokenizer = task_data.tokenizer
@@ -249,7 +252,7 @@ def train_reward(*, workdir: str, kind: str = "implicit_prm", task: TaskConfig =
         pipeline = PromptPipeline(task_data.train_prompts[:data.num_prompts], tokenizer, num_samples=data.num_samples,
                                   max_prompt_length=task.max_prompt_length, seed=seed)
         abilities = {r.ability for r in pipeline.records}
-        with VerifierPool(verifier_workers, scorers={"countdown": countdown_reward}, abilities=abilities) as pool, \
+        with VerifierPool(run.verifier_workers, scorers={"countdown": countdown_reward}, abilities=abilities) as pool, \
                 jax.set_mesh(device_mesh):
             rows = collect_labelled(base, pipeline, pool, tokenizer, sampling, data, device_mesh, jax.random.key(seed))
         groups = rows.num_rows // data.num_samples
