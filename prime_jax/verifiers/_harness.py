@@ -92,12 +92,14 @@ def _collect(sock, captures, deadline):
                 capture.read()
         if sock.fileno() in ready:
             message = sock.recv(64)
-            for _ in range(1 << 12):  # whatever is already buffered; a leftover writer is
-                live = [c for c in captures if c.open]  # no reason to wait
-                if not live or not select.select([c.fd for c in live], [], [], 0)[0]:
+            for _ in range(1 << 12):  # what is already in the pipes, never waiting for more:
+                live = [c for c in captures if c.open]  # a process the code left may hold
+                ready = select.select([c.fd for c in live], [], [], 0)[0] if live else []
+                if not ready:  # them open
                     break
                 for capture in live:
-                    capture.read()
+                    if capture.fd in ready:
+                        capture.read()
             return message
 
 

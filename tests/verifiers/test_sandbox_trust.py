@@ -308,3 +308,21 @@ def test_no_process_of_an_earlier_test_survives(backend):
     """
     report = run(backend, source, ["first", "second"])
     assert report.tests[1]["stdout"].split() == ["0", "False"], report.tests
+
+
+def test_a_lingering_writer_cannot_stall_the_harness(backend):
+    """The code leaves a child holding its stdout and result pipes open and exits with much
+    output still unread: the harness must take what is there and move on."""
+    source = """
+    import fcntl, os, sys, time
+    fcntl.fcntl(1, 1031, 1 << 20)  # F_SETPIPE_SZ: the whole output fits in the pipe
+    if os.fork() == 0:
+        time.sleep(30)
+        os._exit(0)
+    sys.stdout.write('y' * 300_000 + '\\n')
+    """
+    start = time.monotonic()
+    report = run(backend, source, ["", ""], test_timeout=3.0, total_timeout=20.0)
+    assert [t and t["status"] for t in report.tests] == ["ok", "ok"], report.tests
+    assert all(len(t["stdout"]) == 300_001 for t in report.tests)
+    assert time.monotonic() - start < 10
