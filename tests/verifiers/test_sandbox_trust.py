@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import pwd
+import struct
 import textwrap
 import time
 
@@ -326,3 +327,11 @@ def test_a_lingering_writer_cannot_stall_the_harness(backend):
     assert [t and t["status"] for t in report.tests] == ["ok", "ok"], report.tests
     assert all(len(t["stdout"]) == 300_001 for t in report.tests)
     assert time.monotonic() - start < 10
+
+
+def test_a_filter_that_cannot_be_installed_runs_no_code(backend, monkeypatch):
+    invalid = struct.pack("=HBBI", 0xFFFF, 0, 0, 0)  # no such BPF instruction
+    monkeypatch.setattr(sandbox, "_filter", lambda: invalid)
+    record = run(backend, "print('the code ran')").tests[0]
+    assert record["status"] == "error" and record["stdout"] == "", record
+    assert "setup failed" in record["error"]
