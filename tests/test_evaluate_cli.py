@@ -5,18 +5,13 @@ import json
 import pathlib
 import shutil
 
-import jax
 import pytest
-from flax import nnx
 
 from prime_jax import evaluate
 from prime_jax.eval.benchmark import load_benchmark, make_records
-from prime_jax.checkpoint import Checkpointer
 from prime_jax.data import ArithmeticConfig, load_tokenizer
 from prime_jax.data.task_config import TaskConfig
-from prime_jax.models import ModelConfig, Transformer, save_pretrained
-from prime_jax.rewards import ImplicitRewardConfig
-from prime_jax.run_dir import RunInfo
+from verifier_dirs import save_base, write_explicit_prm, write_prime_run
 
 BENCHMARKS = pathlib.Path(evaluate.__file__).parent / "assets" / "benchmarks"
 FAST = ["--num", "4", "--k", "2", "--max-new-tokens", "6", "--batch-prompts", "4"]
@@ -25,13 +20,8 @@ FAST = ["--num", "4", "--k", "2", "--max-new-tokens", "6", "--batch-prompts", "4
 @pytest.fixture(scope="module")
 def tiny_hf(tmp_path_factory):
     """A random 1-layer model with the char tokenizer, saved in Hugging Face format."""
-    tokenizer = load_tokenizer("char")
-    config = ModelConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_layers=1,
-                         num_heads=2, num_kv_heads=1, head_dim=8, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id)
-    model = Transformer(config, rngs=nnx.Rngs(0))
     path = tmp_path_factory.mktemp("tiny_hf")
-    save_pretrained(model, path, tokenizer=tokenizer)
+    model = save_base(path, load_tokenizer("char"))
     return path, model
 
 
@@ -39,14 +29,7 @@ def tiny_hf(tmp_path_factory):
 def prm_run(tiny_hf, tmp_path_factory):
     """A run directory whose PRM is the base model plus noise (so log-ratios are non-zero)."""
     path, model = tiny_hf
-    workdir = tmp_path_factory.mktemp("prm_run")
-    RunInfo(base_model=str(path), tokenizer="char", uses_prm=True, prm_init=None,
-            reward=ImplicitRewardConfig(beta=0.1)).write(workdir)
-    params = nnx.state(model, nnx.Param).to_pure_dict()
-    noisy = jax.tree.map(lambda x: x + 0.05 * jax.random.normal(jax.random.key(1), x.shape), params)
-    checkpointer = Checkpointer(workdir / "checkpoints")
-    checkpointer.save(1, {"policy_params": params, "prm_params": noisy}, {})
-    checkpointer.close()
+    workdir = write_prime_run(tmp_path_factory.mktemp("prm_run"), path, model, beta=0.1)
     return workdir
 
 
@@ -132,13 +115,9 @@ def test_refuses_a_prm_run_without_a_recorded_reward_config(tiny_hf, prm_run, tm
 
 
 def test_best_of_n_with_an_explicit_prm(tiny_hf, tmp_path):
-    from prime_jax.models import explicit_prm_from_backbone, save_explicit_prm
-    from prime_jax.run_dir import write_reward_model_info
-
     path, model = tiny_hf
     prm_dir = tmp_path / "explicit"
-    save_explicit_prm(explicit_prm_from_backbone(model, seed=3), prm_dir / "model", tokenizer=load_tokenizer("char"))
-    write_reward_model_info(prm_dir, {"kind": "explicit_prm", "step_delimiter": "\n"}, None)
+    write_explicit_prm(prm_dir, model, load_tokenizer("char"))
     out = tmp_path / "eval"
     assert evaluate.main(["--hf", str(path), "--task", "arithmetic", *FAST, "--out", str(out),
                           "--explicit-prm", str(prm_dir), "--resamples", "4"]) == 0

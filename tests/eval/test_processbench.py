@@ -5,23 +5,18 @@ explicit PRM)."""
 import json
 import pathlib
 
-import jax
 import numpy as np
 import pytest
-from flax import nnx
 
 from prime_jax import processbench as cli
-from prime_jax.checkpoint import Checkpointer
 from prime_jax.data import load_tokenizer
 from prime_jax.data.synthetic import (label_arithmetic_steps, label_countdown_steps, make_arithmetic_problems,
                                       parse_arithmetic_problem, parse_countdown_problem, solve_arithmetic)
 from prime_jax.eval.processbench import (ProcessBenchRecord, choose_threshold, encode_record, first_flagged,
                                          load_processbench, score_records, split_metrics)
-from prime_jax.models import (ModelConfig, Transformer, explicit_prm_from_backbone, orm_from_backbone,
-                              save_explicit_prm, save_orm, save_pretrained)
-from prime_jax.rewards import ImplicitRewardConfig, step_ends_from_tokens
-from prime_jax.run_dir import RunInfo, write_reward_model_info
+from prime_jax.rewards import step_ends_from_tokens
 from prime_jax.step_verifiers import load_step_verifier
+from verifier_dirs import save_base, write_explicit_prm, write_orm, write_prime_run
 
 ASSETS = pathlib.Path(cli.__file__).parent / "assets" / "processbench"
 
@@ -148,28 +143,10 @@ def setup(tmp_path_factory):
     explicit PRM (a train_reward-style directory) on it with random heads."""
     root = tmp_path_factory.mktemp("processbench")
     tokenizer = load_tokenizer("char")
-    config = ModelConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_layers=1,
-                         num_heads=2, num_kv_heads=1, head_dim=8, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id)
-    model = Transformer(config, rngs=nnx.Rngs(0))
-    save_pretrained(model, root / "hf", tokenizer=tokenizer)
-    run = root / "run"
-    run.mkdir()
-    RunInfo(base_model=str(root / "hf"), tokenizer="char", uses_prm=True, prm_init=None,
-            reward=ImplicitRewardConfig(beta=0.1)).write(run)
-    params = nnx.state(model, nnx.Param).to_pure_dict()
-    noisy = jax.tree.map(lambda x: x + 0.05 * jax.random.normal(jax.random.key(1), x.shape), params)
-    checkpointer = Checkpointer(run / "checkpoints")
-    checkpointer.save(1, {"policy_params": params, "prm_params": noisy}, {})
-    checkpointer.close()
-    orm = orm_from_backbone(model)
-    orm.score[...] = jax.random.normal(jax.random.key(2), orm.score.shape)
-    save_orm(orm, root / "orm", tokenizer=tokenizer)
-    explicit = explicit_prm_from_backbone(model)
-    explicit.score[...] = jax.random.normal(jax.random.key(3), explicit.score.shape)
-    (root / "explicit").mkdir()
-    save_explicit_prm(explicit, root / "explicit" / "model", tokenizer=tokenizer)
-    write_reward_model_info(root / "explicit", {"kind": "explicit_prm", "step_delimiter": "\n"}, None)
+    model = save_base(root / "hf", tokenizer)
+    run = write_prime_run(root / "run", root / "hf", model, beta=0.1)
+    write_orm(root / "orm", model, tokenizer, record=False)
+    explicit = write_explicit_prm(root / "explicit", model, tokenizer)
     data = [_write_split(root / "dev.jsonl", 0), _write_split(root / "test.jsonl", 1)]
     return {"root": root, "run": run, "orm": root / "orm", "hf": root / "hf", "data": data,
             "explicit": root / "explicit", "explicit_model": explicit}
