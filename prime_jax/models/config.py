@@ -19,6 +19,8 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from prime_jax.config_checks import check_at_least, check_choice, check_fields_at_least
+
 ARCHITECTURES = {  # architecture -> (model_type, HF class name)
     "qwen2": ("qwen2", "Qwen2ForCausalLM"),
     "llama": ("llama", "LlamaForCausalLM"),
@@ -92,9 +94,9 @@ class ModelConfig:
     pad_token_id: int | None = None
 
     def __post_init__(self):
-        if self.architecture not in ARCHITECTURES:
-            raise ValueError(f"ModelConfig.architecture={self.architecture!r} is not supported; "
-                             f"expected one of {sorted(ARCHITECTURES)}")
+        check_choice("ModelConfig", "architecture", self.architecture, sorted(ARCHITECTURES))
+        check_fields_at_least(self, dict.fromkeys(
+            ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads"), 1))
         for field, arch in (("qkv_bias", "qwen2"), ("qk_norm", "qwen3")):
             value = getattr(self, field)
             if value is None:
@@ -111,11 +113,9 @@ class ModelConfig:
         if self.num_heads % self.num_kv_heads:
             raise ValueError(f"ModelConfig: num_heads={self.num_heads} is not a multiple of "
                              f"num_kv_heads={self.num_kv_heads}")
-        if self.logits_chunk is not None and self.logits_chunk < 0:
-            raise ValueError(f"ModelConfig.logits_chunk={self.logits_chunk} must be None, 0 (no "
-                             "chunking) or a positive number of positions")
-        if self.attention not in ATTENTION_BACKENDS:
-            raise ValueError(f"ModelConfig.attention={self.attention!r} is not one of {ATTENTION_BACKENDS}")
+        if self.logits_chunk is not None:  # 0: no chunking
+            check_at_least("ModelConfig", "logits_chunk", self.logits_chunk, 0)
+        check_choice("ModelConfig", "attention", self.attention, ATTENTION_BACKENDS)
         if isinstance(self.rope_scaling, dict):
             scaling = dict(self.rope_scaling)
             _check_rope_scaling(scaling, "ModelConfig.rope_scaling")
