@@ -3,10 +3,12 @@
 import json
 import shutil
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from prime_jax import sharding
 from prime_jax.step_verifiers import (ExplicitPRMVerifier, ImplicitPRMVerifier, ORMStepVerifier, PavVerifier,
                                       load_pav_verifier, load_step_verifier, verifier_kind)
 
@@ -66,3 +68,15 @@ def test_errors_name_the_path_and_the_field(models, tmp_path):
         load_step_verifier(bad, field="PrimeConfig.explicit_prm")
     with pytest.raises(ValueError, match="a checkpoint step and a reference apply to an implicit PRM"):
         load_step_verifier(models["explicit_dir"], step=3)
+
+
+def test_a_runs_prm_is_placed_on_the_mesh_and_scores_the_same(models, rows):
+    expected = np.asarray(load_step_verifier(models["run"]).score_steps(*rows).scores_bl)
+    mesh = sharding.make_mesh(sharding.MeshConfig(data=1, fsdp=2), jax.devices()[:2])
+    verifier = load_step_verifier(models["run"], mesh=mesh)
+    for params in (verifier.prm_params, verifier.reference_params):
+        embed = params["embed"].get_value()
+        assert embed.sharding.mesh == mesh and not embed.sharding.is_fully_replicated
+    with jax.set_mesh(mesh):
+        out = verifier.score_steps(*sharding.place(tuple(np.concatenate([x, x[:1]]) for x in rows), mesh))
+    np.testing.assert_allclose(np.asarray(sharding.fetch(out.scores_bl, mesh))[:3], expected, atol=1e-5)
