@@ -89,7 +89,9 @@ from flax import nnx  # noqa: E402
 
 from prime_jax import gin_cli, sharding  # noqa: E402
 from prime_jax.models import PRESETS, KVCache, ModelConfig, Transformer, param_shardings  # noqa: E402
+from prime_jax.models.attention import resolve as resolve_attention  # noqa: E402
 from prime_jax.models.cache import KV_AXES  # noqa: E402
+from prime_jax.models.config import ATTENTION_BACKENDS  # noqa: E402
 from prime_jax.reward_models.updates import LabelledMiniBatch, make_prm_update  # noqa: E402
 from prime_jax.rl.policy_update import PolicyMiniBatch, make_policy_update  # noqa: E402
 from prime_jax.rollout import engine  # noqa: E402
@@ -128,8 +130,10 @@ class RunSettings:
     prompt_length: int
 
 
-def model_config(source, preset: str | None = None, num_layers: int | None = None) -> ModelConfig:
-    """The architecture (see the module docstring) with ``ModelSource``'s compute settings."""
+def model_config(source, preset: str | None = None, num_layers: int | None = None,
+                 attention: str | None = None) -> ModelConfig:
+    """The architecture (see the module docstring) with ``ModelSource``'s compute settings
+    (``attention``, when given, replaces ``ModelSource.attention``)."""
     hf_path = source.hf_path or ""
     if preset is not None:
         if preset not in PRESETS:
@@ -146,11 +150,12 @@ def model_config(source, preset: str | None = None, num_layers: int | None = Non
                             f"checkpoint name; give --model, one of {sorted(PRESETS)}")
         base = PRESETS[known[0]]
     base = base.replace(dtype=source.dtype, param_dtype=source.param_dtype or source.dtype,
-                        remat=source.remat, logits_chunk=source.logits_chunk)
+                        remat=source.remat, logits_chunk=source.logits_chunk,
+                        attention=attention or source.attention)
     return base.replace(num_layers=num_layers) if num_layers else base
 
 
-def read_settings(values, preset=None, num_layers=None) -> RunSettings:
+def read_settings(values, preset=None, num_layers=None, attention=None) -> RunSettings:
     """Parse ``--gin`` values as ``prime_jax.train`` does and read ``trainer.train``'s arguments."""
     from prime_jax.rl import trainer  # gin files bind prime_jax.rl.trainer.train
 
@@ -165,7 +170,7 @@ def read_settings(values, preset=None, num_layers=None) -> RunSettings:
     arg = lambda name: bound.get(name, defaults.get(name))  # noqa: E731
     task = arg("task")
     return RunSettings(
-        model=model_config(arg("model"), preset, num_layers), mesh=arg("run").mesh, prime=arg("prime"),
+        model=model_config(arg("model"), preset, num_layers, attention), mesh=arg("run").mesh, prime=arg("prime"),
         sampling=arg("sampling"), policy_loss=arg("prime").policy_loss, prm_loss=arg("prime").prm_loss,
         # trainer.train's own defaults when no optimiser is bound
         policy_tx=arg("policy_optimizer") or optax.adamw(5e-7, weight_decay=0.01),
@@ -363,12 +368,12 @@ def extrapolate(rows: dict[int, dict], layers: int) -> dict:
 
 
 def plan(values, topology: str, *, preset=None, num_layers=None, programs=PROGRAMS, extrapolate_from=None,
-         log=print) -> dict:
+         attention=None, log=print) -> dict:
     """The memory plan of the gin config ``values`` on ``topology`` (see the module docstring).
     With ``extrapolate_from = (a, b)`` the update programs are compiled at a and b layers and
     their bytes extrapolated to the model's depth (``extrapolate``)."""
     devices = topology_devices(topology)
-    run = read_settings(values, preset, num_layers)
+    run = read_settings(values, preset, num_layers, attention)
     try:
         mesh = sharding.make_mesh(run.mesh, devices)
     except ValueError as error:
@@ -383,7 +388,8 @@ def plan(values, topology: str, *, preset=None, num_layers=None, programs=PROGRA
         "topology": topology, "devices": len(devices), "device_kind": devices[0].device_kind,
         "hbm_per_device": hbm, "mesh": dict(mesh.shape), "gin": list(values),
         "model": {"layers": c.num_layers, "hidden": c.hidden_size, "vocab": c.vocab_size, "dtype": c.dtype,
-                  "param_dtype": c.param_dtype, "remat": c.remat, "logits_chunk": c.logits_chunk},
+                  "param_dtype": c.param_dtype, "remat": c.remat, "logits_chunk": c.logits_chunk,
+                  "attention": resolve_attention(c.attention, platform="tpu", dtype=c.compute_dtype)},
         "state_per_device": state_bytes, "programs": {},
     }
     resident = lambda takes: sum(v for k, v in state_bytes.items() if k not in takes)  # noqa: E731
@@ -410,7 +416,7 @@ def table(result: dict) -> str:
     gib = lambda x: f"{x / GIB:8.2f}"  # noqa: E731
     head = (f"memory plan: {result['topology']} ({result['devices']} x {result['device_kind']}, "
             f"{result['hbm_per_device'] / GIB:.0f} GiB HBM per device), mesh {result['mesh']}, "
-            f"{result['model']['layers']} layers\n"
+            f"{result['model']['layers']} layers, {result['model']['attention']} attention\n"
             "per device, GiB (resident: the trainer's other weights and optimiser states):\n")
     cols = ("argument", "output", "alias", "temp", "code", "program", "resident", "total")
     lines = [f"{'program':<14}" + "".join(f"{c:>9}" for c in cols) + "  fits   shapes"]
@@ -438,6 +444,8 @@ def parse_args(argv):
                         help=f"TPU topology, GENERATION:CHIPS, e.g. {', '.join(WORKING_TOPOLOGIES)}")
     parser.add_argument("--out", help="write the plan as JSON here")
     parser.add_argument("--model", help=f"architecture preset when hf_path has no config.json: {sorted(PRESETS)}")
+    parser.add_argument("--attention", choices=ATTENTION_BACKENDS,
+                        help="attention backend (default: the config's ModelSource.attention; auto = splash on TPU)")
     parser.add_argument("--num-layers", type=int, help="plan a model with this many layers (cheaper compile)")
     parser.add_argument("--programs", default=",".join(PROGRAMS),
                         help=f"comma-separated subset of {', '.join(ALL_PROGRAMS)} (default: {','.join(PROGRAMS)})")
@@ -462,7 +470,7 @@ def main(argv=None) -> int:
             if len(depths) != 2 or depths[0] < 1 or depths[0] == depths[1]:
                 raise PlanError(f"--extrapolate-from {args.extrapolate_from!r}: give two different depths A,B >= 1")
         result = plan(args.gin, args.topology, preset=args.model, num_layers=args.num_layers, programs=programs,
-                      extrapolate_from=depths,
+                      extrapolate_from=depths, attention=args.attention,
                       log=lambda m: print(m, file=sys.stderr))
     except PlanError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -57,7 +57,7 @@ def test_plan_reads_the_config_and_the_topology(plan):
     assert data["mesh"] == {"data": 1, "fsdp": FSDP, "tensor": 1}
     assert data["hbm_per_device"] == 16 * GIB
     assert data["model"] == {"layers": 1, "hidden": D, "vocab": V, "dtype": "bfloat16", "param_dtype": "float32",
-                             "remat": True, "logits_chunk": 512}
+                             "remat": True, "logits_chunk": 512, "attention": "splash"}  # auto on TPU
     assert set(data["programs"]) == {"decode", "logprob"}
     assert "decode" in stdout and "logprob" in stdout and "fits" in stdout
     for row in data["programs"].values():
@@ -94,3 +94,18 @@ def test_a_bad_topology_is_named_with_the_ones_that_work():
     result = _run("--gin", "configs/prime_qwen2.5_0.5b.gin", "--topology", "v5e:3x3", timeout=120)
     assert result.returncode == 2
     assert "'v5e:3x3'" in result.stderr and "v5e:2x4" in result.stderr
+
+
+def test_attention_backend_is_a_plan_setting(plan, tmp_path):
+    """``--attention xla`` (the einsum: float32 (T, S) scores per head) against the config's
+    ``auto`` (splash on TPU: no score matrix) for the same log-prob pass: the einsum's scratch is
+    the larger (at 1 layer the 512-position float32 logits chunk dominates both)."""
+    out = tmp_path / "xla.json"
+    result = _run("--gin", "configs/prime_qwen2.5_0.5b.gin", "--topology", "v5e:2x2", "--attention", "xla",
+                  "--gin", f"prime_jax.sharding.MeshConfig.fsdp = {FSDP}", "--num-layers", "1",
+                  "--programs", "logprob", "--out", str(out))
+    assert result.returncode in (0, 1), result.stderr[-3000:]
+    einsum = json.loads(out.read_text())
+    assert einsum["model"]["attention"] == "xla" and "xla attention" in result.stdout
+    splash_temp, einsum_temp = plan[0]["programs"]["logprob"]["temp"], einsum["programs"]["logprob"]["temp"]
+    assert splash_temp < einsum_temp, (splash_temp, einsum_temp)

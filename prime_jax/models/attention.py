@@ -15,13 +15,16 @@ Keys and values come in the cache layout ``(B, kv_heads, S, head_dim)``. The mas
 * ``auto``: ``splash`` on TPU, ``cudnn`` on GPU for 16-bit compute (else
   ``dot_product_attention``), ``xla`` on CPU, where the einsum is fastest.
 
-The flash kernels (``splash``, ``pallas_gpu``) serve self-attention over the call's own tokens
-(training forwards, log-prob passes, prefill at cache index 0: ``mask.self_attention``); padding
+The fused kernels (``cudnn``, ``splash``, ``pallas_gpu``) serve self-attention over the call's own
+tokens (training forwards, log-prob passes, prefill at cache index 0: ``mask.self_attention``);
+``cudnn`` takes the mask as a (B, 1, T, T) bias. For ``splash`` and ``pallas_gpu`` padding
 becomes segment ids (real tokens 1, padding 0), so a real query reads exactly the reference's
 keys, while a padding query reads padding keys instead of the reference's uniform average (its
 output is never read: no real query reads a padding key, losses mask padding positions). Other
-calls (decode steps over a dense cache) take the reference einsum. Kernels that need a lane-sized
-head dim get q, k, v zero-padded to it (``pad_head_dim``), which changes no score and no output.
+calls (decode steps over a dense cache: one query, bandwidth-bound) take the reference einsum;
+paged decode has its own kernels (``attention_paged``). Kernels that need a lane-sized head dim
+get q, k, v zero-padded to it (``pad_head_dim``), which changes no score and no output. On the
+CPU the Pallas kernels run in interpret mode (tests; slow); ``auto`` never picks them there.
 """
 
 from __future__ import annotations
@@ -210,7 +213,7 @@ def attend(q_btnh, k_bksh, v_bksh, mask: AttentionMask, *, backend: str = "xla")
     backend = resolve(backend, dtype=q_btnh.dtype)
     if backend == "cudnn" and target_platform() == "cpu":
         raise ValueError("ModelConfig.attention='cudnn' needs an NVIDIA GPU; use 'auto'")
-    if backend == "xla" or (backend in _KERNELS and not mask.self_attention):
+    if backend == "xla" or (backend != "dot_product_attention" and not mask.self_attention):
         return einsum_attention(q_btnh, k_bksh, v_bksh, mask)
     if backend in _KERNELS:
         return _sharded(kernel_for(backend), q_btnh, k_bksh, v_bksh, mask)
