@@ -45,7 +45,7 @@ from tqdm import tqdm
 
 from prime_jax import losses, run_dir, sharding
 from prime_jax.config_checks import check_choice, check_positive
-from prime_jax.data import PromptPipeline, countdown_reward
+from prime_jax.data import OUTCOME_SCORERS, PromptPipeline
 from prime_jax.data.task_config import TaskConfig, load_task
 from prime_jax.experience.batch import ScoredRollouts, concat
 from prime_jax.experience.collect import CollectConfig, collect
@@ -252,7 +252,7 @@ def train_reward(*, workdir: str, kind: str = "implicit_prm", task: TaskConfig =
         pipeline = PromptPipeline(task_data.train_prompts[:data.num_prompts], tokenizer, num_samples=data.num_samples,
                                   max_prompt_length=task.max_prompt_length, seed=seed)
         abilities = {r.ability for r in pipeline.records}
-        with VerifierPool(run.verifier_workers, scorers={"countdown": countdown_reward}, abilities=abilities) as pool, \
+        with VerifierPool(run.verifier_workers, scorers=OUTCOME_SCORERS, abilities=abilities) as pool, \
                 jax.set_mesh(device_mesh):
             rows = collect_labelled(base, pipeline, pool, tokenizer, sampling, data, device_mesh, jax.random.key(seed))
         groups = rows.num_rows // data.num_samples

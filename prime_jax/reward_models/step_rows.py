@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from prime_jax.data import encode_prompts, left_pad
-from prime_jax.data.steps import encode_steps, split_steps
+from prime_jax.data.steps import delimiter_ids, encode_steps, split_steps
 from prime_jax.data.synthetic import TASKS as EXACT_LABEL_TASKS
 from prime_jax.data.synthetic import exact_step_labels
 from prime_jax.experience.batch import ScoredRollouts
@@ -104,8 +104,8 @@ def build_step_rows(tokenizer, prompt_ids_bp: np.ndarray, prompt_mask_bp: np.nda
     for b, row_ids in enumerate(ids):
         tokens_bl[b, :len(row_ids)] = row_ids
         mask_bl[b, :len(row_ids)] = 1
-    delimiter_ids = tuple(tokenizer.encode(delimiter, add_special_tokens=False))
-    ends_bl = np.asarray(step_ends_from_tokens(jnp.asarray(tokens_bl), jnp.asarray(mask_bl), delimiter_ids))
+    ends_bl = np.asarray(step_ends_from_tokens(jnp.asarray(tokens_bl), jnp.asarray(mask_bl),
+                                               delimiter_ids(tokenizer, delimiter)))
     targets_bl = np.zeros((len(ids), length), np.float32)
     weights_bl = np.zeros((len(ids), length), np.float32)
     for b, (_, text_ends) in enumerate(encoded):
