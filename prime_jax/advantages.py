@@ -20,8 +20,10 @@ the outcome source ``x = acc`` on the last valid token only (``t = len_i - 1``).
 For the outcome the reference rloo form is exactly ``acc_i - mean_{j != i} acc_j``; the paper and
 reference forms differ only for the process source at t > 0 (by a zero-sum-per-row term).
 
-``credit = "min"`` (PURE, arXiv 2504.15275): the process return at t is the minimum of the process
-rewards at s >= t instead of their sum, centred by PURE's baseline (``min_form_returns``).
+``credit`` other than ``"sum"`` replaces G_process by a form of ``prime_jax.credit``: ``"pure"``
+(PURE's softmin-weighted step rewards, temperature ``pure_temperature``, PURE's leave-one-out
+baseline ``pure_baseline``) or ``"future_min"`` (the minimum of the future process rewards; not PURE,
+kept because logged results measured it).
 """
 
 from __future__ import annotations
@@ -33,14 +35,15 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from prime_jax import credit as credit_lib
 from prime_jax import rewards as rewards_lib
-from prime_jax.config_checks import check_choice, check_in_range
+from prime_jax.config_checks import check_choice, check_in_range, check_positive
 from prime_jax.rewards import ImplicitRewardConfig
 from prime_jax.scans import DEFAULT_SCAN_METHOD, SCAN_METHODS, discounted_reverse_cumsum
 
 ESTIMATORS = ("rloo", "grpo", "reinforce", "reinforce_mean")
 PROCESS_BASELINES = ("reference", "paper")
-CREDITS = ("sum", "min")
+CREDITS = ("sum", "pure", "future_min")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -50,7 +53,9 @@ class AdvantageConfig:
     ``returns = process_coef * G_process + outcome_coef * G_outcome`` with each source centred by
     ``estimator`` (module docstring), discounted by its gamma, then whitened when ``whiten``.
     ``process_coef = 0`` is RLOO with the outcome verifier only (no PRM). ``credit`` is the
-    process source's credit assignment: ``sum`` (PRIME) or ``min`` (PURE, :func:`min_form_returns`).
+    process source's credit assignment: ``sum`` (PRIME), ``pure`` (PURE's step transform at
+    temperature ``pure_temperature`` with its ``pure_baseline``, :func:`prime_jax.credit.pure_process_returns`)
+    or ``future_min`` (the minimum of future process rewards, not PURE; :func:`prime_jax.credit.future_min_process_returns`).
     Hashable: the fused kernel takes it as one static argument.
     """
 
@@ -63,13 +68,17 @@ class AdvantageConfig:
     whiten: bool = True
     scan_method: str = DEFAULT_SCAN_METHOD
     credit: str = "sum"
+    pure_temperature: float = 0.1
+    pure_baseline: str = "token"
 
     def __post_init__(self):
         check_choice("AdvantageConfig", "estimator", self.estimator, ESTIMATORS)
         check_choice("AdvantageConfig", "credit", self.credit, CREDITS)
-        if self.credit == "min" and (self.estimator != "rloo" or self.process_gamma != 1):
-            raise ValueError(f"AdvantageConfig.credit='min' takes PURE's leave-one-out baseline and no process "
-                             f"discount: needs estimator='rloo' and process_gamma=1, got estimator="
+        check_positive("AdvantageConfig", "pure_temperature", self.pure_temperature)
+        check_choice("AdvantageConfig", "pure_baseline", self.pure_baseline, credit_lib.PURE_BASELINES)
+        if self.credit != "sum" and (self.estimator != "rloo" or self.process_gamma != 1):
+            raise ValueError(f"AdvantageConfig.credit={self.credit!r} takes PURE's leave-one-out baseline and no "
+                             f"process discount: needs estimator='rloo' and process_gamma=1, got estimator="
                              f"{self.estimator!r}, process_gamma={self.process_gamma!r}")
         check_choice("AdvantageConfig", "process_baseline", self.process_baseline, PROCESS_BASELINES)
         check_choice("AdvantageConfig", "scan_method", self.scan_method, SCAN_METHODS)
@@ -239,8 +248,8 @@ def prime_advantages(logp_prm, logp_ref, mask, outcome, *, num_samples: int,
     ``advantage.process_coef == 0`` is "RLOO with outcome verifier only": the process path is not
     traced (``logp_prm``/``logp_ref`` may be None) and ``process_rewards`` is all zeros.
     ``step_ends`` (B, L) marks step ends for ``reward.granularity == "step"``. With
-    ``advantage.credit == "min"`` G_p is :func:`min_form_returns` of r at the positions the
-    granularity puts rewards on.
+    ``advantage.credit`` other than ``"sum"`` G_p is :func:`credit_returns` of r at the positions
+    the granularity puts rewards on.
     """
     valid_bt = jnp.asarray(mask).astype(bool)
     a = advantage
@@ -250,10 +259,10 @@ def prime_advantages(logp_prm, logp_ref, mask, outcome, *, num_samples: int,
     if not a.uses_prm:
         r_bt = jnp.zeros(valid_bt.shape, jnp.float32)
         g_bt = estimator_returns(None, outcome, valid_bt, **kw)
-    elif a.credit == "min":
+    elif a.credit != "sum":
         r_bt = rewards_lib.implicit_process_rewards(logp_prm, logp_ref, valid_bt, **rkw)
         positions_bt = reward_positions(valid_bt, reward.granularity, step_ends)
-        g_bt = min_form_returns(r_bt, positions_bt, outcome, valid_bt, num_samples=num_samples, advantage=a)
+        g_bt = credit_returns(r_bt, positions_bt, outcome, valid_bt, num_samples=num_samples, advantage=a)
     elif a.process_gamma == 1:
         r_bt, suffix_bt = rewards_lib.rewards_and_suffix(
             logp_prm, logp_ref, valid_bt, need_suffix=True, method=a.scan_method, **rkw)
@@ -276,15 +285,15 @@ def advantages_from_rewards(process_rewards, mask, outcome, *, num_samples: int,
 
         returns = process_coef * G_p(r) + outcome_coef * G_o(acc),  adv = masked_whiten(returns)
 
-    With ``advantage.credit == "min"`` G_p is :func:`min_form_returns` over ``positions`` (B, L)
+    With ``advantage.credit`` other than ``"sum"`` G_p is :func:`credit_returns` over ``positions`` (B, L)
     (the rewards' positions, e.g. step ends; default every valid token).
     """
     valid_bt = jnp.asarray(mask).astype(bool)
     a = advantage
     r_bt = jnp.where(valid_bt, jnp.asarray(process_rewards, jnp.float32), 0.0)
-    if a.credit == "min" and a.uses_prm:
+    if a.credit != "sum" and a.uses_prm:
         positions_bt = valid_bt if positions is None else valid_bt & jnp.asarray(positions).astype(bool)
-        g_bt = min_form_returns(r_bt, positions_bt, outcome, valid_bt, num_samples=num_samples, advantage=a)
+        g_bt = credit_returns(r_bt, positions_bt, outcome, valid_bt, num_samples=num_samples, advantage=a)
         adv_bt = masked_whiten(g_bt, valid_bt) if a.whiten else g_bt
         return PrimeAdvantages(advantages=adv_bt, returns=g_bt, process_rewards=r_bt)
     g_bt = estimator_returns(r_bt, outcome, valid_bt, num_samples=num_samples, process_gamma=a.process_gamma,
@@ -330,37 +339,22 @@ def reward_positions(valid_bt, granularity: str, step_ends=None):
     return valid_bt & (jnp.asarray(step_ends).astype(bool) | last_bt)
 
 
-def min_form_returns(r_bt, positions_bt, outcome, valid_bt, *, num_samples: int, advantage: AdvantageConfig):
-    """Min-form credit assignment (PURE, arXiv 2504.15275) with PURE's leave-one-out baseline:
+def credit_returns(r_bt, positions_bt, outcome, valid_bt, *, num_samples: int, advantage: AdvantageConfig):
+    """``returns = process_coef * G_p + outcome_coef * G_o(acc)`` with G_p the ``advantage.credit``
+    form of :mod:`prime_jax.credit` over the reward positions ``positions_bt`` (B, L):
 
-        M[i,t]  = min_{s >= t, s in P_i} r[i,s]        (the future process rewards' minimum)
-        m_i     = M[i,0],   len_i = valid tokens of row i
-        b_i     = sum_{j in group, j != i} m_j / sum_{j in group, j != i} len_j   (the other samples'
-                  per-token mean)
-        G_p     = M[i,t] - b_i * (len_i - start_i(t))   on valid tokens (the baseline scaled to the
-                  length from the start of t's step, start_i(t) = 1 + the last position before t)
-        returns = process_coef * G_p + outcome_coef * G_o(acc)
-
-    ``P_i`` are the positions that carry process rewards (``reward_positions``). One bad step sets
-    the process credit of everything before it, where a sum would let good steps outweigh it.
+        pure        G_p[t] = sum_{k in P_i, k >= t} (softmax_k(-r/T) r_k - base_k)   (PURE)
+        future_min  G_p[t] = min_{s in P_i, s >= t} r_s - b_i * (len_i - start_i(t))
     """
     a = advantage
-    valid_bt = jnp.asarray(valid_bt).astype(bool)
-    positions_bt = jnp.asarray(positions_bt).astype(bool) & valid_bt
-    l = valid_bt.shape[-1]
-    r_bt = jnp.where(positions_bt, jnp.asarray(r_bt, jnp.float32), jnp.inf)
-    future_min_bt = jax.lax.cummin(r_bt, axis=1, reverse=True)
-    t_l = jnp.arange(l, dtype=jnp.int32)
-    last_before_bt = jax.lax.cummax(jnp.where(positions_bt, t_l[None, :], -1), axis=1)
-    start_bt = jnp.concatenate([jnp.zeros_like(last_before_bt[:, :1]), last_before_bt[:, :-1] + 1], axis=1)
-    len_b = jnp.sum(valid_bt, axis=-1).astype(jnp.float32)
-    m_b = jnp.where(jnp.isfinite(future_min_bt[:, 0]), future_min_bt[:, 0], 0.0)
-    m_gn, len_gn = m_b.reshape(-1, num_samples), len_b.reshape(-1, num_samples)
-    others_m = jnp.sum(m_gn, axis=1, keepdims=True) - m_gn
-    others_len = jnp.sum(len_gn, axis=1, keepdims=True) - len_gn
-    base_b = (others_m / jnp.maximum(others_len, 1.0)).reshape(-1)
-    g_bt = future_min_bt - base_b[:, None] * (len_b[:, None] - start_bt.astype(jnp.float32))
-    g_bt = jnp.where(valid_bt & jnp.isfinite(future_min_bt), a.process_coef * g_bt, 0.0)
+    if a.credit == "pure":
+        g_bt = credit_lib.pure_process_returns(r_bt, positions_bt, valid_bt, num_samples=num_samples,
+                                               temperature=a.pure_temperature, baseline=a.pure_baseline)
+    elif a.credit == "future_min":
+        g_bt = credit_lib.future_min_process_returns(r_bt, positions_bt, valid_bt, num_samples=num_samples)
+    else:
+        raise ValueError(f"credit_returns takes credit 'pure' or 'future_min', got {a.credit!r}")
+    g_bt = a.process_coef * g_bt
     if outcome is None:
         return g_bt
     return g_bt + estimator_returns(None, outcome, valid_bt, num_samples=num_samples, outcome_gamma=a.outcome_gamma,

@@ -224,8 +224,8 @@ def test_fused_estimators_run_under_jit():
     (AdvantageConfig, {"process_baseline": "mean"}, r"AdvantageConfig.process_baseline='mean'"),
     (AdvantageConfig, {"outcome_gamma": 1.5}, r"AdvantageConfig.outcome_gamma=1.5: must be in \[0, 1\]"),
     (AdvantageConfig, {"credit": "max"}, r"AdvantageConfig.credit='max': expected one of"),
-    (AdvantageConfig, {"credit": "min", "estimator": "grpo"}, r"credit='min' takes PURE's leave-one-out"),
-    (AdvantageConfig, {"credit": "min", "process_gamma": 0.9}, r"needs estimator='rloo' and process_gamma=1"),
+    (AdvantageConfig, {"credit": "future_min", "estimator": "grpo"}, r"credit='future_min' takes PURE's leave-one-out"),
+    (AdvantageConfig, {"credit": "future_min", "process_gamma": 0.9}, r"needs estimator='rloo' and process_gamma=1"),
     (ImplicitRewardConfig, {"granularity": "Token"}, r"ImplicitRewardConfig.granularity='Token'"),
     (ImplicitRewardConfig, {"norm": "layer_norm"}, r"ImplicitRewardConfig.norm='layer_norm'"),
     (ImplicitRewardConfig, {"beta": 0.0}, r"ImplicitRewardConfig.beta=0.0: must be > 0"),
@@ -262,7 +262,7 @@ def test_kernel_modules_import_only_jax_numpy():
             assert all(m.split(".")[0] in allowed for m in mods), (name, mods)
 
 
-def min_form_returns_numpy(r, positions, mask, acc, n):
+def future_min_returns_numpy(r, positions, mask, acc, n):
     """The min form written as loops: for each valid token t of row i, the minimum of the rewards at
     positions s >= t, minus the other samples' per-token mean of their minima times the length
     from the start of t's step; plus the leave-one-out outcome on every valid token (gammas 1)."""
@@ -281,7 +281,7 @@ def min_form_returns_numpy(r, positions, mask, acc, n):
     return out
 
 
-def test_min_form_returns_match_the_loops_on_step_rewards():
+def test_future_min_returns_match_the_loops_on_step_rewards():
     rng = np.random.default_rng(0)
     n, groups, l = 4, 2, 12
     len_b = rng.integers(6, l + 1, size=n * groups)
@@ -291,9 +291,9 @@ def test_min_form_returns_match_the_loops_on_step_rewards():
     ends[np.arange(n * groups), len_b - 1] = True  # the last token ends the last step
     r = np.where(ends, rng.normal(size=mask.shape), 0.0).astype(np.float32)
     acc = (rng.random(n * groups) < 0.5).astype(np.float32)
-    config = AdvantageConfig(credit="min", whiten=False)
+    config = AdvantageConfig(credit="future_min", whiten=False)
     out = adv_lib.advantages_from_rewards(r, mask, acc, num_samples=n, advantage=config, positions=ends)
-    np.testing.assert_allclose(out.returns, min_form_returns_numpy(r, ends, mask, acc, n), atol=1e-5)
+    np.testing.assert_allclose(out.returns, future_min_returns_numpy(r, ends, mask, acc, n), atol=1e-5)
 
 
 def test_one_bad_step_sets_the_credit_of_everything_before_it():
@@ -301,7 +301,7 @@ def test_one_bad_step_sets_the_credit_of_everything_before_it():
     r = np.array([[0.0, 0.9, 0.0, -0.5, 0.0, 0.8], [0.0, 0.1, 0.0, 0.1, 0.0, 0.1]], np.float32)
     mask = np.ones_like(r, bool)
     ends = r != 0
-    config = AdvantageConfig(credit="min", whiten=False, outcome_coef=0.0)
+    config = AdvantageConfig(credit="future_min", whiten=False, outcome_coef=0.0)
     g_min = np.asarray(adv_lib.advantages_from_rewards(r, mask, None, num_samples=2, advantage=config,
                                                        positions=ends).returns)
     base = np.array([0.1 / 6, -0.5 / 6])  # the other row's minimum per token
@@ -312,15 +312,15 @@ def test_one_bad_step_sets_the_credit_of_everything_before_it():
 
 
 @pytest.mark.parametrize("granularity", ["token", "step", "whole"])
-def test_min_form_kernel_uses_the_granularity_positions(granularity):
+def test_future_min_kernel_uses_the_granularity_positions(granularity):
     d = make_batch(3, 2, 3, 9)
     step_ends = np.zeros_like(d["mask"], bool)
     step_ends[:, ::3] = True
     reward = ImplicitRewardConfig(granularity=granularity)
-    config = AdvantageConfig(credit="min", whiten=False)
+    config = AdvantageConfig(credit="future_min", whiten=False)
     out = adv_lib.prime_advantages(d["lp"], d["lr"], d["mask"], d["acc"], num_samples=2, reward=reward,
                                    advantage=config, step_ends=step_ends)
     positions = np.asarray(adv_lib.reward_positions(jnp.asarray(d["mask"], bool), granularity, step_ends))
     assert np.all(np.asarray(out.process_rewards)[~positions] == 0)
-    expected = min_form_returns_numpy(np.asarray(out.process_rewards, np.float64), positions, d["mask"], d["acc"], 2)
+    expected = future_min_returns_numpy(np.asarray(out.process_rewards, np.float64), positions, d["mask"], d["acc"], 2)
     np.testing.assert_allclose(np.where(d["mask"], out.returns, 0), expected, atol=1e-5)

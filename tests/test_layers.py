@@ -15,7 +15,7 @@ LAYERS = [  # in data-flow order; a module may import from its own layer and eve
     ["data"],
     ["rollout"],
     ["verifiers"],
-    ["scans"], ["rewards"], ["advantages"], ["losses"],
+    ["scans"], ["rewards"], ["credit"], ["advantages"], ["losses"],
     ["checkpoint", "metrics"], ["run_dir"],
     ["training"],
     ["experience"],
@@ -29,7 +29,7 @@ LAYERS = [  # in data-flow order; a module may import from its own layer and eve
     ["train", "train_reward", "evaluate", "export", "processbench", "mc_label", "memory_plan"],
 ]
 CLIS = set(LAYERS[-1])
-PURE = {"config_checks", "models", "scans", "rewards", "advantages", "losses", "verifiers", "rollout"}
+PURE = {"config_checks", "models", "scans", "rewards", "credit", "advantages", "losses", "verifiers", "rollout"}
 FORBIDDEN_IN_PURE = {"gin", "optax", "orbax", "seqio", "tensorflow"}
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 
