@@ -14,7 +14,9 @@ Methods (``--methods``, default all that can run): ``prime`` (online implicit PR
 PPO: that frozen PRM's step probabilities as the process reward), ``pav`` (PAV-RL: that PRM read as
 Q^pi, the effective reward ``Q^pi + 3 A^mu`` of a Best-of-4 prover, ``configs/pav_rl.gin``) and
 ``pav_q_plus_q`` (the ``Q^pi + 3 Q^mu`` ablation). Batch-semantics and credit
-variants: ``prime_min`` (PURE's min-form credit), ``shadow_prm`` (the PRM trains online on the
+variants: ``prime_pure`` (PURE's credit: softmin-weighted step rewards at T = 0.1, step granularity),
+``prime_min`` (the future-minimum credit of the logged rows: the minimum of future token rewards, not
+PURE's transform; kept so those rows reproduce), ``shadow_prm`` (the PRM trains online on the
 rollouts but barely steers: process coefficient 1e-3), ``prime_fill`` (short batches topped up with
 dropped groups, the pre-reference behaviour), ``prime_prm_lr0.2x`` / ``prime_prm_lr2x`` (PRM
 learning rate relative to the policy's). A PRM frozen at the SFT
@@ -22,12 +24,14 @@ weights would equal RLOO exactly (it is the reference, so every process reward i
 
 Every run starts from the same SFT model (copied into its workdir, so no SFT is repeated) and
 uses ``--config`` (default ``configs/quickstart.gin``); the methods differ only in their bindings. Reports, per method,
-the mean and spread over seeds of (a) the first RL step at which the 5-step moving average of
-the training accuracy (T=1 samples) reaches each ``--target``, (b) the final training accuracy (mean
+the mean and sample std (ddof 1) over seeds of (a) the first RL step at which the 5-step moving average
+of the training accuracy (T=1 samples) reaches each ``--target`` (a seed that never does counts as
+``--steps``; also the median with misses as never), (b) the final training accuracy (mean
 of the last 5 steps), (c) held-out greedy accuracy and avg@k (``--avg-k`` samples per problem at
 the run's temperature, ``prime_jax.evaluate``) of the final policy, (d) the PRM's within-group
 pairwise accuracy over the first and last 20 steps and the correlation of sum q with response
-length; plots the mean training
+length; with ``rloo`` among the methods, the paired per-seed differences against it (mean, sample
+std, 95% bootstrap interval, wins/losses and the sign test's p); plots the mean training
 curves with their spread; appends the table to experiments/LOG.md.
 """
 
@@ -46,6 +50,7 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))  # machine.py
 from machine import FIGURES, RESULTS_LOG  # noqa: E402
+from seed_stats import format_paired, format_steps, mean_std  # noqa: E402  (experiments/, beside this file)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 OFFLINE = "prime_jax.rl.config.PrimeConfig.prm_init = '{offline}/model'"
@@ -61,7 +66,10 @@ METHODS = {  # workdir prefix -> (name, bindings); {offline} / {explicit} are th
             ["configs/pav_rl.gin", "prime_jax.rl.config.PrimeConfig.explicit_prm = '{explicit}'"]),
     "pav_q_plus_q": ("PAV ablation, Q^pi + 3 Q^mu", ["configs/pav_rl.gin", "prime_jax.rl.config.PrimeConfig.explicit_prm = '{explicit}'",
                                                      "prime_jax.pav.rl_rewards.PavRewardConfig.form = 'q_plus_q'"]),
-    "prime_min": ("PRIME, min-form credit (PURE)", ["prime_jax.advantages.AdvantageConfig.credit = 'min'"]),
+    "prime_pure": ("PRIME, PURE credit (softmin step weights, T = 0.1)",
+                   ["prime_jax.advantages.AdvantageConfig.credit = 'pure'",
+                    "prime_jax.rewards.ImplicitRewardConfig.granularity = 'step'"]),
+    "prime_min": ("PRIME, future-min token credit (not PURE)", ["prime_jax.advantages.AdvantageConfig.credit = 'future_min'"]),
     "shadow_prm": ("Shadow PRM (process coef 1e-3)", ["prime_jax.advantages.AdvantageConfig.process_coef = 1e-3"]),
     "prime_fill": ("PRIME, short batches filled from dropped groups",
                    ["prime_jax.experience.collect.CollectConfig.short_batch = 'fill_from_dropped'"]),
@@ -158,7 +166,7 @@ def main() -> int:
             parser.error(f"method {method} needs {NEEDS[name]} DIR")
 
     results = {METHODS[m][0]: [summarise(run(m, s, args), args.target, args.avg_k) for s in args.seeds] for m in methods}
-    fmt = lambda xs: f"{np.nanmean(xs):.3f} ± {sample_std(xs):.3f}"  # noqa: E731
+    fmt = mean_std
     extra = "".join(f" --gin '{g}'" for g in args.gin) + "".join(
         f" {NEEDS[name]} {getattr(args, f'{name}_prm')}" for name in sorted(given))
     extra += f" --methods {' '.join(methods)}"
@@ -167,7 +175,8 @@ def main() -> int:
              f"--steps {args.steps} --target {' '.join(map(str, args.target))} --config {args.config} --root {args.root}{extra}`",
              f"- {len(args.seeds)} seeds per method, {args.steps} RL steps of 32 prompts x 4 samples from one shared "
              "SFT model; mean ± sample std (ddof 1) over seeds; steps-to-target uses the 5-step moving average of the "
-             "training accuracy (nan = never reached; counted seeds that reached it in brackets)", "",
+             f"training accuracy, mean ± std with a miss counted as {args.steps} / median with a miss as never "
+             "(seeds that reached it in brackets)", "",
              "| method | train acc, first 5 steps | train acc, last 5 steps | "
              + " | ".join(f"steps to {t}" for t in args.target) + " | greedy held-out at end | "
              f"held-out avg@{args.avg_k} at end | "
@@ -175,13 +184,14 @@ def main() -> int:
              "|---|---|---|" + "---|" * len(args.target) + "---|---|---|---|"]
     for method, rs in results.items():
         steps_rt = np.array([r["steps_to_target"] for r in rs])
-        timed = [f"{fmt(steps_rt[:, i])} ({int(np.isfinite(steps_rt[:, i]).sum())}/{len(rs)})"
-                 for i in range(len(args.target))]
+        timed = [format_steps(steps_rt[:, i], args.steps) for i in range(len(args.target))]
         lines.append(f"| {method} | {fmt([r['first_train_acc'] for r in rs])} | "
                      f"{fmt([r['final_train_acc'] for r in rs])} | " + " | ".join(timed) + " | "
                      f"{fmt([r['final_greedy_eval'] for r in rs])} | {fmt([r['final_avg_k'] for r in rs])} | "
                      f"{fmt([r['prm_pair_first'] for r in rs])} / "
                      f"{fmt([r['prm_pair_last'] for r in rs])} | {fmt([r['q_length_corr_last'] for r in rs])} |")
+    if "rloo" in methods:
+        lines += paired_table(results, METHODS["rloo"][0], args)
     # one image per --root and method list: a second experiment in the same root keeps the first's image
     png = FIGURES / f"reproduce_curves_{pathlib.Path(args.root).name}_{'-'.join(methods)}.png"
     plot(results, png, args.target)
@@ -193,11 +203,23 @@ def main() -> int:
     return 0
 
 
-def sample_std(xs) -> float:
-    """Sample standard deviation (ddof 1) of the finite values; nan for fewer than two."""
-    finite = np.asarray(xs, dtype=float)
-    finite = finite[np.isfinite(finite)]
-    return float(finite.std(ddof=1)) if finite.size > 1 else float("nan")
+def paired_table(results: dict, baseline: str, args) -> list[str]:
+    """Markdown lines: each method minus ``baseline`` per seed (same seeds), by metric (format_paired)."""
+    metrics = [("train acc, last 5 steps", lambda r: r["final_train_acc"]),
+               ("greedy held-out at end", lambda r: r["final_greedy_eval"]),
+               (f"held-out avg@{args.avg_k} at end", lambda r: r["final_avg_k"]),
+               *[(f"steps to {t} (miss = {args.steps})",
+                  lambda r, i=i: min(r["steps_to_target"][i], args.steps) if np.isfinite(r["steps_to_target"][i])
+                  else args.steps) for i, t in enumerate(args.target)]]
+    lines = ["", f"Paired per-seed difference vs {baseline}: mean ± sample std [95% bootstrap interval] "
+             "(seeds above+ / below- the baseline, two-sided sign test p; for steps, below is faster)", "",
+             "| method | " + " | ".join(name for name, _ in metrics) + " |", "|---|" + "---|" * len(metrics)]
+    base = results[baseline]
+    for method, rs in results.items():
+        if method != baseline:
+            cells = [format_paired([get(r) for r in rs], [get(r) for r in base]) for _, get in metrics]
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def plot(results: dict, path: pathlib.Path, targets: list[float]) -> None:
