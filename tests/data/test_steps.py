@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from prime_jax.data import load_tokenizer
-from prime_jax.data.steps import encode_steps, split_steps
+from prime_jax.data.steps import delimiter_ids, encode_steps, split_steps
 from prime_jax.data.synthetic import exact_step_labels
 from prime_jax.rewards import step_ends_from_tokens
 
@@ -57,3 +57,12 @@ def test_exact_step_labels_align_with_steps():
         exact_step_labels("arithmetic", "1", "96")
     with pytest.raises(ValueError, match="task='gsm8k'"):
         exact_step_labels("gsm8k", "1", "96")
+
+
+def test_delimiter_ids_are_the_delimiters_own_tokens_and_refuse_a_lossy_tokenizer():
+    tokenizer = load_tokenizer("char")
+    assert delimiter_ids(tokenizer) == (8,) and delimiter_ids(tokenizer, "\n\n") == (8, 8)
+    with pytest.raises(ValueError, match="empty"):
+        delimiter_ids(tokenizer, "")
+    with pytest.raises(ValueError, match=r"'\|' .*does not decode back to it"):
+        delimiter_ids(tokenizer, "|")  # not in the char vocabulary
