@@ -9,14 +9,21 @@ on-policy batch of B responses, loss
 
 (SFT is the same step with ``w = 1`` on the data). The per-token weight w is
 
-    outcome:    w_bl = r_b - b_b
+    outcome:    w_bl = Qhat^pi(s_bl, a_bl) - b_b
     effective:  w_bl = Qhat^pi(s_bl, a_bl) - b_b + alpha * A^{mu_gamma}(s_bl, a_bl)
 
 with ``b_b = (sum_{j != b} r_j) / (B - 1)`` the leave-one-out mean outcome of the other rows of
 the batch, ``A^mu`` exact (``didactic.prover_step_q`` + ``provers.process_advantages``) and
 ``Qhat^pi`` the mean outcome of the row itself and of ``q_rollouts`` extra policy rollouts from
-each prefix (``mc_q.mc_step_q``; 0 extra rollouts: ``Qhat^pi = r_b``, an unbiased one-sample
-estimate, and the effective weight is the outcome weight plus ``alpha * A^mu``).
+each prefix (``mc_q.mc_step_q``), in both arms. With 0 extra rollouts ``Qhat^pi = r_b``, an
+unbiased one-sample estimate (the outcome arm is then plain REINFORCE, with no gradient while no
+row succeeds); with over 100 it is the paper's near-oracle Q^pi. (An exact Q^pi needs the policy's
+distribution over every continuation: the transformer policy is not Markov in the automaton state,
+so the DP of ``didactic.prover_values`` does not give it.)
+
+:func:`summarise_runs` turns per-seed iterations-to-target into the experiment's headline: per-seed
+ratios outcome / effective over the seeds where both arms reached the target, and no ratio at all
+when an effective run was cut at the cap.
 """
 
 from __future__ import annotations
@@ -123,15 +130,15 @@ def token_weights(mode: str, config: DidacticConfig, target, tokens_bl, mask_bl,
                   q_pi_bl=None) -> np.ndarray:
     """Per-token policy-gradient weights ``w_bl`` (module docstring), float32 (B, L), 0 off the mask.
 
-    ``q_pi_bl``: the effective mode's ``Qhat^pi`` (default: the row's own outcome ``r_b``)."""
+    ``q_pi_bl``: ``Qhat^pi`` of both modes (default: the row's own outcome ``r_b``)."""
     baseline_b1 = leave_one_out_baseline(rewards_b)[:, None]
+    q_pi_bl = np.broadcast_to(rewards_b[:, None], tokens_bl.shape) if q_pi_bl is None else q_pi_bl
     if mode == "outcome":
-        return (mask_bl * (rewards_b[:, None] - baseline_b1)).astype(np.float32)
+        return (mask_bl * (q_pi_bl - baseline_b1)).astype(np.float32)
     if mode != "effective":
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     q_mu_bl, v0_b = didactic.prover_step_q(tokens_bl, target, config.prover_gamma)
     adv_mu_bl = provers.process_advantages(q_mu_bl, v0_b, mask_bl)
-    q_pi_bl = np.broadcast_to(rewards_b[:, None], tokens_bl.shape) if q_pi_bl is None else q_pi_bl
     effective_bl = provers.effective_rewards(q_pi_bl, adv_mu_bl, mask_bl, alpha=config.alpha)
     return np.asarray(effective_bl - mask_bl * baseline_b1, np.float32)
 
@@ -154,7 +161,7 @@ def train_policy_gradient(mode: str, config: DidacticConfig, target, graphdef, p
         tokens_bl, mask_bl = np.asarray(rollouts.tokens), np.asarray(rollouts.mask)
         rewards_b = didactic.outcome_rewards(tokens_bl, target)
         q_pi_bl = None
-        if mode == "effective" and config.q_rollouts:
+        if config.q_rollouts:
             extra_bl = mc_step_q(policy, tokens_bl, prompt_id=BOS, num_rollouts=config.q_rollouts, key=key_q,
                                  reward_fn=lambda r: didactic.outcome_rewards(r, target), eos_id=didactic.EOS)
             q_pi_bl = (rewards_b[:, None] + config.q_rollouts * extra_bl) / (config.q_rollouts + 1)
@@ -174,3 +181,54 @@ def iterations_to_target(rewards: list[float], target: float, window: int, cap: 
         if np.mean(rewards[n - window:n]) >= target:
             return n
     return None
+
+
+def seed_ratio(outcome: int | None, effective: int | None) -> float | None:
+    """``outcome / effective`` iterations of one seed; None unless both arms reached the target."""
+    return None if outcome is None or effective is None else outcome / effective
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DidacticSummary:
+    """Per-seed iterations-to-target (None: cut at the cap) of both arms and what they support.
+
+    ``effective`` / ``outcome`` are the mean iterations and ``ratio`` the mean of the per-seed ratios
+    over ``both``, the seeds where both arms reached the target; ``refusal`` says why there is no
+    ratio (an effective run cut at the cap, or no seed where both reached)."""
+
+    effective_counts: tuple[int | None, ...]
+    outcome_counts: tuple[int | None, ...]
+    both: tuple[int, ...]
+    ratios: tuple[float | None, ...]
+    effective: float | None
+    outcome: float | None
+    ratio: float | None
+    refusal: str | None
+
+    def line(self, target: float, name: str = "pav_didactic") -> str:
+        """``name: target=T effective=E outcome=O ratio=R outcome_reached=k/n`` (n/a / refused, never inf)."""
+        num = lambda x: "n/a" if x is None else f"{x:.1f}"  # noqa: E731
+        ratio = f"{self.ratio:.2f}" if self.ratio is not None else f"refused({self.refusal})"
+        reached = sum(c is not None for c in self.outcome_counts)
+        return (f"{name}: target={target:g} effective={num(self.effective)} outcome={num(self.outcome)} "
+                f"ratio={ratio} outcome_reached={reached}/{len(self.outcome_counts)}")
+
+
+def summarise_runs(outcome_counts, effective_counts) -> DidacticSummary:
+    """The headline over seeds (same order in both lists): per-seed ratios where both reached."""
+    outcome_counts, effective_counts = tuple(outcome_counts), tuple(effective_counts)
+    if len(outcome_counts) != len(effective_counts):
+        raise ValueError(f"one count per seed in both arms, got {len(outcome_counts)} outcome and "
+                         f"{len(effective_counts)} effective")
+    ratios = tuple(seed_ratio(o, e) for o, e in zip(outcome_counts, effective_counts))
+    both = tuple(i for i, r in enumerate(ratios) if r is not None)
+    refusal = None
+    if any(e is None for e in effective_counts):
+        refusal = "an effective run was cut at the cap"
+    elif not both:
+        refusal = "no seed where both arms reached the target"
+    mean_over_both = lambda xs: float(np.mean([xs[i] for i in both])) if both else None  # noqa: E731
+    return DidacticSummary(effective_counts=effective_counts, outcome_counts=outcome_counts, both=both,
+                           ratios=ratios, effective=mean_over_both(effective_counts),
+                           outcome=mean_over_both(outcome_counts),
+                           ratio=None if refusal else mean_over_both(ratios), refusal=refusal)

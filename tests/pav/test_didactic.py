@@ -114,3 +114,43 @@ def test_bad_targets_are_rejected():
         didactic.transitions((1, 2, 3, 4, EOS))
     with pytest.raises(ValueError, match="gamma"):
         didactic.prover_probs(TARGET, 0.0)
+
+
+def test_summary_takes_per_seed_ratios_over_seeds_where_both_arms_reached():
+    """Issue 26's two seeds: 1,125 / 85 and 221 / 79 are 13.2x and 2.8x; their mean is 8.02x, not
+    the 8.2x of the means (the old summary); a third seed whose outcome run was cut adds no ratio."""
+    from prime_jax.pav import didactic_rl
+
+    summary = didactic_rl.summarise_runs([1125, 221, None], [85, 79, 90])
+    assert summary.both == (0, 1)
+    assert summary.ratio == pytest.approx((1125 / 85 + 221 / 79) / 2)
+    assert summary.ratio != pytest.approx((1125 + 221) / (85 + 79))
+    assert (summary.effective, summary.outcome) == (82.0, 673.0)
+    assert summary.line(0.9) == "pav_didactic: target=0.9 effective=82.0 outcome=673.0 ratio=8.02 outcome_reached=2/3"
+
+
+def test_summary_never_prints_inf_and_refuses_the_ratio_of_a_cut_effective_run():
+    from prime_jax.pav import didactic_rl
+
+    never = didactic_rl.summarise_runs([None, None], [85, 79])  # the old summary printed ratio=inf
+    assert never.ratio is None and "inf" not in never.line(0.9)
+    assert never.line(0.9).endswith("ratio=refused(no seed where both arms reached the target) outcome_reached=0/2")
+    cut = didactic_rl.summarise_runs([300, 200], [None, 50])  # the old summary counted the cut run as the cap
+    assert cut.ratio is None and cut.refusal == "an effective run was cut at the cap"
+    assert cut.ratios == (None, 4.0)
+    with pytest.raises(ValueError, match="one count per seed"):
+        didactic_rl.summarise_runs([1], [1, 2])
+
+
+def test_outcome_arm_uses_the_monte_carlo_q_pi_when_given():
+    """The near-oracle outcome arm weighs each token by Qhat^pi - b, not the row's outcome - b."""
+    from prime_jax.pav import didactic_rl
+
+    config = didactic_rl.DidacticConfig()
+    tokens = np.array([[3, 1, 4, 1, 5, EOS, EOS, EOS, EOS, EOS], [0] * LENGTH], np.int32)
+    mask = didactic.response_mask(tokens).astype(np.float32)
+    rewards_b = didactic.outcome_rewards(tokens, TARGET)
+    q_pi = np.full(tokens.shape, 0.25, np.float32)
+    w = didactic_rl.token_weights("outcome", config, TARGET, tokens, mask, rewards_b, q_pi)
+    baseline = np.array([0.0, 1.0])  # the other row's outcome
+    np.testing.assert_allclose(w, mask * (0.25 - baseline[:, None]))
