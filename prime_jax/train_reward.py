@@ -1,8 +1,10 @@
 """CLI: ``python -m prime_jax.train_reward --gin configs/reward_arithmetic.gin [--gin BINDING ...] [--workdir DIR]``.
 
-Trains an offline implicit PRM or outcome reward model (``reward_models.offline.train_reward.kind``)
-on outcome labels of the base policy's own samples; everything is configured through gin
-bindings of ``prime_jax.reward_models.offline.train_reward``; ``--workdir`` overrides the bound value.
+Trains an offline reward model of ``reward_models.offline.train_reward.kind``: an implicit PRM or an
+outcome reward model on outcome labels of the base policy's own samples, or an explicit PRM on step
+labels (``reward_models.kinds``, ``reward_models.explicit_prm``); everything is configured through
+gin bindings of ``prime_jax.reward_models.offline.train_reward`` and its kind; ``--workdir``
+overrides the bound value.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from prime_jax import gin_cli
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m prime_jax.train_reward",
-        description="Train an offline reward model (implicit PRM or ORM) from outcome labels. Example: "
+        description="Train an offline reward model (implicit PRM, ORM or explicit PRM). Example: "
                     "python -m prime_jax.train_reward --gin configs/reward_arithmetic.gin --workdir runs/orm")
     gin_cli.add_gin_arguments(parser)
     parser.add_argument("--workdir", help="output directory (overrides reward_models.offline.train_reward.workdir)")

@@ -1,3 +1,4 @@
-"""Reward models and their training: the implicit PRM's and the ORM's jitted updates
-(``updates``) and offline training from verifier-labelled samples (``offline``). Scoring responses
-with a trained one is ``step_verifiers``."""
+"""Reward models and their training: the jitted updates (``updates``), the reward-model kinds
+(``kinds.ImplicitPrm``, ``kinds.Orm``, ``explicit_prm.ExplicitPrm``), the data they are built from
+(``sources``, ``step_rows``, ``mc_labels``) and offline training (``offline.train_reward``).
+Scoring responses with a trained one is ``step_verifiers``."""

@@ -7,7 +7,7 @@ target and weight.
               optionally reweighted by class (``balance_step_weights``, ``weight_wrong_steps``)
 
 Labels come from the synthetic task's exact solver (``exact_step_rows``) or a Monte-Carlo label
-file (``mc_step_rows``); ``offline.train_reward`` trains on them.
+file (``mc_step_rows``), as ``StepLabelConfig`` says; ``explicit_prm.ExplicitPrm`` trains on them.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pathlib
 import jax.numpy as jnp
 import numpy as np
 
+from prime_jax.config_checks import check_choice, check_positive
 from prime_jax.data import encode_prompts, left_pad
 from prime_jax.data.steps import delimiter_ids, encode_steps, split_steps
 from prime_jax.data.synthetic import TASKS as EXACT_LABEL_TASKS
@@ -27,6 +28,47 @@ from prime_jax.experience.batch import ScoredRollouts
 from prime_jax.reward_models.updates import StepLabelledMiniBatch, step_weights
 from prime_jax.rewards import step_ends_from_tokens
 from prime_jax.training.forward import SequenceBatch
+
+STEP_LABELS = ("exact", "mc_hard", "mc_soft")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class StepLabelConfig:
+    """Where the explicit PRM's step labels come from (``kinds.ExplicitPrm.step_labels``).
+
+    ``labels``: "exact" (the task's exact labels of the base model's samples; arithmetic or
+    countdown, newline steps), "mc_hard" / "mc_soft" (the ``hard`` / ``soft`` labels of the
+    Monte-Carlo label file ``mc_labels_path``). ``up_to_first_error``: weight steps only up to and
+    including the first wrong one (``updates.step_weights``; wrong = hard label 0): with Monte-Carlo
+    labels that is Rewarding Progress's "first pit" strategy - train a Q model on a solution's
+    steps up to the first one from which no completion succeeds (its Q^pi estimate is 0; later
+    steps are 0 too and carry no more information).
+    ``balance_classes``: reweight the training steps so that right and wrong steps carry equal total
+    weight (``balance_step_weights``); ``wrong_step_weight``: each wrong training step weighs this
+    many right ones (``weight_wrong_steps``), so the PRM's 0.5 threshold sits where the odds of a
+    right step are ``wrong_step_weight`` : 1 instead of 1 : 1. Validation stays unweighted.
+    """
+
+    labels: str = "exact"
+    mc_labels_path: str | None = None
+    up_to_first_error: bool = False
+    balance_classes: bool = False
+    wrong_step_weight: float = 1.0
+
+    def __post_init__(self):
+        check_choice("StepLabelConfig", "labels", self.labels, STEP_LABELS)
+        check_positive("StepLabelConfig", "wrong_step_weight", self.wrong_step_weight)
+        if self.balance_classes and self.wrong_step_weight != 1.0:
+            raise ValueError(f"StepLabelConfig: balance_classes=True and wrong_step_weight="
+                             f"{self.wrong_step_weight} both set the class weights; choose one")
+        if self.labels != "exact" and not self.mc_labels_path:
+            raise ValueError(f"StepLabelConfig.mc_labels_path={self.mc_labels_path!r}: labels={self.labels!r} "
+                             "reads a Monte-Carlo label file (reward_models.mc_labels)")
+
+    @property
+    def from_file(self) -> bool:
+        """Whether the labels are read from a Monte-Carlo label file (else the samples' exact labels)."""
+        return self.labels != "exact"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -131,7 +173,7 @@ def exact_step_rows(rows: ScoredRollouts, records, task: str, tokenizer, *, deli
         raise ValueError(f"StepLabelConfig.labels='exact' needs a task with exact step labels "
                          f"{EXACT_LABEL_TASKS}, got TaskConfig.name={task!r}")
     if delimiter != "\n":
-        raise ValueError(f"StepLabelConfig.labels='exact' labels lines: ImplicitRewardConfig.step_delimiter="
+        raise ValueError(f"StepLabelConfig.labels='exact' labels lines: ExplicitPrm.step_delimiter="
                          f"{delimiter!r} must be '\\n'")
     steps, labels = [], []
     for response, truth, index in zip(rows.responses, rows.ground_truth, rows.prompt_index_b):

@@ -15,9 +15,9 @@ from prime_jax import train_reward
 from prime_jax.data import load_tokenizer
 from prime_jax.models import (ExplicitPRM, Transformer, explicit_prm_from_backbone, load_explicit_prm,
                               save_pretrained)
-from prime_jax.reward_models.offline import StepLabelConfig, train_new_parameters_only
-from prime_jax.reward_models.step_rows import (StepRows, balance_step_weights, build_step_rows, mc_step_rows,
-                                               weight_wrong_steps)
+from prime_jax.reward_models.explicit_prm import ExplicitPrm, train_new_parameters_only
+from prime_jax.reward_models.step_rows import (StepLabelConfig, StepRows, balance_step_weights, build_step_rows,
+                                               mc_step_rows, weight_wrong_steps)
 from prime_jax.reward_models.updates import (StepLabelledMiniBatch, explicit_step_loss, make_explicit_prm_update,
                                              step_weights)
 from prime_jax.rewards import step_ends_from_tokens
@@ -207,12 +207,16 @@ def test_frozen_base_trains_only_the_new_blocks_and_head():
     assert len(base) < len(before) - 3
 
 
-def test_freeze_base_only_for_the_explicit_prm(base_model, tmp_path, capsys):
+def test_explicit_prm_settings_are_checked(base_model, tmp_path, capsys):
+    with pytest.raises(ValueError, match="ExplicitPrm.step_delimiter=''"):
+        ExplicitPrm(step_delimiter="")
+    with pytest.raises(ValueError, match="ExplicitPrm.step_labels=.*: expected StepLabelConfig"):
+        ExplicitPrm(step_labels="exact")
+    assert ExplicitPrm(step_labels=StepLabelConfig(labels="mc_soft", mc_labels_path="f")).step_labels.from_file
     bindings = TINY_EXPLICIT + [f'prime_jax.models.source.ModelSource.hf_path = "{base_model}"',
-                                'prime_jax.reward_models.offline.train_reward.kind = "orm"',
-                                'prime_jax.reward_models.offline.train_reward.freeze_base = True']
+                                'prime_jax.reward_models.explicit_prm.ExplicitPrm.extra_layers = -1']
     assert train_reward.main([a for b in bindings for a in ("--gin", b)] + ["--workdir", str(tmp_path)]) == 2
-    assert "freeze_base=True" in capsys.readouterr().err
+    assert "ExplicitPrm.extra_layers=-1" in capsys.readouterr().err
 
 
 def test_train_reward_explicit_prm_with_exact_labels(base_model, tmp_path):
@@ -234,13 +238,13 @@ def test_train_reward_explicit_prm_with_exact_labels(base_model, tmp_path):
 
 def test_train_reward_explicit_prm_from_another_backbone(base_model, tmp_path, capsys):
     """Solutions sampled from the base model, the PRM started from a deeper model: the saved PRM has its
-    depth, reward.json names it; the implicit PRM and a model of another vocabulary are refused."""
+    depth, reward.json names it; a model of another vocabulary is refused."""
     tokenizer = load_tokenizer("char")
     deeper = tmp_path / "deeper"
     config = tiny_config(tokenizer)
     save_pretrained(Transformer(config.replace(num_layers=config.num_layers + 1), rngs=nnx.Rngs(1)), deeper,
                     tokenizer=tokenizer)
-    backbone = ['prime_jax.reward_models.offline.train_reward.backbone = @backbone/prime_jax.models.source.ModelSource()',
+    backbone = ['prime_jax.reward_models.explicit_prm.ExplicitPrm.backbone = @backbone/prime_jax.models.source.ModelSource()',
                 f'backbone/prime_jax.models.source.ModelSource.hf_path = "{deeper}"']
     bindings = TINY_EXPLICIT + [f'prime_jax.models.source.ModelSource.hf_path = "{base_model}"', *backbone]
     workdir = tmp_path / "eprm"
@@ -248,10 +252,6 @@ def test_train_reward_explicit_prm_from_another_backbone(base_model, tmp_path, c
     info = json.loads((workdir / "reward.json").read_text())
     assert info["backbone"] == str(deeper.absolute()) and info["reference"] == str(base_model.absolute())
     assert load_explicit_prm(workdir / "model").config.num_layers == config.num_layers + 1
-    gin.clear_config()
-    implicit = bindings + ['prime_jax.reward_models.offline.train_reward.kind = "implicit_prm"']
-    assert train_reward.main([a for b in implicit for a in ("--gin", b)] + ["--workdir", str(tmp_path / "i")]) == 2
-    assert "only kinds 'explicit_prm' and 'orm' take another backbone" in capsys.readouterr().err
     other_vocab = tmp_path / "other_vocab"
     save_pretrained(Transformer(config.replace(vocab_size=config.vocab_size + 8), rngs=nnx.Rngs(1)), other_vocab,
                     tokenizer=tokenizer)

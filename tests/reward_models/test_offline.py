@@ -12,11 +12,14 @@ import pytest
 from flax import nnx
 
 from prime_jax import evaluate, train, train_reward
-from prime_jax.reward_models.updates import LabelledMiniBatch, make_orm_update
+from prime_jax.reward_models import offline as reward_trainer
+from prime_jax.reward_models.explicit_prm import ExplicitPrm
+from prime_jax.reward_models.kinds import ImplicitPrm, Orm
+from prime_jax.reward_models.updates import LabelledMiniBatch, PrmLossConfig, make_orm_update
 from prime_jax.training.forward import SequenceBatch
 from prime_jax.training.updates import split_micro
 from prime_jax.data import load_tokenizer
-from prime_jax.run_dir import load_role
+from prime_jax.run_dir import REWARD_KINDS, load_role
 from prime_jax.models import (OutcomeRewardModel, Transformer, from_pretrained, load_orm,
                               save_pretrained)
 from prime_jax.training.state import Role
@@ -46,10 +49,11 @@ def offline(base_model, tmp_path_factory):
     """{kind: output directory} of one tiny offline run per kind, from the same base model."""
     root = tmp_path_factory.mktemp("offline")
     out = {}
-    for kind in ("implicit_prm", "orm"):
+    kinds = {"implicit_prm": [],  # the config's kind, an ImplicitPrm with its bound reward and loss
+             "orm": ['prime_jax.reward_models.offline.train_reward.kind = "orm"']}  # a name: Orm()
+    for kind, kind_bindings in kinds.items():
         gin.clear_config()
-        bindings = TINY_REWARD + [f'prime_jax.models.source.ModelSource.hf_path = "{base_model}"',
-                                  f'prime_jax.reward_models.offline.train_reward.kind = "{kind}"']
+        bindings = TINY_REWARD + [f'prime_jax.models.source.ModelSource.hf_path = "{base_model}"', *kind_bindings]
         assert train_reward.main([a for b in bindings for a in ("--gin", b)] + ["--workdir", str(root / kind)]) == 0
         out[kind] = root / kind
     gin.clear_config()
@@ -114,12 +118,26 @@ def test_bad_kind_is_named(base_model, tmp_path, capsys):
     assert "kind='value'" in capsys.readouterr().err
 
 
-def test_extra_layers_only_for_the_explicit_prm(base_model, tmp_path, capsys):
+def test_a_setting_the_kind_lacks_is_named(base_model, tmp_path, capsys):
+    """extra_layers belongs to the explicit PRM: on the ORM (or on train_reward) it is refused by name."""
     bindings = TINY_REWARD + [f'prime_jax.models.source.ModelSource.hf_path = "{base_model}"',
-                              'prime_jax.reward_models.offline.train_reward.kind = "orm"',
-                              'prime_jax.reward_models.offline.train_reward.extra_layers = 1']
+                              'prime_jax.reward_models.offline.train_reward.kind = @prime_jax.reward_models.kinds.Orm()',
+                              'prime_jax.reward_models.kinds.Orm.extra_layers = 1']
     assert train_reward.main([a for b in bindings for a in ("--gin", b)] + ["--workdir", str(tmp_path)]) == 2
-    assert "extra_layers=1" in capsys.readouterr().err
+    assert "'prime_jax.reward_models.kinds.Orm' doesn't have a parameter named 'extra_layers'" in capsys.readouterr().err
+
+
+def test_kinds_by_name_and_their_settings_checked():
+    assert tuple(reward_trainer.KIND_CLASSES) == REWARD_KINDS  # the kinds reward.json records
+    assert reward_trainer.kind_of("orm") == Orm() and reward_trainer.kind_of("explicit_prm") == ExplicitPrm()
+    prm = ImplicitPrm(loss=PrmLossConfig(loss="dpo"))
+    assert reward_trainer.kind_of(prm) is prm and prm.record() == {"backbone": None, "prm_loss": "dpo"}
+    with pytest.raises(ValueError, match="kind=PrmLossConfig"):
+        reward_trainer.kind_of(PrmLossConfig())
+    with pytest.raises(ValueError, match=r"ImplicitPrm.reward=PrmLossConfig\(.*\): expected ImplicitRewardConfig"):
+        ImplicitPrm(reward=PrmLossConfig())
+    with pytest.raises(ValueError, match="Orm.backbone='runs/x': expected ModelSource or NoneType"):
+        Orm(backbone="runs/x")
 
 
 def test_evaluate_ranks_with_offline_prm_and_orm(offline, base_model, tmp_path):
