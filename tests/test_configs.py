@@ -24,8 +24,10 @@ def test_reward_config_parses_and_builds(path):
         gin_cli.parse([str(path)])
         data = gin.get_configurable(reward_trainer.RewardDataConfig)()
         assert data.num_prompts > 0 and 0 < data.val_fraction < 1
-        assert gin.query_parameter("prime_jax.reward_models.offline.train_reward.kind") in reward_trainer.KINDS
-        assert gin.query_parameter("prime_jax.reward_models.offline.train_reward.mini_batch") % data.num_samples == 0
+        kind = gin.query_parameter("prime_jax.reward_models.offline.train_reward.kind")  # @Kind(): build it
+        kind = reward_trainer.kind_of(kind.scoped_configurable_fn() if hasattr(kind, "scoped_configurable_fn") else kind)
+        mini_batch = gin.query_parameter("prime_jax.reward_models.offline.train_reward.mini_batch")
+        assert mini_batch % kind.rows_per_group(data) == 0
         assert gin.get_configurable(SamplingConfig)().max_new_tokens > 0
     finally:
         gin.clear_config()
