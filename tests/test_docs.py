@@ -82,3 +82,17 @@ def test_gin_bindings_in_the_docs_name_real_settings():
     assert bindings
     stale = {name: why for name in sorted(bindings) if (why := _gin_binding_problem(name))}
     assert not stale, f"bindings in the docs that name nothing: {stale}"
+
+
+def test_api_reference_covers_every_module_and_package():
+    """Each module or subpackage directly under prime_jax/ has its ``::: prime_jax.<name>`` page entry."""
+    documented = set()
+    for page in (REPO / "docs" / "api").glob("*.md"):
+        documented |= set(re.findall(r"^::: (prime_jax\.\w+)\s*$", page.read_text(), flags=re.M))
+    package = REPO / "prime_jax"
+    names = {f"prime_jax.{p.stem}" for p in package.glob("*.py") if p.stem != "__init__"}
+    names |= {f"prime_jax.{p.parent.name}" for p in package.glob("*/__init__.py")}
+    missing = sorted(names - documented)
+    assert not missing, f"docs/api/*.md has no '::: NAME' for {missing}"
+    gone = sorted(documented - names)
+    assert not gone, f"docs/api/*.md documents modules that no longer exist: {gone}"
