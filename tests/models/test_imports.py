@@ -26,7 +26,7 @@ def test_models_import_graph():
             for name in names:
                 assert name.split(".")[0] not in FORBIDDEN, f"{path.name} imports {name}"
                 if name.startswith("prime_jax."):
-                    assert name.split(".")[1] in ("sharding", "models"), f"{path.name}: {name}"
+                    assert name.split(".")[1] in ("config_checks", "sharding", "models"), f"{path.name}: {name}"
 
 
 def test_public_api():
