@@ -37,6 +37,9 @@ depth (a quick look: full-depth update compiles took 5.5-9.5 min on 2 CPU cores 
 7B configs, and the linear extrapolation was off by up to 20%; the forward programs stay compiled at
 full depth); such rows say so.
 
+``--attention BACKEND`` plans the run with that attention kernel (``models.attention``; default: the
+config's ``ModelSource.attention``, ``auto`` = splash on TPU), ``xla`` being the einsum reference.
+
 The weights' architecture comes from ``ModelSource.config``, else ``ModelSource.hf_path``'s
 config.json, else ``--model PRESET`` or a known checkpoint name in ``hf_path``
 (``KNOWN_CHECKPOINTS``). ``--num-layers`` plans a shallower copy (cheaper to compile; every layer
