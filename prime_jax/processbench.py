@@ -1,23 +1,26 @@
 """CLI: ProcessBench evaluation of a step verifier (find the earliest wrong step).
 
     python -m prime_jax.processbench --data FILE.jsonl [--data FILE2.jsonl ...]
-        (--explicit-prm DIR | --prm-workdir DIR [--prm-step N] [--reference DIR] | --orm DIR)
-        [--threshold-split NAME] [--batch-size N] --out DIR
+        (--explicit-prm DIR | --prm-workdir DIR [--prm-step N] [--reference DIR] --threshold-split NAME
+         | --orm DIR) [--threshold-split NAME] [--batch-size N] --out DIR
 
 Each --data file is one split, named by its file stem (ProcessBench's gsm8k.jsonl, math.jsonl,
 olympiadbench.jsonl, omnimath.jsonl work unchanged; the generated synthetic sets are
 prime_jax/assets/processbench/{arithmetic,countdown}.jsonl). Rows: {"id", "problem", "steps":
-[str, ...], "label": earliest wrong step or -1, "final_answer_correct" (optional)}; malformed rows
-are skipped and listed with file:line. Nothing is downloaded.
+[str, ...], "label": earliest wrong step or -1, "final_answer_correct" (optional), "kind" or
+"error_kind" (optional)}; malformed rows are skipped and listed with file:line. Nothing is
+downloaded. The error-kind sets prime_jax/assets/processbench/arithmetic_{dev,heldout}_kinds.jsonl
+(experiments/make_processbench.py --kinds) name each row's kind: their splits get one table per kind.
 
 Per split: accuracy on erroneous rows (first error located exactly), accuracy on correct rows
 (no step flagged) and F1 = their harmonic mean; a step is flagged when its score is below the
 threshold. Step scores: an explicit PRM's probability (threshold 0.5); an ORM read at every step
 end, sigmoid of its score there (threshold 0.5); an implicit PRM's sigmoid(beta * sum of the
 step's token log-ratios), with the beta it was trained with, whose threshold is chosen to maximise
-F1 on --threshold-split (default: the first --data split) and reused on the others.
---threshold-split also tunes the explicit PRM's or ORM's threshold instead of 0.5. Writes
-results.json and results.md into --out and prints the table.
+F1 on --threshold-split (required: a dev split, not one you report) and reused on the others.
+--threshold-split also tunes the explicit PRM's or ORM's threshold instead of 0.5. The F1 of the
+threshold's own split is in-sample: marked so and left out of the mean F1. Writes results.json
+and results.md into --out and prints the table(s).
 """
 
 from __future__ import annotations
@@ -49,8 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reference", metavar="DIR", help="reference model of --prm-workdir (default: the one it "
                                                            "was trained against)")
     parser.add_argument("--threshold-split", metavar="NAME",
-                        help="choose the threshold maximising F1 on this split (implicit PRM default: the first "
-                             "--data split; explicit PRM / ORM default: fixed 0.5)")
+                        help="choose the threshold maximising F1 on this split (required for an implicit PRM; "
+                             "explicit PRM / ORM default: fixed 0.5); its F1 is marked in-sample")
     parser.add_argument("--step-delimiter", help="text joining the steps (default: the delimiter the PRM was "
                                                  "trained with; a newline for an ORM or a bare HF directory)")
     parser.add_argument("--batch-size", type=int, default=16, help="rows per forward pass (16)")
@@ -62,6 +65,9 @@ def load_verifier(args) -> StepVerifier:
     """The step verifier of the one verifier flag given (the loader checks the directory holds that kind)."""
     if (args.prm_step is not None or args.reference) and not args.prm_workdir:
         raise ValueError("--prm-step and --reference go with --prm-workdir")
+    if args.prm_workdir and not args.threshold_split:
+        raise ValueError("an implicit PRM's threshold is chosen on data: pass --threshold-split NAME, a dev --data "
+                         "split other than the ones you report (its F1 is in-sample)")
     flag, path, kind = next((f, p, k) for f, p, k in (("--prm-workdir", args.prm_workdir, "implicit_prm"),
                                                       ("--orm", args.orm, "orm"),
                                                       ("--explicit-prm", args.explicit_prm, "explicit_prm")) if p)

@@ -3,7 +3,8 @@
 Records (one JSON object a line, the Hugging Face ProcessBench jsonl export unchanged)::
 
     {"id": str | int, "problem": str, "steps": [str, ...], "label": int,
-     "final_answer_correct": bool (optional), "generator": str (optional)}
+     "final_answer_correct": bool (optional), "generator": str (optional),
+     "kind" or "error_kind": str (optional; the synthetic sets name each row's error kind)}
 
 ``label`` is the index of the earliest wrong step, -1 if every step is right. Malformed rows are
 skipped and listed by reason with their ``file:line``.
@@ -17,14 +18,18 @@ Metric (ProcessBench, per split = per data file). A verifier gives each step ``k
     acc_correct   = mean over rows with label == -1 of [pred == -1]
     F1            = 2 * acc_erroneous * acc_correct / (acc_erroneous + acc_correct)   (0 if both 0)
 
-An accuracy over no rows is undefined (None), and so is F1 then. Step scores come from a
+An accuracy over no rows is undefined (None), and so is F1 then. Rows that name their error kind
+are also reported per kind (``kind_metrics``): for kind ``c``, ``acc_c`` = the share of its rows
+whose first error is located exactly and ``F1_c`` = the harmonic mean of ``acc_c`` and the split's
+``acc_correct`` (the split's F1 as if it held only that kind of error). Step scores come from a
 ``step_verifiers.StepVerifier`` whose scores are logits: ``p_k = sigmoid(score_k)`` - an
 explicit PRM's ``sigmoid(z)`` at the step's last token, an ORM's ``sigmoid(r_t)`` read at every step
 end, an implicit PRM's ``sigmoid(beta * sum_{t in step} q_t)`` with
 ``q_t = log pi_phi(y_t|y<t) - log pi_ref(y_t|y<t)`` and the beta it was trained with. The
 threshold is the verifier's fixed one (0.5 for explicit PRMs and ORMs); an implicit PRM's score has
-no calibrated 0.5, so its threshold is the one that maximises F1 on one split
-(``choose_threshold``), reused on the others.
+no calibrated 0.5, so its threshold is the one that maximises F1 on a separate threshold split
+(``choose_threshold``), reused on the others. The F1 of the split a threshold was chosen on is
+in-sample: it is marked so and left out of the mean F1.
 
 Each row is scored as the chat-templated problem (one user message) followed by the steps joined
 by the verifier's step delimiter and EOS (``data.steps.encode_steps`` gives the step-end
@@ -56,6 +61,7 @@ class ProcessBenchRecord:
     label: int
     final_answer_correct: bool | None = None
     generator: str | None = None
+    kind: str | None = None
 
     def __post_init__(self):
         if not self.steps:
@@ -90,8 +96,12 @@ def parse_record(row) -> ProcessBenchRecord:
     if final is not None and not isinstance(final, bool):
         raise ValueError("'final_answer_correct' is not a boolean")
     generator = row.get("generator")
+    kind = row.get("kind", row.get("error_kind"))
+    if kind is not None and (not isinstance(kind, str) or not kind.strip()):
+        raise ValueError("'kind' is not a non-empty string")
     return ProcessBenchRecord(id=str(row["id"]), problem=row["problem"], steps=tuple(steps), label=label,
-                              final_answer_correct=final, generator=None if generator is None else str(generator))
+                              final_answer_correct=final, generator=None if generator is None else str(generator),
+                              kind=kind)
 
 
 def load_processbench(path) -> tuple[list[ProcessBenchRecord], dict[str, list[str]]]:
@@ -138,6 +148,29 @@ def split_metrics(labels: Sequence[int], predictions: Sequence[int]) -> dict:
             "erroneous_flagged_early": int((wrong_n & (pred_n >= 0) & (pred_n < labels_n)).sum()),
             "erroneous_flagged_late": int((wrong_n & (pred_n > labels_n)).sum()),
             "erroneous_missed": int((wrong_n & (pred_n == -1)).sum())}
+
+
+def kind_metrics(records: Sequence[ProcessBenchRecord], predictions: Sequence[int]) -> dict[str, dict] | None:
+    """Per error kind of the erroneous rows that name one: ``{kind: {"n", "acc", "f1", "flagged_early",
+    "flagged_late", "missed"}}`` with ``f1`` = harmonic mean of ``acc`` and the split's ``acc_correct``
+    (module docstring). None when no erroneous row names a kind."""
+    if len(records) != len(predictions):
+        raise ValueError(f"{len(records)} records but {len(predictions)} predictions")
+    kinds = sorted({r.kind for r in records if r.label >= 0 and r.kind is not None})
+    if not kinds:
+        return None
+    acc_correct = split_metrics([r.label for r in records], predictions)["acc_correct"]
+    out = {}
+    labels_n, pred_n = np.asarray([r.label for r in records]), np.asarray(predictions)
+    for kind in kinds:
+        rows_n = np.asarray([r.label >= 0 and r.kind == kind for r in records])
+        label_n, guess_n = labels_n[rows_n], pred_n[rows_n]
+        acc = float(np.mean(guess_n == label_n))
+        f1 = None if acc_correct is None else (2 * acc * acc_correct / (acc + acc_correct) if acc + acc_correct else 0.0)
+        out[kind] = {"n": int(rows_n.sum()), "acc": acc, "f1": f1,
+                     "flagged_early": int(((guess_n >= 0) & (guess_n < label_n)).sum()),
+                     "flagged_late": int((guess_n > label_n).sum()), "missed": int((guess_n == -1).sum())}
+    return out
 
 
 def choose_threshold(scores: Sequence[Sequence[float]], labels: Sequence[int]) -> float:
@@ -243,12 +276,15 @@ def evaluate_splits(verifier: StepVerifier, splits: dict[str, list[ProcessBenchR
     """ProcessBench metrics of every split: ``{"threshold": {...}, "splits": {name: metrics}}``.
 
     The threshold is the verifier's fixed one unless ``threshold_split`` names a split to choose
-    it on (``choose_threshold``); a verifier without a fixed threshold uses the first split then.
+    it on (``choose_threshold``); a verifier without a fixed threshold (an implicit PRM) needs one.
+    That split's metrics are marked ``in_sample``; per-kind metrics (``kinds``) join a split whose
+    erroneous rows name their kinds.
     """
     if not splits:
         raise ValueError("no splits to evaluate")
     if threshold_split is None and verifier.threshold is None:
-        threshold_split = next(iter(splits))
+        raise ValueError(f"a {verifier.kind} verifier has no fixed threshold: name the split to choose it on "
+                         "(--threshold-split, a dev split other than the ones reported; its F1 is in-sample)")
     if threshold_split is not None and threshold_split not in splits:
         raise ValueError(f"threshold split {threshold_split!r} is not one of the splits {sorted(splits)}")
     scores = {name: score_records(verifier, records, batch_size=batch_size, progress=progress)
@@ -263,13 +299,15 @@ def evaluate_splits(verifier: StepVerifier, splits: dict[str, list[ProcessBenchR
     for name, records in splits.items():
         predictions = [first_flagged(s, threshold) for s in scores[name]]
         results[name] = {**split_metrics([r.label for r in records], predictions), "threshold": threshold,
-                         "threshold_chosen_here": name == threshold_split}
+                         "threshold_chosen_here": name == threshold_split, "in_sample": name == threshold_split,
+                         "kinds": kind_metrics(records, predictions)}
     return {"threshold": {"value": threshold, "chosen_on": threshold_split, "rule": rule}, "splits": results}
 
 
 def mean_f1(split_results: dict) -> float | None:
-    """ProcessBench's average: the mean F1 over the splits where it is defined (None if none)."""
-    values = [m["f1"] for m in split_results.values() if m["f1"] is not None]
+    """ProcessBench's average: the mean F1 over the splits where it is defined and that are not
+    in-sample (the threshold's own split); None if none."""
+    values = [m["f1"] for m in split_results.values() if m["f1"] is not None and not m.get("in_sample")]
     return float(np.mean(values)) if values else None
 
 
@@ -283,7 +321,28 @@ def markdown_table(results: dict) -> str:
              "|---|---|---|---|---|---|---|"]
     for name, m in results["splits"].items():
         chosen = " (chosen here)" if m["threshold_chosen_here"] else ""
+        f1 = f"{pct(m['f1'])} (in-sample)" if m.get("in_sample") else pct(m["f1"])
         lines.append(f"| {name} | {m['n_erroneous']} | {m['n_correct']} | {pct(m['acc_erroneous'])} | "
-                     f"{pct(m['acc_correct'])} | {pct(m['f1'])} | {m['threshold']:.4g}{chosen} |")
-    lines.append(f"| mean F1 | | | | | {pct(mean_f1(results['splits']))} | |")
+                     f"{pct(m['acc_correct'])} | {f1} | {m['threshold']:.4g}{chosen} |")
+    lines.append(f"| mean F1 (not in-sample) | | | | | {pct(mean_f1(results['splits']))} | |")
+    for name, m in results["splits"].items():
+        if m.get("kinds"):
+            lines += ["", kinds_table(name, m)]
+    return "\n".join(lines)
+
+
+def kinds_table(name: str, metrics: dict) -> str:
+    """One split's per-error-kind table: first error located (%), how the others fail, F1 vs correct rows."""
+
+    def pct(value):
+        return "-" if value is None else f"{100 * value:.1f}"
+
+    mark = " (in-sample)" if metrics.get("in_sample") else ""
+    lines = [f"Split {name}{mark}, per error kind (correct rows: {metrics['n_correct']}, "
+             f"{pct(metrics['acc_correct'])}% unflagged):", "",
+             "| error kind | n | first error located (%) | flagged early | flagged late | missed | F1 (%) |",
+             "|---|---|---|---|---|---|---|"]
+    for kind, k in metrics["kinds"].items():
+        lines.append(f"| {kind} | {k['n']} | {pct(k['acc'])} | {k['flagged_early']} | {k['flagged_late']} | "
+                     f"{k['missed']} | {pct(k['f1'])} |")
     return "\n".join(lines)

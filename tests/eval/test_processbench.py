@@ -13,7 +13,7 @@ from prime_jax.data import load_tokenizer
 from prime_jax.data.synthetic import (label_arithmetic_steps, label_countdown_steps, make_arithmetic_problems,
                                       parse_arithmetic_problem, parse_countdown_problem, solve_arithmetic)
 from prime_jax.eval.processbench import (ProcessBenchRecord, choose_threshold, encode_record, first_flagged,
-                                         load_processbench, score_records, split_metrics)
+                                         kind_metrics, load_processbench, score_records, split_metrics)
 from prime_jax.rewards import step_ends_from_tokens
 from prime_jax.step_verifiers import load_step_verifier
 from verifier_dirs import save_base, write_explicit_prm, write_orm, write_prime_run
@@ -52,6 +52,20 @@ def test_metric_on_one_sided_splits():
     assert split_metrics([0, -1], [-1, 0])["f1"] == 0.0  # both accuracies 0
 
 
+def test_kind_metrics_per_error_kind_against_the_correct_rows():
+    def record(label, kind):
+        return ProcessBenchRecord(id="r", problem="p", steps=("a", "b", "c", "d"), label=label, kind=kind)
+
+    records = [record(-1, "correct"), record(-1, "correct"), record(2, "slip"), record(1, "slip"),
+               record(3, "box"), record(3, "box"), record(0, None)]
+    # correct: 1 of 2 unflagged; slip: 2 -> 2 right, 1 -> 0 early; box: 3 -> -1 missed, 3 -> 3 right
+    metrics = kind_metrics(records, [-1, 0, 2, 0, -1, 3, 0])
+    assert set(metrics) == {"slip", "box"}  # the unnamed erroneous row joins no kind
+    assert metrics["slip"] == {"n": 2, "acc": 0.5, "f1": 0.5, "flagged_early": 1, "flagged_late": 0, "missed": 0}
+    assert metrics["box"] == {"n": 2, "acc": 0.5, "f1": 0.5, "flagged_early": 0, "flagged_late": 0, "missed": 1}
+    assert kind_metrics([record(-1, None), record(1, None)], [-1, 1]) is None
+
+
 def test_choose_threshold_by_hand():
     scores = [[0.8, 0.7], [0.6, 0.9], [0.9, 0.3], [0.5, 0.9]]  # correct, correct, error at 1, error at 0
     labels = [-1, -1, 1, 0]
@@ -80,20 +94,22 @@ def test_records_parse_and_malformed_rows_are_listed_by_reason(tmp_path):
             json.dumps({**good, "steps": []}), json.dumps({**good, "steps": "1+1=2"}),
             json.dumps({k: v for k, v in good.items() if k != "problem"}), json.dumps({**good, "label": True}),
             json.dumps({**good, "final_answer_correct": "yes"}), "", json.dumps({**good, "steps": ["1+1=2", " "]}),
-            json.dumps({"id": 7, "problem": "p", "steps": ["a", "b", "c"], "label": 1})]
+            json.dumps({"id": 7, "problem": "p", "steps": ["a", "b", "c"], "label": 1, "error_kind": "copy"}),
+            json.dumps({**good, "kind": 3})]
     path = tmp_path / "mixed.jsonl"
     path.write_text("\n".join(rows) + "\n")
     records, skipped = load_processbench(path)
     assert records == [
         ProcessBenchRecord(id="gsm8k-0", problem="1+1?", steps=("1+1=2", "\\boxed{2}"), label=-1,
                            final_answer_correct=True, generator="Qwen2-7B-Instruct"),
-        ProcessBenchRecord(id="7", problem="p", steps=("a", "b", "c"), label=1)]
+        ProcessBenchRecord(id="7", problem="p", steps=("a", "b", "c"), label=1, kind="copy")]
     assert skipped == {"invalid json": [f"{path}:2"], "not an object": [f"{path}:3"],
                        "'label' is not -1 or a step index": [f"{path}:4"],
                        "'steps' is not a non-empty list of strings": [f"{path}:5", f"{path}:6"],
                        "no 'problem'": [f"{path}:7"], "'label' is not an integer": [f"{path}:8"],
                        "'final_answer_correct' is not a boolean": [f"{path}:9"],
-                       "'steps' holds a blank step": [f"{path}:11"]}
+                       "'steps' holds a blank step": [f"{path}:11"],
+                       "'kind' is not a non-empty string": [f"{path}:13"]}
     with pytest.raises(ValueError, match="label=3"):
         ProcessBenchRecord(id="x", problem="p", steps=("a",), label=3)
 
@@ -127,12 +143,14 @@ def test_step_ends_are_the_ones_a_sampled_response_would_have():
 
 
 def _write_split(path, seed):
-    """Six held-out arithmetic solutions, three with a propagated slip (exact labels)."""
+    """Six held-out arithmetic solutions, three with a propagated slip at steps 0 / 1 / 2 (exact
+    labels), the slips named by kind "slip_at_<step>"."""
     rows = []
     for i, problem in enumerate(make_arithmetic_problems(seed, 6, "eval")):
         solution = solve_arithmetic(problem, slip_step=i % 3 if i % 2 else None, slip_delta=1 if i % 2 else 0)
         rows.append({"id": f"{path.stem}-{i}", "problem": problem.text, "steps": list(solution.lines),
-                     "label": solution.first_error, "final_answer_correct": solution.first_error == -1})
+                     "label": solution.first_error, "final_answer_correct": solution.first_error == -1,
+                     "kind": f"slip_at_{solution.first_error}" if solution.first_error >= 0 else "correct"})
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -165,20 +183,24 @@ def test_help_explains_the_flags_and_the_metric(capsys):
         assert needle in text
 
 
-def test_cli_implicit_prm_chooses_the_threshold_on_the_first_split(setup, capsys):
+def test_cli_implicit_prm_chooses_the_threshold_on_the_named_split_and_marks_it(setup, capsys):
     out = setup["root"] / "out_prm"
-    assert cli.main([*_data_args(setup), "--prm-workdir", str(setup["run"]), "--batch-size", "8",
-                     "--out", str(out)]) == 0
+    assert cli.main([*_data_args(setup), "--prm-workdir", str(setup["run"]), "--threshold-split", "dev",
+                     "--batch-size", "8", "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["verifier"]["kind"] == "implicit_prm" and "beta 0.1" in results["verifier"]["name"]
     assert results["threshold"]["chosen_on"] == "dev" and "dev" in results["threshold"]["rule"]
     dev, test = results["splits"]["dev"], results["splits"]["test"]
     assert (dev["n_erroneous"], dev["n_correct"], test["n"]) == (3, 3, 6)
-    assert dev["threshold_chosen_here"] and not test["threshold_chosen_here"]
+    assert dev["threshold_chosen_here"] and dev["in_sample"] and not test["in_sample"]
     assert dev["threshold"] == test["threshold"] == results["threshold"]["value"]
     assert 0.0 <= dev["f1"] <= 1.0 and 0.0 <= test["f1"] <= 1.0
+    assert results["mean_f1"] == test["f1"]  # the in-sample split is left out of the mean
+    assert set(test["kinds"]) == {"slip_at_0", "slip_at_1", "slip_at_2"}
+    assert all(k["n"] == 1 and k["acc"] in (0.0, 1.0) for k in test["kinds"].values())
     table = (out / "results.md").read_text()
-    assert "| dev | 3 | 3 |" in table and "(chosen here)" in table and "mean F1" in table
+    assert "| dev | 3 | 3 |" in table and "(chosen here)" in table and "(in-sample)" in table
+    assert "Split test, per error kind" in table and "| slip_at_1 | 1 |" in table
     assert "| test |" in capsys.readouterr().out
 
 
@@ -236,10 +258,11 @@ def test_cli_reports_malformed_rows_with_file_and_line(setup, tmp_path, capsys):
     (["--data", "{dev}", "--orm", "{run}"], "holds a verifier of kind 'implicit_prm'"),
     (["--data", "{dev}", "--explicit-prm", "{orm}"], "expected kind 'explicit_prm'"),
     (["--data", "{dev}", "--orm", "{explicit}"], "expected kind 'orm'"),
-    (["--data", "{dev}", "--prm-workdir", "{hf}"], "run.json"),
+    (["--data", "{dev}", "--prm-workdir", "{hf}", "--threshold-split", "dev"], "run.json"),
     (["--data", "{dev}", "--orm", "{root}/nowhere"], "not a directory"),
     (["--data", "{dev}", "--orm", "{orm}", "--threshold-split", "gsm8k"], "threshold split 'gsm8k'"),
     (["--data", "{dev}", "--orm", "{orm}", "--prm-step", "3"], "go with --prm-workdir"),
+    (["--data", "{dev}", "--prm-workdir", "{run}"], "pass --threshold-split"),
 ])
 def test_cli_errors_exit_2_with_a_message(setup, capsys, args, message):
     names = {"orm": setup["orm"], "run": setup["run"], "hf": setup["hf"], "root": setup["root"],
