@@ -111,3 +111,27 @@ def test_cache_bytes_formula():
                                                  num_kv_heads=2, head_dim=8))
     assert sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(shapes)) == cache_bytes(
         num_layers=2, batch_size=3, max_len=5, num_kv_heads=2, head_dim=8) + 4  # + int32 index
+
+
+def test_the_model_never_names_a_cache_layout():
+    """Issue 25 item 4: layouts own their reads and writes (``cache.begin`` / ``layer.attend`` /
+    ``step.finish``); the model code tests no cache's type and imports no paged layout."""
+    import pathlib
+    import re
+
+    import prime_jax.models.transformer as transformer
+
+    folder = pathlib.Path(transformer.__file__).parent
+    layouts = "KVCache|PagedKVCache|PagedLayer|DenseLayer|FreshKV|NoCache|tuple"
+    for name in ("transformer.py", "layers.py"):
+        source = (folder / name).read_text()
+        assert not re.search(rf"isinstance\([^)]*(cache|kv)[^)]*,\s*\(?({layouts})", source), name
+        imports = [line for line in source.splitlines() if line.startswith("from prime_jax.models.cache")]
+        assert not any("Paged" in line for line in imports), (name, imports)
+
+
+def test_a_cache_index_without_a_cache_is_refused():
+    from prime_jax.models.cache import NoCache
+
+    with pytest.raises(ValueError, match="cache_index=3 needs a cache"):
+        NoCache().begin(jnp.ones((1, 2), bool), 3)
