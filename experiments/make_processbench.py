@@ -13,6 +13,17 @@ at steps 0/1/2: 51/44/55), countdown 300 rows (150 correct; first errors at step
 the first move usually decides whether the target stays reachable). A threshold-tuning split of
 other held-out problems: the arithmetic command with ``--seed 1 --out runs/pb/arithmetic_dev.jsonl``.
 
+The error-kind sets (no model: every solution written with one known kind of error,
+``prime_jax.data.synthetic.arithmetic_errors``; held-out problems with 2-7 operations; 50 rows of each
+kind - result slip, wrong operand, wrong operator, copy error, skipped step, wrong box, compensating
+pair - and 200 correct rows, each row naming its ``kind``)::
+
+    python experiments/make_processbench.py --task arithmetic --kinds --seed 101 \
+        --out prime_jax/assets/processbench/arithmetic_dev_kinds.jsonl       # recipe / threshold selection
+    python experiments/make_processbench.py --task arithmetic --kinds --seed 202 \
+        --exclude prime_jax/assets/processbench/arithmetic_dev_kinds.jsonl \
+        --out prime_jax/assets/processbench/arithmetic_heldout_kinds.jsonl   # scored once per frozen verifier
+
 The errors are the SFT model's own: for held-out problems (the task's "eval" split, disjoint from
 everything trained on) the model samples ``--samples`` responses each at ``--temperature``. A
 response's steps are its non-empty lines, labelled exactly by the task's solver
@@ -37,6 +48,7 @@ import jax
 import numpy as np
 
 from prime_jax.data import countdown_reward, encode_prompts, left_pad, load_tokenizer, make_synthetic_rl_prompts
+from prime_jax.data.synthetic.arithmetic_errors import error_rows
 from prime_jax.data.synthetic import (label_arithmetic_steps, label_countdown_steps, parse_arithmetic_problem,
                                       parse_countdown_problem)
 from prime_jax.experience.generate import decode_responses
@@ -118,8 +130,22 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=40)
     parser.add_argument("--batch-prompts", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--kinds", action="store_true", help="arithmetic: written solutions of every error kind "
+                                                             "(no model); --per-kind rows each, --num-correct correct")
+    parser.add_argument("--per-kind", type=int, default=50)
+    parser.add_argument("--num-correct", type=int, default=200)
+    parser.add_argument("--exclude", action="append", default=[], metavar="FILE.jsonl",
+                        help="--kinds: skip the problems of this set (e.g. the dev set; repeatable)")
     args = parser.parse_args()
-    rows = generate(args)
+    if args.kinds and args.task != "arithmetic":
+        raise SystemExit("--kinds is for --task arithmetic")
+    if args.kinds:
+        rows = [{**row, "generator": "prime_jax.data.synthetic.arithmetic_errors"}
+                for row in error_rows(args.seed, split="eval", per_kind=args.per_kind, num_correct=args.num_correct,
+                                     exclude=frozenset(r["problem"] for path in args.exclude
+                                                       for r in map(json.loads, pathlib.Path(path).open())))]
+    else:
+        rows = generate(args)
     path = pathlib.Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))

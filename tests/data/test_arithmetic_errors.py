@@ -97,3 +97,10 @@ def test_error_rows_balanced_lengths_and_deterministic():
         problem_ops = len(re.findall(r"[-+*/]\d+", r["problem"]))
         assert r["num_ops"] == problem_ops and (r["label"] == -1) == (r["kind"] == CORRECT)
     assert error_rows(4, split="eval", per_kind=6, num_correct=10) != rows
+
+
+def test_error_rows_skip_excluded_problems():
+    rows = error_rows(3, split="eval", per_kind=2, num_correct=4)
+    taken = frozenset(r["problem"] for r in rows)
+    again = error_rows(3, split="eval", per_kind=2, num_correct=4, exclude=taken)
+    assert not taken & {r["problem"] for r in again}

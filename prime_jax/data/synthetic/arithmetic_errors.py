@@ -159,12 +159,13 @@ def _draw_lines(rng, problem, kind, values, num_ops, config) -> tuple[list[str],
 
 
 def error_rows(seed: int, *, split: str, per_kind: int, num_correct: int, kinds: Sequence[str] = ERROR_KINDS,
-               min_ops: int = 2, max_ops: int = 7, max_chars: int = 96) -> list[dict]:
+               min_ops: int = 2, max_ops: int = 7, max_chars: int = 96,
+               exclude: frozenset[str] = frozenset()) -> list[dict]:
     """A ProcessBench-format set: ``per_kind`` solutions of every kind and ``num_correct`` correct ones.
 
     Problems of ``split`` ("train" / "eval", disjoint by problem text) with 2-7 operations (uniform);
     one solution per problem; problems whose prompt plus solution exceed ``max_chars`` characters
-    (the tiny models' context) are skipped. Rows: ``{"id", "problem", "steps", "label",
+    (the tiny models' context) and problems whose text is in ``exclude`` (another set's) are skipped. Rows: ``{"id", "problem", "steps", "label",
     "final_answer_correct", "kind", "num_ops"}``, deterministic in the arguments.
     """
     unknown = [k for k in kinds if k not in ERROR_KINDS]
@@ -181,6 +182,8 @@ def error_rows(seed: int, *, split: str, per_kind: int, num_correct: int, kinds:
                 raise ValueError(f"error_rows: ran out of problems (seed {seed}, {len(wanted)} rows)")
             problem = problems[index]
             index += 1
+            if problem.text in exclude:
+                continue
             try:
                 solution = corrupt(rng, problem, kind, config)
             except ValueError:
