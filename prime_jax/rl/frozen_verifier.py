@@ -3,11 +3,12 @@
 The verifier (``PrimeConfig.explicit_prm``: an explicit PRM from ``train_reward``, loaded by
 ``step_verifiers.load_step_verifier``) scores every step end ``e_h`` of the batch's responses on
 the mesh; its probability ``Q^pi(s_h, a_h) = sigmoid(z_{e_h})`` is read as a Q^pi model's value and
-``PrimeConfig.step_reward`` turns it into step rewards (``pav.rl_rewards.pav_step_rewards``: the
-plain ``Q^pi`` of Math-Shepherd's step-by-step PPO, or PAV-RL's ``Q^pi + alpha A^mu`` with a
-Best-of-K prover of pi, or of a separate prover policy whose Q model is
-``PavRewardConfig.prover_prm``). The outcome reward and the baselines, discounts and whitening
-are the advantage kernel's (``advantages.advantages_from_rewards``); nothing is trained.
+``PrimeConfig.step_reward`` turns it into advantages (``pav.rl_rewards``): Math-Shepherd's
+step-by-step PPO sums the plain ``Q^pi`` step rewards into returns with the outcome
+(``advantages.advantages_from_rewards``); PAV-RL gives each token of step h its own step's
+``(R_i - b_i) + alpha A^mu(s_h, a_h)`` with a Best-of-K prover of pi or of a separate prover policy
+whose Q model is ``PavRewardConfig.prover_prm`` (``pav_token_advantages``, no suffix sum), then
+whitens. Nothing is trained.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from prime_jax import advantages
-from prime_jax.pav.rl_rewards import pav_step_rewards
+from prime_jax.pav.rl_rewards import PER_TOKEN_FORMS, pav_step_rewards, pav_token_advantages
 from prime_jax.rl.config import PrimeConfig
 from prime_jax.rl.mesh_batch import MeshBatch
 from prime_jax.rl.reward_source import SourceOutput
@@ -27,6 +28,7 @@ from prime_jax.step_verifiers import StepVerifier, load_step_verifier
 from prime_jax.training.state import TrainState
 
 _pav_step_rewards = jax.jit(pav_step_rewards, static_argnames=("num_samples", "config"))
+_pav_token_advantages = jax.jit(pav_token_advantages, static_argnames=("num_samples", "config"))
 
 
 @jax.jit
@@ -85,6 +87,14 @@ class FrozenStepVerifier:
         config = self.config
         rewards_bl = _pav_step_rewards(q_pi_bl, ends_bl, num_samples=config.num_samples, config=config.step_reward,
                                        q_prover_bl=q_prover_bl)
+        if config.step_reward.form in PER_TOKEN_FORMS:
+            returns_bl = _pav_token_advantages(q_pi_bl, ends_bl, batch.response_mask_bl, batch.acc_b,
+                                               num_samples=config.num_samples, config=config.step_reward,
+                                               q_prover_bl=q_prover_bl)
+            adv_bl = advantages.masked_whiten(returns_bl, batch.response_mask_bl) if config.advantage.whiten \
+                else returns_bl
+            return state, SourceOutput(advantages.PrimeAdvantages(advantages=adv_bl, returns=returns_bl,
+                                                                  process_rewards=rewards_bl))
         out = advantages.advantages_from_rewards(rewards_bl, batch.response_mask_bl, batch.acc_b,
                                                  num_samples=config.num_samples, advantage=config.advantage,
                                                  positions=ends_bl)
