@@ -173,6 +173,13 @@ def kind_metrics(records: Sequence[ProcessBenchRecord], predictions: Sequence[in
     return out
 
 
+def length_metrics(records: Sequence[ProcessBenchRecord], predictions: Sequence[int]) -> dict[int, dict]:
+    """``split_metrics`` of the rows of each solution length (number of steps): ``{num_steps: metrics}``."""
+    lengths_n = np.asarray([len(r.steps) for r in records])
+    labels_n, pred_n = np.asarray([r.label for r in records]), np.asarray(predictions)
+    return {int(k): split_metrics(labels_n[lengths_n == k], pred_n[lengths_n == k]) for k in np.unique(lengths_n)}
+
+
 def choose_threshold(scores: Sequence[Sequence[float]], labels: Sequence[int]) -> float:
     """The threshold maximising a split's F1 (ties: the smallest); exact, in O(n log n).
 
@@ -300,7 +307,7 @@ def evaluate_splits(verifier: StepVerifier, splits: dict[str, list[ProcessBenchR
         predictions = [first_flagged(s, threshold) for s in scores[name]]
         results[name] = {**split_metrics([r.label for r in records], predictions), "threshold": threshold,
                          "threshold_chosen_here": name == threshold_split, "in_sample": name == threshold_split,
-                         "kinds": kind_metrics(records, predictions)}
+                         "kinds": kind_metrics(records, predictions), "lengths": length_metrics(records, predictions)}
     return {"threshold": {"value": threshold, "chosen_on": threshold_split, "rule": rule}, "splits": results}
 
 
@@ -328,6 +335,12 @@ def markdown_table(results: dict) -> str:
     for name, m in results["splits"].items():
         if m.get("kinds"):
             lines += ["", kinds_table(name, m)]
+        if m.get("lengths") and len(m["lengths"]) > 1:
+            lines += ["", f"Split {name}{' (in-sample)' if m.get('in_sample') else ''}, per solution length:", "",
+                      "| steps | n erroneous | n correct | acc erroneous (%) | acc correct (%) | F1 (%) |",
+                      "|---|---|---|---|---|---|"]
+            lines += [f"| {k} | {v['n_erroneous']} | {v['n_correct']} | {pct(v['acc_erroneous'])} | "
+                      f"{pct(v['acc_correct'])} | {pct(v['f1'])} |" for k, v in m["lengths"].items()]
     return "\n".join(lines)
 
 

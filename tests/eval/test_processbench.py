@@ -14,7 +14,7 @@ from prime_jax.data import load_tokenizer
 from prime_jax.data.synthetic import (label_arithmetic_steps, label_countdown_steps, make_arithmetic_problems,
                                       parse_arithmetic_problem, parse_countdown_problem, solve_arithmetic)
 from prime_jax.eval.processbench import (ProcessBenchRecord, choose_threshold, encode_record, first_flagged,
-                                         kind_metrics, load_processbench, score_records, split_metrics)
+                                         kind_metrics, length_metrics, load_processbench, score_records, split_metrics)
 from prime_jax.rewards import step_ends_from_tokens
 from prime_jax.step_verifiers import load_step_verifier
 from verifier_dirs import save_base, write_explicit_prm, write_orm, write_prime_run
@@ -65,6 +65,15 @@ def test_kind_metrics_per_error_kind_against_the_correct_rows():
     assert metrics["slip"] == {"n": 2, "acc": 0.5, "f1": 0.5, "flagged_early": 1, "flagged_late": 0, "missed": 0}
     assert metrics["box"] == {"n": 2, "acc": 0.5, "f1": 0.5, "flagged_early": 0, "flagged_late": 0, "missed": 1}
     assert kind_metrics([record(-1, None), record(1, None)], [-1, 1]) is None
+
+
+def test_length_metrics_group_rows_by_their_number_of_steps():
+    records = [ProcessBenchRecord(id="r", problem="p", steps=("a",) * n, label=label)
+               for n, label in ((2, -1), (2, 1), (3, -1), (3, 0), (3, 2))]
+    metrics = length_metrics(records, [-1, 0, 1, 0, 2])
+    assert sorted(metrics) == [2, 3]
+    assert (metrics[2]["acc_erroneous"], metrics[2]["acc_correct"]) == (0.0, 1.0)
+    assert (metrics[3]["n_erroneous"], metrics[3]["acc_erroneous"], metrics[3]["acc_correct"]) == (2, 1.0, 0.0)
 
 
 def test_choose_threshold_by_hand():
@@ -217,6 +226,7 @@ def test_cli_implicit_prm_chooses_the_threshold_on_the_named_split_and_marks_it(
     table = (out / "results.md").read_text()
     assert "| dev | 3 | 3 |" in table and "(chosen here)" in table and "(in-sample)" in table
     assert "Split test, per error kind" in table and "| slip_at_1 | 1 |" in table
+    assert sum(m["n"] for m in test["lengths"].values()) == 6
     assert "| test |" in capsys.readouterr().out
 
 
