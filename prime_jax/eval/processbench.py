@@ -166,7 +166,8 @@ def kind_metrics(records: Sequence[ProcessBenchRecord], predictions: Sequence[in
         rows_n = np.asarray([r.label >= 0 and r.kind == kind for r in records])
         label_n, guess_n = labels_n[rows_n], pred_n[rows_n]
         acc = float(np.mean(guess_n == label_n))
-        f1 = None if acc_correct is None else (2 * acc * acc_correct / (acc + acc_correct) if acc + acc_correct else 0.0)
+        total = acc + (acc_correct or 0.0)
+        f1 = None if acc_correct is None else (2 * acc * acc_correct / total if total else 0.0)
         out[kind] = {"n": int(rows_n.sum()), "acc": acc, "f1": f1,
                      "flagged_early": int(((guess_n >= 0) & (guess_n < label_n)).sum()),
                      "flagged_late": int((guess_n > label_n).sum()), "missed": int((guess_n == -1).sum())}

@@ -165,8 +165,9 @@ def error_rows(seed: int, *, split: str, per_kind: int, num_correct: int, kinds:
 
     Problems of ``split`` ("train" / "eval", disjoint by problem text) with 2-7 operations (uniform);
     one solution per problem; problems whose prompt plus solution exceed ``max_chars`` characters
-    (the tiny models' context) and problems whose text is in ``exclude`` (another set's) are skipped. Rows: ``{"id", "problem", "steps", "label",
-    "final_answer_correct", "kind", "num_ops"}``, deterministic in the arguments.
+    (the tiny models' context) and problems whose text is in ``exclude`` (another set's) are skipped.
+    Rows: ``{"id", "problem", "steps", "label", "final_answer_correct", "kind", "num_ops"}``,
+    deterministic in the arguments.
     """
     unknown = [k for k in kinds if k not in ERROR_KINDS]
     if unknown:
