@@ -68,7 +68,7 @@ def fit_epoch(kind: RewardKind, update_fn: Callable, params, opt_state, rows, mi
     return params, opt_state, {f"train_{k}": float(np.mean([p[k] for p in parts])) for k in parts[0]} if parts else {}
 
 
-def train_reward(*, workdir: str, kind: RewardKind | str = "implicit_prm", task: TaskConfig = TaskConfig(),
+def train_reward(*, workdir: str, kind: RewardKind | str = ImplicitPrm(), task: TaskConfig = TaskConfig(),
                  model: ModelSource = ModelSource(), data: RewardDataConfig = RewardDataConfig(),
                  sampling: SamplingConfig = SamplingConfig(max_new_tokens=3072),
                  optimizer: optax.GradientTransformation | None = None, epochs: int = 1, mini_batch: int = 64,
