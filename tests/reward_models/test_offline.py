@@ -156,7 +156,7 @@ def test_evaluate_ranks_with_offline_prm_and_orm(offline, base_model, tmp_path):
 def test_evaluate_refuses_an_orm_as_prm(offline, base_model, tmp_path, capsys):
     assert evaluate.main(["--hf", str(base_model), "--task", "arithmetic", "--num", "4", "--k", "2",
                           "--prm-workdir", str(offline["orm"]), "--out", str(tmp_path)]) == 2
-    assert "kind is 'orm', expected 'implicit_prm'" in capsys.readouterr().err
+    assert "holds a verifier of kind 'orm' (from its record), expected kind 'implicit_prm'" in capsys.readouterr().err
 
 
 def test_prime_run_with_a_frozen_offline_prm(offline, tmp_path):
