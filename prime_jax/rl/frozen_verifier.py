@@ -23,7 +23,7 @@ from prime_jax import advantages
 from prime_jax.pav.rl_rewards import PER_TOKEN_FORMS, pav_step_rewards, pav_token_advantages
 from prime_jax.rl.config import PrimeConfig
 from prime_jax.rl.mesh_batch import MeshBatch
-from prime_jax.rl.reward_source import SourceOutput
+from prime_jax.rl.reward_source import SourceOutput, SourceSettings
 from prime_jax.step_verifiers import StepVerifier, load_step_verifier
 from prime_jax.training.state import TrainState
 
@@ -60,9 +60,10 @@ class FrozenStepVerifier:
     reads_reference: ClassVar[bool] = False
 
     @classmethod
-    def build(cls, config: PrimeConfig, *, vocab_size: int, mesh) -> "FrozenStepVerifier":
+    def from_settings(cls, settings: SourceSettings, state: TrainState) -> "FrozenStepVerifier":
         """The Q^pi model of ``config.explicit_prm`` and, for PAV-RL with a separate prover, its
         Q model (one step delimiter for both)."""
+        config, vocab_size, mesh = settings.config, settings.vocab_size, settings.mesh
         q_model = load_q_model(config.explicit_prm, vocab_size, mesh, "PrimeConfig.explicit_prm")
         prover_path = config.step_reward.prover_prm
         if prover_path is None:

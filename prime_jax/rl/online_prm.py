@@ -33,7 +33,7 @@ from prime_jax.models.source import ModelSource, build_model
 from prime_jax.reward_models.updates import LabelledMiniBatch, make_prm_update
 from prime_jax.rl.config import PrimeConfig
 from prime_jax.rl.mesh_batch import MeshBatch, _row_layout, flat_rows, mesh_row_index, place_index, take_rows
-from prime_jax.rl.reward_source import SourceOutput, implicit_advantages
+from prime_jax.rl.reward_source import SourceOutput, SourceSettings, implicit_advantages
 from prime_jax.training.forward import make_logprob_fn
 from prime_jax.training.state import Role, TrainState
 from prime_jax.training.updates import shardings_of
@@ -121,6 +121,13 @@ class OnlineImplicitPrm:
 
     trains_weights: ClassVar[bool] = True
     reads_reference: ClassVar[bool] = True
+
+    @classmethod
+    def from_settings(cls, settings: SourceSettings, state: TrainState) -> "OnlineImplicitPrm":
+        """``build`` from the settings every source is given."""
+        s = settings
+        return cls.build(s.config, graphdef=s.graphdef, tx=s.tx, state=state, reference_params=s.reference_params,
+                         delimiter_ids=s.delimiter_ids, mesh=s.mesh)
 
     @classmethod
     def build(cls, config: PrimeConfig, *, graphdef, tx, state: TrainState,

@@ -48,6 +48,19 @@ class SourceOutput:
     logp_prm_bl: jax.Array | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class SourceSettings:
+    """What building any source may read (each reads its part)."""
+
+    config: PrimeConfig
+    graphdef: object
+    tx: object
+    reference_params: object
+    delimiter_ids: tuple[int, ...]
+    vocab_size: int
+    mesh: object
+
+
 class ProcessRewardSource(Protocol):
     """One row of ``SOURCES``. ``trains_weights``: the source's weights live in
     ``TrainState.prm_params`` / ``prm_opt`` (updated, checkpointed); ``reads_reference``: it
@@ -55,6 +68,11 @@ class ProcessRewardSource(Protocol):
 
     trains_weights: ClassVar[bool]
     reads_reference: ClassVar[bool]
+
+    @classmethod
+    def from_settings(cls, settings: SourceSettings, state: TrainState) -> "ProcessRewardSource":
+        """The source for ``settings.config``, ready for ``state``'s weights."""
+        ...
 
     def advantages(self, state: TrainState, batch: MeshBatch) -> tuple[TrainState, SourceOutput]:
         ...
@@ -92,6 +110,10 @@ class OutcomeOnly:
 
     trains_weights: ClassVar[bool] = False
     reads_reference: ClassVar[bool] = False
+
+    @classmethod
+    def from_settings(cls, settings: SourceSettings, state: TrainState) -> "OutcomeOnly":
+        return cls(settings.config, settings.mesh)
 
     def advantages(self, state: TrainState, batch: MeshBatch) -> tuple[TrainState, SourceOutput]:
         return state, SourceOutput(implicit_advantages(batch, None, self.config, (), self.mesh))

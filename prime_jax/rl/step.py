@@ -28,7 +28,7 @@ from prime_jax.rl.frozen_verifier import FrozenStepVerifier
 from prime_jax.rl.mesh_batch import MeshBatch, mesh_row_index, place_index, take_rows
 from prime_jax.rl.online_prm import OnlineImplicitPrm, q_length_correlation
 from prime_jax.rl.policy_update import PolicyMiniBatch
-from prime_jax.rl.reward_source import OutcomeOnly, ProcessRewardSource, source_name
+from prime_jax.rl.reward_source import OutcomeOnly, ProcessRewardSource, SourceSettings, source_name
 from prime_jax.training.state import TrainState
 
 SOURCES: dict[str, type] = {
@@ -43,29 +43,9 @@ def source_class(config: PrimeConfig) -> type:
     return SOURCES[source_name(config)]
 
 
-@dataclasses.dataclass(frozen=True)
-class SourceSettings:
-    """What building any source may read (each reads its part)."""
-
-    config: PrimeConfig
-    graphdef: object
-    tx: object
-    reference_params: object
-    delimiter_ids: tuple[int, ...]
-    vocab_size: int
-    mesh: object
-
-
 def build_source(settings: SourceSettings, state: TrainState) -> ProcessRewardSource:
     """The process-reward source of ``settings.config``, ready for ``state``'s weights."""
-    s = settings
-    cls = source_class(s.config)
-    if cls is OnlineImplicitPrm:
-        return cls.build(s.config, graphdef=s.graphdef, tx=s.tx, state=state,
-                         reference_params=s.reference_params, delimiter_ids=s.delimiter_ids, mesh=s.mesh)
-    if cls is FrozenStepVerifier:
-        return cls.build(s.config, vocab_size=s.vocab_size, mesh=s.mesh)
-    return cls(s.config, s.mesh)
+    return source_class(settings.config).from_settings(settings, state)
 
 
 def fetch_metric_means(*phases) -> list[dict[str, float]]:

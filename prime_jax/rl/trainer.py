@@ -41,6 +41,7 @@ from prime_jax.rl import online_prm, step
 from prime_jax.rl.config import PrimeConfig
 from prime_jax.rl.policy_update import make_policy_update
 from prime_jax.rl.report import closing_summary, step_line
+from prime_jax.rl.reward_source import SourceSettings
 from prime_jax.rl.sft import SFTConfig, run_sft
 from prime_jax.rollout import SamplingConfig
 from prime_jax.training.forward import make_logprob_fn
@@ -202,7 +203,7 @@ def train(*, workdir: str, steps: int, task: TaskConfig = TaskConfig(), model: M
                               process_index=jax.process_index(), process_count=jax.process_count())
     loop = _Run(workdir_path, steps, task, task_data, run, sampling, mesh, state, pipeline, lead, log)
     delimiter = delimiter_ids(tokenizer, prime.reward.step_delimiter)
-    source = step.build_source(step.SourceSettings(
+    source = step.build_source(SourceSettings(
         config=prime, graphdef=policy.graphdef, tx=prm_tx, reference_params=reference_params,
         delimiter_ids=delimiter, vocab_size=vocab_size, mesh=mesh), loop.state)
     policy_update = make_policy_update(policy.graphdef, policy_tx, prime.policy_loss,
