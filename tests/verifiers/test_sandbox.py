@@ -22,21 +22,6 @@ FAST = dict(test_timeout=2.0)
 SMALL = sandbox.SandboxLimits(memory_bytes=256 << 20, disk_bytes=32 << 20)
 
 
-def _availability(name):
-    try:
-        sandbox.resolve(name)
-        return ""
-    except sandbox.SandboxUnavailable as error:
-        return str(error)
-
-
-@pytest.fixture(params=sandbox.BACKENDS, scope="module")
-def backend(request):
-    if reason := _availability(request.param):
-        pytest.skip(reason)
-    return request.param
-
-
 def run(backend, code, inputs=("",), **kwargs):
     return sandbox.run_tests(textwrap.dedent(code), list(inputs),
                              **{**FAST, "backend": backend, **kwargs})

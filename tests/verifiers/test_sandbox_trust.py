@@ -22,21 +22,6 @@ FAST = dict(test_timeout=2.0)
 X86_64 = platform.machine() == "x86_64"
 
 
-def _availability(name):
-    try:
-        sandbox.resolve(name)
-        return ""
-    except sandbox.SandboxUnavailable as error:
-        return str(error)
-
-
-@pytest.fixture(params=sandbox.BACKENDS, scope="module")
-def backend(request):
-    if reason := _availability(request.param):
-        pytest.skip(reason)
-    return request.param
-
-
 def run(backend, source, inputs=("",), **kwargs):
     return sandbox.run_tests(textwrap.dedent(source), list(inputs),
                              **{**FAST, "backend": backend, **kwargs})
