@@ -26,7 +26,9 @@ MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
 MNT_DETACH, PR_SET_PDEATHSIG = 2, 1
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
 DEVICES = ("null", "zero", "full", "random", "urandom")
-NEWROOT = "/tmp"  # mount point of the new root's tmpfs, inside our private mount namespace
+# Where the new root's tmpfs may be mounted (inside our private mount namespace): the first of these
+# that is no bound source's ancestor, since the tmpfs hides everything below its mount point.
+NEWROOT_CANDIDATES = ("/tmp", "/mnt", "/media", "/srv", "/run", "/var/tmp")
 LIBC = ctypes.CDLL(None, use_errno=True)
 
 
@@ -73,11 +75,21 @@ def make_dev(root):
     return dev
 
 
+def new_root_mount_point(sources, candidates=NEWROOT_CANDIDATES, exists=os.path.isdir):
+    """The first existing candidate directory that is no source path's ancestor (a tmpfs mounted
+    there would hide the source: e.g. a virtual environment under /tmp); OSError if none is."""
+    for candidate in candidates:
+        if exists(candidate) and not any(s == candidate or s.startswith(candidate + "/") for s in sources):
+            return candidate
+    raise OSError(f"no mount point for the private root: each of {candidates} is missing or holds a "
+                  f"path the sandbox binds ({sorted(sources)})")
+
+
 def build_root(plan):
-    """Builds the private root under NEWROOT and pivots into it."""
+    """Builds the private root on a tmpfs (at ``new_root_mount_point``) and pivots into it."""
     mount(None, "/", MS_REC | MS_PRIVATE)
-    tmpfs(NEWROOT, 1 << 20, 0o755)
-    root = NEWROOT
+    root = new_root_mount_point([*plan["readonly"], *(source for source, _ in plan["packages"])])
+    tmpfs(root, 1 << 20, 0o755)
     for path in plan["readonly"]:
         bind_readonly(path, root + path)
     for path in plan["hidden"]:

@@ -317,3 +317,16 @@ def test_cgroups_are_removed_after_each_run(backend):
                *(cgroups._v1_dirs() or {}).values()]
     pattern = f"answer_{os.getpid()}_*"
     assert not [path for parent in parents for path in glob.glob(os.path.join(parent, pattern))]
+
+
+def test_the_private_root_is_never_mounted_over_a_bound_source():
+    """A tmpfs over /tmp would hide a virtual environment under /tmp (its numpy is bound into the
+    sandbox): the builtin backend then failed to start. The mount point skips any source's ancestor."""
+    from prime_jax.verifiers._minroot import new_root_mount_point
+
+    every_dir = lambda path: True  # noqa: E731
+    assert new_root_mount_point(["/usr", "/lib"], exists=every_dir) == "/tmp"
+    assert new_root_mount_point(["/usr", "/tmp/ci/.venv/lib/numpy"], exists=every_dir) == "/mnt"
+    assert new_root_mount_point(["/tmp/x", "/mnt/y"], candidates=("/tmp", "/mnt", "/srv"), exists=every_dir) == "/srv"
+    with pytest.raises(OSError, match="no mount point"):
+        new_root_mount_point(["/tmp"], candidates=("/tmp",), exists=every_dir)
