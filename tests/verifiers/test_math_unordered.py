@@ -86,3 +86,19 @@ def test_huge_unordered_list_is_bounded():
     response = "\\boxed{" + ", ".join(f"({i},{i + 1})" for i in reversed(range(1, 1500))) \
         + ", (0,2)}"
     assert math_verifier.verify_detailed(response, truth, timeout=5.0).score == 0.0
+
+
+@pytest.mark.parametrize("response, truth", [
+    (r"\boxed{(1,2),(1,2)}", "(1,2),(3,4)"),            # one right tuple repeated to fill the slots
+    (r"\boxed{(1,2),(3,4),(5,6)}", "(1,2),(3,4)"),      # every solution plus a spare
+    (r"\boxed{(3,4)}", "(1,2),(3,4)"),                  # a partial list
+    (r"\boxed{a=1, a=1}", "a=1, b=2"),                  # one assignment twice
+    (r"\boxed{x=1, y=2}", "a=1, b=2"),                  # right values under other names
+    (r"\boxed{(nan,nan),(nan,nan)}", "(1,2),(3,4)"),    # NaN inside tuples
+    (r"\boxed{(2,1),(4,3)}", "(1,2),(3,4)"),            # tuples are ordered inside
+    (r"\boxed{(0;0)}", "(0,0,0)"),                      # ';' tuple one element short
+    (r"\boxed{" + ",".join(["(1,2)"] * 5000) + "}", "(1,2),(3,4)"),  # a huge list
+])
+def test_list_attacks_score_zero(response, truth):
+    """A policy probing the multiset rule for partial credit that reaches 1.0 gets 0."""
+    assert math_verifier.verify(response, truth) == 0.0
