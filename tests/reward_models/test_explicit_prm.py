@@ -30,13 +30,6 @@ from tiny_run import tiny_config, tiny_reward_bindings
 TINY_EXPLICIT = tiny_reward_bindings("configs/reward_explicit_prm_arithmetic.gin", num_train=32, num_prompts=16)
 
 
-@pytest.fixture(autouse=True)
-def clean_gin():
-    gin.clear_config()
-    yield
-    gin.clear_config()
-
-
 def test_step_weights():
     np.testing.assert_array_equal(step_weights([1, 0, 1, 0], up_to_first_error=False), [1, 1, 1, 1])
     np.testing.assert_array_equal(step_weights([1, 0, 1, 0], up_to_first_error=True), [1, 1, 0, 0])

@@ -29,13 +29,6 @@ from tiny_run import TINY, tiny_config, tiny_reward_bindings
 TINY_REWARD = tiny_reward_bindings("configs/reward_arithmetic.gin", num_train=64, num_prompts=24)
 
 
-@pytest.fixture(autouse=True)
-def clean_gin():
-    gin.clear_config()
-    yield
-    gin.clear_config()
-
-
 @pytest.fixture(scope="module")
 def base_model(tmp_path_factory):
     tokenizer = load_tokenizer("char")
