@@ -22,8 +22,9 @@ reference forms differ only for the process source at t > 0 (by a zero-sum-per-r
 
 ``credit`` other than ``"sum"`` replaces G_process by a form of ``prime_jax.credit``: ``"pure"``
 (PURE's softmin-weighted step rewards, temperature ``pure_temperature``, PURE's leave-one-out
-baseline ``pure_baseline``) or ``"future_min"`` (the minimum of the future process rewards; not PURE,
-kept because logged results measured it).
+baseline ``pure_baseline``), ``"msa"`` (SPRO's masked step advantage: the cumulative process
+reward centred over the group's responses at the same token position) or ``"future_min"`` (the
+minimum of the future process rewards; not PURE, kept because logged results measured it).
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ from prime_jax.scans import DEFAULT_SCAN_METHOD, SCAN_METHODS, discounted_revers
 
 ESTIMATORS = ("rloo", "grpo", "reinforce", "reinforce_mean")
 PROCESS_BASELINES = ("reference", "paper")
-CREDITS = ("sum", "pure", "future_min")
+CREDITS = ("sum", "pure", "msa", "future_min")
+LEAVE_ONE_OUT_CREDITS = ("pure", "future_min")  # their process baseline is their own leave-one-out mean
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -54,8 +56,10 @@ class AdvantageConfig:
     ``estimator`` (module docstring), discounted by its gamma, then whitened when ``whiten``.
     ``process_coef = 0`` is RLOO with the outcome verifier only (no PRM). ``credit`` is the
     process source's credit assignment: ``sum`` (PRIME), ``pure`` (PURE's step transform at
-    temperature ``pure_temperature`` with its ``pure_baseline``, :func:`prime_jax.credit.pure_process_returns`)
-    or ``future_min`` (the minimum of future process rewards, not PURE; :func:`prime_jax.credit.future_min_process_returns`).
+    temperature ``pure_temperature`` with its ``pure_baseline``, :func:`prime_jax.credit.pure_process_returns`),
+    ``msa`` (SPRO's masked step advantage, :func:`prime_jax.credit.masked_step_process_returns`; the
+    ``estimator`` then centres the outcome only) or ``future_min`` (the minimum of future process
+    rewards, not PURE; :func:`prime_jax.credit.future_min_process_returns`).
     Hashable: the fused kernel takes it as one static argument.
     """
 
@@ -76,10 +80,12 @@ class AdvantageConfig:
         check_choice("AdvantageConfig", "credit", self.credit, CREDITS)
         check_positive("AdvantageConfig", "pure_temperature", self.pure_temperature)
         check_choice("AdvantageConfig", "pure_baseline", self.pure_baseline, credit_lib.PURE_BASELINES)
-        if self.credit != "sum" and (self.estimator != "rloo" or self.process_gamma != 1):
-            raise ValueError(f"AdvantageConfig.credit={self.credit!r} takes PURE's leave-one-out baseline and no "
-                             f"process discount: needs estimator='rloo' and process_gamma=1, got estimator="
-                             f"{self.estimator!r}, process_gamma={self.process_gamma!r}")
+        if self.credit in LEAVE_ONE_OUT_CREDITS and self.estimator != "rloo":
+            raise ValueError(f"AdvantageConfig.credit={self.credit!r} takes PURE's leave-one-out baseline: needs "
+                             f"estimator='rloo', got estimator={self.estimator!r}")
+        if self.credit != "sum" and self.process_gamma != 1:
+            raise ValueError(f"AdvantageConfig.credit={self.credit!r} sums undiscounted process rewards: needs "
+                             f"process_gamma=1, got {self.process_gamma!r}")
         check_choice("AdvantageConfig", "process_baseline", self.process_baseline, PROCESS_BASELINES)
         check_choice("AdvantageConfig", "scan_method", self.scan_method, SCAN_METHODS)
         for name in ("process_gamma", "outcome_gamma"):
@@ -344,16 +350,20 @@ def credit_returns(r_bt, positions_bt, outcome, valid_bt, *, num_samples: int, a
     form of :mod:`prime_jax.credit` over the reward positions ``positions_bt`` (B, L):
 
         pure        G_p[t] = sum_{k in P_i, k >= t} (softmax_k(-r/T) r_k - base_k)   (PURE)
+        msa         G_p[t] = CPR[i,t] - mean_{j in group, len_j > t} CPR[j,t]      (SPRO; CPR = sum_{s<=t} r)
         future_min  G_p[t] = min_{s in P_i, s >= t} r_s - b_i * (len_i - start_i(t))
     """
     a = advantage
     if a.credit == "pure":
         g_bt = credit_lib.pure_process_returns(r_bt, positions_bt, valid_bt, num_samples=num_samples,
                                                temperature=a.pure_temperature, baseline=a.pure_baseline)
+    elif a.credit == "msa":
+        g_bt = credit_lib.masked_step_process_returns(jnp.where(positions_bt, r_bt, 0.0), valid_bt,
+                                                      num_samples=num_samples)
     elif a.credit == "future_min":
         g_bt = credit_lib.future_min_process_returns(r_bt, positions_bt, valid_bt, num_samples=num_samples)
     else:
-        raise ValueError(f"credit_returns takes credit 'pure' or 'future_min', got {a.credit!r}")
+        raise ValueError(f"credit_returns takes credit 'pure', 'msa' or 'future_min', got {a.credit!r}")
     g_bt = a.process_coef * g_bt
     if outcome is None:
         return g_bt

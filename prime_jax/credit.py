@@ -1,6 +1,6 @@
 """Process-credit forms other than the summed return (SPEC 1.6): the process source's returns G_p.
 
-Both forms take process rewards ``r`` (B, L) at their positions ``P_i`` (step ends and the last
+PURE's and the future-minimum form take process rewards ``r`` (B, L) at their positions ``P_i`` (step ends and the last
 token at step granularity, every token at token granularity) and return G_p (B, L) at gamma 1,
 before ``process_coef``; the advantage kernel adds the outcome source and whitens.
 
@@ -26,6 +26,20 @@ the minimum of future *token* rewards; the logged ``prime_min`` rows measured it
 
 A row without positions (no step ends, or an empty row) gets no process return and counts as
 ``R = 0`` in the others' baselines (PURE never has one: its last token always ends a step).
+
+``msa`` (SPRO's masked step advantage, arXiv 2507.01551, Eqs. 11-12): in SPRO's token-level MDP a
+"step" is a token position t of the response. The cumulative process reward of response i at t is
+
+    CPR[i,t] = sum_{s <= t} r[i,s]                    (r = beta log pi_theta / pi_ref per token)
+
+and its advantage the CPR centred over the responses of the same prompt that still have a token at t:
+
+    MSA[i,t] = CPR[i,t] - mean_{j in group(i), len_j > t} CPR[j,t]
+
+(the response itself included: a token only one response of the group reaches gets MSA 0). SPRO
+adds MSA to the GRPO-normalised outcome and does not whiten (``configs/spro.gin``). The paper's
+text was read through its abstract, its public reviews and third-party descriptions of Eqs. 11-13;
+no code of the authors was found.
 """
 
 from __future__ import annotations
@@ -101,3 +115,16 @@ def future_min_process_returns(r_bt, positions_bt, valid_bt, *, num_samples: int
     base_b = leave_one_out_sum(m_b, num_samples) / jnp.maximum(leave_one_out_sum(len_b, num_samples), 1.0)
     g_bt = future_min_bt - base_b[:, None] * (len_b[:, None] - step_starts(positions_bt).astype(jnp.float32))
     return jnp.where(valid_bt & jnp.isfinite(future_min_bt), g_bt, 0.0)
+
+
+def masked_step_process_returns(r_bt, valid_bt, *, num_samples: int):
+    """SPRO's masked step advantage (module docstring) as G_p (B, L), 0 on padding: the cumulative
+    process reward minus its mean over the group's responses that reach the same token position."""
+    valid_bt = jnp.asarray(valid_bt).astype(bool)
+    cpr_bt = jax.lax.cumsum(jnp.where(valid_bt, jnp.asarray(r_bt, jnp.float32), 0.0), axis=1)
+    shape_gnl = (-1, num_samples, valid_bt.shape[-1])
+    alive_gnl = valid_bt.reshape(shape_gnl).astype(jnp.float32)
+    total_gl = jnp.sum(cpr_bt.reshape(shape_gnl) * alive_gnl, axis=1)
+    count_gl = jnp.sum(alive_gnl, axis=1)
+    mean_bt = jnp.repeat(total_gl / jnp.maximum(count_gl, 1.0), num_samples, axis=0)
+    return jnp.where(valid_bt, cpr_bt - mean_bt, 0.0)

@@ -270,7 +270,7 @@ def build_programs(run: RunSettings, mesh, names=PROGRAMS):
     if prime.uses_prm:
         state["prm_params"] = params
         state["prm_opt"] = abstract_opt_state(run.prm_tx, params, mesh)
-    if prime.uses_prm or run.policy_loss.kl_coef:
+    if prime.uses_prm or prime.self_prm or run.policy_loss.kl_coef:
         state["reference_params"] = params
     shardings = lambda tree: jax.tree.map(lambda x: x.sharding, tree)  # noqa: E731
     replicated = sharding.named_sharding(mesh, ())

@@ -14,7 +14,7 @@ from prime_jax.rollout import SamplingConfig
 ALL_CONFIGS = sorted((pathlib.Path(__file__).resolve().parents[1] / "configs").glob("*.gin"))
 REWARD_CONFIGS = [p for p in ALL_CONFIGS if p.name.startswith("reward_")]
 CONFIGS = [p for p in ALL_CONFIGS if p not in REWARD_CONFIGS]
-ADD_ONS = {"pav_rl.gin"}  # bindings added on top of a task config: parsed after quickstart.gin
+ADD_ONS = {"pav_rl.gin", "spro.gin"}  # bindings added on top of a task config: parsed after quickstart.gin
 
 
 @pytest.mark.parametrize("path", REWARD_CONFIGS, ids=[p.name for p in REWARD_CONFIGS])
@@ -45,6 +45,8 @@ def test_config_parses_and_builds(path):
         assert gin.query_parameter("prime_jax.rl.trainer.train.steps") > 0
         if path.name == "pav_rl.gin":
             assert prime.step_reward.form == "effective" and prime.explicit_prm
+        if path.name == "spro.gin":
+            assert prime.self_prm and not prime.uses_prm and prime.advantage.credit == "msa"
     finally:
         gin.clear_config()
 

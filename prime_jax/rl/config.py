@@ -45,6 +45,10 @@ class PrimeConfig:
     those step scores, read as a Q^pi model's values, into Rewarding Progress's rewards (PAV-RL:
     ``Q^pi + alpha * A^mu`` with a Best-of-K prover, ``pav.rl_rewards``); its default "q" is the
     plain step-by-step reward.
+
+    ``self_prm`` makes the policy its own implicit PRM (SPRO, ``rl.self_prm``): the process rewards
+    ``beta log pi_theta / pi_ref`` of the rollout's own log-probs, no PRM weights and no PRM update;
+    ``configs/spro.gin`` adds SPRO's masked step advantage.
     """
 
     collect: CollectConfig = CollectConfig()
@@ -62,6 +66,7 @@ class PrimeConfig:
     prm_init: str | None = None
     explicit_prm: str | None = None
     step_reward: PavRewardConfig = PavRewardConfig()
+    self_prm: bool = False
 
     def __post_init__(self):
         check_choice("PrimeConfig", "prm_mode", self.prm_mode, PRM_MODES)
@@ -92,10 +97,16 @@ class PrimeConfig:
                              "PrimeConfig.explicit_prm to an explicit PRM trained on Monte-Carlo step values")
         if self.prm_init is not None and not self.uses_prm:
             raise ValueError(f"PrimeConfig.prm_init={self.prm_init!r}: this run has no online implicit PRM "
-                             "(explicit_prm is set or AdvantageConfig.process_coef=0)")
+                             "(explicit_prm or self_prm is set, or AdvantageConfig.process_coef=0)")
         if self.explicit_prm is not None and not self.advantage.uses_prm:
             raise ValueError(f"PrimeConfig.explicit_prm={self.explicit_prm!r} with AdvantageConfig.process_coef=0: "
                              "the explicit PRM's rewards would be multiplied by zero")
+        if self.self_prm and self.explicit_prm is not None:
+            raise ValueError(f"PrimeConfig.self_prm=True with explicit_prm={self.explicit_prm!r}: a run has one "
+                             "process-reward source")
+        if self.self_prm and not self.advantage.uses_prm:
+            raise ValueError("PrimeConfig.self_prm=True with AdvantageConfig.process_coef=0: the policy's own "
+                             "process rewards would be multiplied by zero")
         if n < 2 and self.advantage.estimator == "rloo":
             raise ValueError(f"CollectConfig.num_samples={n}: leave-one-out baselines need >= 2")
 
@@ -114,8 +125,8 @@ class PrimeConfig:
     @property
     def uses_prm(self) -> bool:
         """Whether an online implicit PRM is trained and read (the process source without an
-        explicit PRM)."""
-        return self.advantage.uses_prm and self.explicit_prm is None
+        explicit PRM or the policy as its own PRM)."""
+        return self.advantage.uses_prm and self.explicit_prm is None and not self.self_prm
 
     @property
     def num_samples(self) -> int:

@@ -9,15 +9,16 @@ differs between the methods this package runs, and a *process-reward source* is 
     ==============  ==========================================  ========================
     implicit_prm    ``beta log pi_phi / pi_ref`` of an online   PRIME
                     implicit PRM, updated on the step's batch
+    self_prm        ``beta log pi_theta / pi_ref`` of the policy  SPRO
+                    that sampled the batch (no PRM)
     step_verifier   a frozen step verifier's step scores         step-by-step PPO, PAV-RL
     outcome_only    none: the outcome verifier's reward only     RLOO / GRPO
     ==============  ==========================================  ========================
 
 ``source_name(PrimeConfig)`` picks the entry: a ``PrimeConfig.explicit_prm`` directory is the
-frozen step verifier, ``AdvantageConfig.process_coef = 0`` is the outcome only, anything else the
-online implicit PRM. A new source (e.g. the policy as its own implicit PRM: ``logp_prm`` = the
-batch's ``old_logp_bl``, no weights of its own) is one class with the ``ProcessRewardSource``
-members and one row of ``SOURCES``.
+frozen step verifier, ``PrimeConfig.self_prm`` the policy itself, ``AdvantageConfig.process_coef
+= 0`` the outcome only, anything else the online implicit PRM. A new source is one class with the
+``ProcessRewardSource`` members and one row of ``SOURCES``.
 """
 
 from __future__ import annotations
@@ -123,5 +124,7 @@ def source_name(config: PrimeConfig) -> str:
     """The ``SOURCES`` entry ``config`` asks for (see the module docstring)."""
     if config.explicit_prm is not None:
         return "step_verifier"
+    if config.self_prm:
+        return "self_prm"
     return "implicit_prm" if config.uses_prm else "outcome_only"
 

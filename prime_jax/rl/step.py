@@ -29,10 +29,12 @@ from prime_jax.rl.mesh_batch import MeshBatch, mesh_row_index, place_index, take
 from prime_jax.rl.online_prm import OnlineImplicitPrm, q_length_correlation
 from prime_jax.rl.policy_update import PolicyMiniBatch
 from prime_jax.rl.reward_source import OutcomeOnly, ProcessRewardSource, SourceSettings, source_name
+from prime_jax.rl.self_prm import SelfImplicitPrm
 from prime_jax.training.state import TrainState
 
 SOURCES: dict[str, type] = {
     "implicit_prm": OnlineImplicitPrm,
+    "self_prm": SelfImplicitPrm,
     "step_verifier": FrozenStepVerifier,
     "outcome_only": OutcomeOnly,
 }

@@ -4,9 +4,9 @@
                -> rl.step.rl_step (process-reward source -> advantages -> PPO mini-batches)
                -> metrics / eval / checkpoint
 
-The process-reward source is a row of ``rl.step.SOURCES``: the online implicit PRM (PRIME), a
-frozen step verifier (``PrimeConfig.explicit_prm``: step-by-step PPO, PAV-RL) or none (RLOO with
-the outcome only). Policy, reference and PRM are independent copies of the SFT weights (a local
+The process-reward source is a row of ``rl.step.SOURCES``: the online implicit PRM (PRIME), the
+policy as its own implicit PRM (``PrimeConfig.self_prm``: SPRO), a frozen step verifier
+(``PrimeConfig.explicit_prm``: step-by-step PPO, PAV-RL) or none (RLOO with the outcome only). Policy, reference and PRM are independent copies of the SFT weights (a local
 HF directory, or the SFT warm-up's output); ``PrimeConfig.prm_init`` starts the PRM from other
 weights instead. Loop settings (seed, mesh, cadence, verifier workers) are ``RunConfig``'s.
 Everything a step needs to be
