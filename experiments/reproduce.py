@@ -16,7 +16,9 @@ Q^pi, the effective reward ``Q^pi + 3 A^mu`` of a Best-of-4 prover, ``configs/pa
 ``pav_q_plus_q`` (the ``Q^pi + 3 Q^mu`` ablation). Batch-semantics and credit
 variants: ``prime_pure`` (PURE's credit: softmin-weighted step rewards at T = 0.1, step granularity),
 ``prime_min`` (the future-minimum credit of the logged rows: the minimum of future token rewards, not
-PURE's transform; kept so those rows reproduce), ``shadow_prm`` (the PRM trains online on the
+PURE's transform; kept so those rows reproduce), ``spro`` (SPRO: the policy as its own implicit PRM,
+masked step advantage, GRPO outcome, ``configs/spro.gin``), ``self_prm_sum`` (the policy as its own
+implicit PRM with PRIME's credit: does PRIME need a separate PRM?), ``shadow_prm`` (the PRM trains online on the
 rollouts but barely steers: process coefficient 1e-3), ``prime_fill`` (short batches topped up with
 dropped groups, the pre-reference behaviour), ``prime_prm_lr0.2x`` / ``prime_prm_lr2x`` (PRM
 learning rate relative to the policy's). A PRM frozen at the SFT
@@ -70,6 +72,8 @@ METHODS = {  # workdir prefix -> (name, bindings); {offline} / {explicit} are th
                    ["prime_jax.advantages.AdvantageConfig.credit = 'pure'",
                     "prime_jax.rewards.ImplicitRewardConfig.granularity = 'step'"]),
     "prime_min": ("PRIME, future-min token credit (not PURE)", ["prime_jax.advantages.AdvantageConfig.credit = 'future_min'"]),
+    "spro": ("SPRO (policy as its own PRM, masked step advantage)", ["configs/spro.gin"]),
+    "self_prm_sum": ("Policy as its own PRM, PRIME's credit", ["prime_jax.rl.config.PrimeConfig.self_prm = True"]),
     "shadow_prm": ("Shadow PRM (process coef 1e-3)", ["prime_jax.advantages.AdvantageConfig.process_coef = 1e-3"]),
     "prime_fill": ("PRIME, short batches filled from dropped groups",
                    ["prime_jax.experience.collect.CollectConfig.short_batch = 'fill_from_dropped'"]),
