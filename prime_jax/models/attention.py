@@ -151,8 +151,11 @@ def _splash_kernel(heads: int, length: int, block: int, interpret: bool):
     sizes = splash.BlockSizes(block_q=block, block_kv=block, block_kv_compute=block, block_q_dkv=block,
                               block_kv_dkv=block, block_kv_dkv_compute=block, block_q_dq=block,
                               block_kv_dq=block)
-    return splash.make_splash_mha(causal, block_sizes=sizes, head_shards=1, q_seq_shards=1,
-                                  interpret=interpret)
+    # The kernel holds its mask tables as arrays; built under a trace they would be that trace's
+    # tracers, cached here and leaked into every later trace (the first program to use it wins).
+    with jax.ensure_compile_time_eval():
+        return splash.make_splash_mha(causal, block_sizes=sizes, head_shards=1, q_seq_shards=1,
+                                      interpret=interpret)
 
 
 def splash_attention(q_btnh, k_bksh, v_bksh, mask: AttentionMask, *, interpret: bool = False):
