@@ -142,8 +142,9 @@ def pallas_gpu_attention(q_btnh, k_bksh, v_bksh, mask: AttentionMask, *, interpr
     return out[:, :t, :, :h]
 
 
-@functools.cache
 def _splash_kernel(heads: int, length: int, block: int, interpret: bool):
+    """A splash kernel for causal self-attention. Built anew in each trace, never cached: it holds
+    its mask tables as arrays, which a kernel built under one trace would leak into the next."""
     from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as splash
     from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_mask as masks
 
@@ -151,11 +152,8 @@ def _splash_kernel(heads: int, length: int, block: int, interpret: bool):
     sizes = splash.BlockSizes(block_q=block, block_kv=block, block_kv_compute=block, block_q_dkv=block,
                               block_kv_dkv=block, block_kv_dkv_compute=block, block_q_dq=block,
                               block_kv_dq=block)
-    # The kernel holds its mask tables as arrays; built under a trace they would be that trace's
-    # tracers, cached here and leaked into every later trace (the first program to use it wins).
-    with jax.ensure_compile_time_eval():
-        return splash.make_splash_mha(causal, block_sizes=sizes, head_shards=1, q_seq_shards=1,
-                                      interpret=interpret)
+    return splash.make_splash_mha(causal, block_sizes=sizes, head_shards=1, q_seq_shards=1,
+                                  interpret=interpret)
 
 
 def splash_attention(q_btnh, k_bksh, v_bksh, mask: AttentionMask, *, interpret: bool = False):
