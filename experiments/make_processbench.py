@@ -23,6 +23,10 @@ pair - and 200 correct rows, each row naming its ``kind``)::
     python experiments/make_processbench.py --task arithmetic --kinds --seed 202 \
         --exclude prime_jax/assets/processbench/arithmetic_dev_kinds.jsonl \
         --out prime_jax/assets/processbench/arithmetic_heldout_kinds.jsonl   # scored once per frozen verifier
+    python experiments/make_processbench.py --task arithmetic --kinds --seed 303 \
+        --exclude prime_jax/assets/processbench/arithmetic_dev_kinds.jsonl \
+        --exclude prime_jax/assets/processbench/arithmetic_heldout_kinds.jsonl \
+        --out prime_jax/assets/processbench/arithmetic_heldout2_kinds.jsonl  # fresh set for the 9-stage recipe
 
 The errors are the SFT model's own: for held-out problems (the task's "eval" split, disjoint from
 everything trained on) the model samples ``--samples`` responses each at ``--temperature``. A

@@ -9,7 +9,7 @@ olympiadbench.jsonl, omnimath.jsonl work unchanged; the generated synthetic sets
 prime_jax/assets/processbench/{arithmetic,countdown}.jsonl). Rows: {"id", "problem", "steps":
 [str, ...], "label": earliest wrong step or -1, "final_answer_correct" (optional), "kind" or
 "error_kind" (optional)}; malformed rows are skipped and listed with file:line. Nothing is
-downloaded. The error-kind sets prime_jax/assets/processbench/arithmetic_{dev,heldout}_kinds.jsonl
+downloaded. The error-kind sets prime_jax/assets/processbench/arithmetic_{dev,heldout,heldout2}_kinds.jsonl
 (experiments/make_processbench.py --kinds) name each row's kind: their splits get one table per kind.
 
 Per split: accuracy on erroneous rows (first error located exactly), accuracy on correct rows

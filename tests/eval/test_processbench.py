@@ -139,7 +139,10 @@ def test_shipped_sets_are_balanced_and_exactly_labelled(task):
         assert r.generator and (r.final_answer_correct or r.label >= 0)
 
 
-@pytest.mark.parametrize("name", ["arithmetic_dev_kinds", "arithmetic_heldout_kinds"])
+KIND_SETS = ["arithmetic_dev_kinds", "arithmetic_heldout_kinds", "arithmetic_heldout2_kinds"]
+
+
+@pytest.mark.parametrize("name", KIND_SETS)
 def test_shipped_error_kind_sets_are_exactly_labelled_and_disjoint(name):
     records, skipped = load_processbench(ASSETS / f"{name}.jsonl")
     assert not skipped and len(records) == 550
@@ -150,8 +153,8 @@ def test_shipped_error_kind_sets_are_exactly_labelled_and_disjoint(name):
         assert r.label == next((i for i, ok in enumerate(exact) if not ok), -1)
         assert (r.label == -1) == (r.kind == "correct")
     assert {len(r.steps) - 1 for r in records} >= {2, 3, 4, 5, 6, 7}
-    other = "arithmetic_dev_kinds" if name.endswith("heldout_kinds") else "arithmetic_heldout_kinds"
-    assert not {r.problem for r in records} & {r.problem for r in load_processbench(ASSETS / f"{other}.jsonl")[0]}
+    for other in set(KIND_SETS) - {name}:
+        assert not {r.problem for r in records} & {r.problem for r in load_processbench(ASSETS / f"{other}.jsonl")[0]}
 
 
 def test_step_ends_are_the_ones_a_sampled_response_would_have():
