@@ -6,10 +6,10 @@
 
 The process-reward source is a row of ``rl.step.SOURCES``: the online implicit PRM (PRIME), the
 policy as its own implicit PRM (``PrimeConfig.self_prm``: SPRO), a frozen step verifier
-(``PrimeConfig.explicit_prm``: step-by-step PPO, PAV-RL) or none (RLOO with the outcome only). Policy, reference and PRM are independent copies of the SFT weights (a local
-HF directory, or the SFT warm-up's output); ``PrimeConfig.prm_init`` starts the PRM from other
-weights instead. Loop settings (seed, mesh, cadence, verifier workers) are ``RunConfig``'s.
-Everything a step needs to be
+(``PrimeConfig.explicit_prm``: step-by-step PPO, PAV-RL) or none (RLOO with the outcome only).
+Policy, reference and PRM are independent copies of the SFT weights (a local HF directory, or the
+SFT warm-up's output); ``PrimeConfig.prm_init`` starts the PRM from other weights instead. Loop
+settings (seed, mesh, cadence, verifier workers) are ``RunConfig``'s. Everything a step needs to be
 reproduced - weights, optimiser states, RNG, data position, surplus prompts -
 is checkpointed, so a resumed run repeats exactly what an uninterrupted run
 would have done.
