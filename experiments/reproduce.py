@@ -6,7 +6,8 @@
         [--methods prime rloo prime_dpo prime_frozen_offline step_ppo]
 
 Methods (``--methods``, default all that can run): ``prime`` (online implicit PRM, CE loss),
-``rloo`` (outcome reward only), ``prime_dpo`` (online PRM with the DPO loss), and with
+``rloo`` (outcome reward only), ``grpo`` (outcome only with GRPO's group-normalised reward and no
+whitening: SPRO's control arm), ``prime_dpo`` (online PRM with the DPO loss), and with
 ``--offline-prm`` (an implicit PRM from ``prime_jax.train_reward`` on the same SFT model)
 ``prime_frozen_offline`` (that PRM, never updated: the frozen-PRM ablation) and
 ``prime_offline_init`` (that PRM as the online PRM's starting point), and with ``--explicit-prm``
@@ -60,6 +61,9 @@ POLICY_LR = 5e-5  # the quickstart configs' policy (and PRM) learning rate
 METHODS = {  # workdir prefix -> (name, bindings); {offline} / {explicit} are the --offline-prm / --explicit-prm dirs
     "prime": ("PRIME", []),
     "rloo": ("RLOO (outcome only)", ["prime_jax.advantages.AdvantageConfig.process_coef = 0.0"]),
+    "grpo": ("GRPO (outcome only, not whitened: SPRO without its process term)",
+             ["prime_jax.advantages.AdvantageConfig.process_coef = 0.0", "prime_jax.advantages.AdvantageConfig.estimator = 'grpo'",
+              "prime_jax.advantages.AdvantageConfig.whiten = False"]),
     "prime_dpo": ("PRIME, DPO PRM loss", ['prime_jax.reward_models.updates.PrmLossConfig.loss = "dpo"']),
     "prime_frozen_offline": ("PRIME, frozen offline PRM", [OFFLINE, 'prime_jax.rl.config.PrimeConfig.prm_mode = "none"']),
     "prime_offline_init": ("PRIME, offline-PRM init", [OFFLINE]),

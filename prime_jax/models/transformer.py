@@ -79,7 +79,8 @@ def _remat_block(block: Block, x_btd, positions_bt, kv):
     the forward) stays on except around the splash kernel, where the barriers cost memory instead:
     0.5B ``prm_update`` on v5e:2x4 per chip, compiled at 1 / 2 / 3 layers, grows 0.31 GiB per layer
     with them and 0.10 without, while the einsum grows 0.14 with them and 1.11 without (XLA then
-    merges the einsum's recomputation away and keeps its activations)."""
+    merges the einsum's recomputation away and keeps its activations). Not a law: the 7B update on
+    v5p:4x4x4 with splash is 1.5 GiB larger per chip without them (8.51 vs 6.97, extrapolated)."""
     graphdef, state = nnx.split(block)
 
     def pure(state, x_btd, positions_bt, kv):
