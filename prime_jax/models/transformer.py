@@ -41,7 +41,7 @@ from flax import nnx
 from flax.linen import get_logical_axis_rules  # public accessor of the rules nnx.logical_axis_rules sets
 
 from prime_jax import sharding
-from prime_jax.models.attention import resolve as resolve_attention
+from prime_jax.models.attention import keeps_remat_barriers
 from prime_jax.models.cache import KVCache, KVLayer, NoCache
 from prime_jax.models.config import ModelConfig
 from prime_jax.models.layers import MLP, Attention, RMSNorm, make_param
@@ -73,20 +73,14 @@ def _remat_block(block: Block, x_btd, positions_bt, kv):
     """``block(...)`` whose activations are recomputed in the backward pass (``jax.checkpoint``
     over the block's split state, so it also works inside ``lax.map`` / ``scan`` bodies, where
     flax's lifted ``nnx.remat`` refuses a module merged at another trace level). ``kv`` is a
-    pytree (the cache-free ``FreshKV``).
-
-    ``prevent_cse`` (JAX's optimisation barriers that keep XLA from merging the recomputation with
-    the forward) stays on except around the splash kernel, where the barriers cost memory instead:
-    0.5B ``prm_update`` on v5e:2x4 per chip, compiled at 1 / 2 / 3 layers, grows 0.31 GiB per layer
-    with them and 0.10 without, while the einsum grows 0.14 with them and 1.11 without (XLA then
-    merges the einsum's recomputation away and keeps its activations). Not a law: the 7B update on
-    v5p:4x4x4 with splash is 1.5 GiB larger per chip without them (8.51 vs 6.97, extrapolated)."""
+    pytree (the cache-free ``FreshKV``). ``prevent_cse`` per the block's attention backend
+    (``attention.keeps_remat_barriers``)."""
     graphdef, state = nnx.split(block)
 
     def pure(state, x_btd, positions_bt, kv):
         return nnx.merge(graphdef, state)(x_btd, positions_bt, kv)
 
-    barriers = resolve_attention(block.attn.attention, dtype=x_btd.dtype) != "splash"
+    barriers = keeps_remat_barriers(block.attn.attention, dtype=x_btd.dtype)
     return jax.checkpoint(pure, prevent_cse=barriers)(state, x_btd, positions_bt, kv)
 
 

@@ -67,8 +67,10 @@ CONFIG = ModelConfig(vocab_size=256, hidden_size=256, intermediate_size=256, num
                      num_kv_heads=2, head_dim=128, dtype="bfloat16", param_dtype="bfloat16")
 
 
-def test_model_training_step_and_paged_decode_compile_with_auto_attention(mesh):
-    graphdef, params = memory_plan.abstract_model(CONFIG, mesh)
+@pytest.mark.parametrize("remat", [False, True])
+def test_model_training_step_and_paged_decode_compile_with_auto_attention(mesh, remat):
+    """With ``remat`` the blocks are checkpointed without CSE barriers around splash."""
+    graphdef, params = memory_plan.abstract_model(CONFIG.replace(remat=remat), mesh)
     ids = _spec(mesh, (4, 256), ("batch", "length"), jnp.int32)
 
     def loss(params, ids):
@@ -76,6 +78,8 @@ def test_model_training_step_and_paged_decode_compile_with_auto_attention(mesh):
         return jnp.mean(logits)
 
     assert "tpu_custom_call" in _compiled_text(mesh, jax.grad(loss), params, ids)
+    if remat:
+        return
 
     def decode(params, cache, token_b1, write_b):
         policy: Transformer = nnx.merge(graphdef, params)
