@@ -97,6 +97,7 @@ from prime_jax.models.cache import KV_AXES  # noqa: E402
 from prime_jax.models.config import ATTENTION_BACKENDS  # noqa: E402
 from prime_jax.reward_models.updates import LabelledMiniBatch, make_prm_update  # noqa: E402
 from prime_jax.rl.policy_update import PolicyMiniBatch, make_policy_update  # noqa: E402
+from prime_jax.rl.step import source_class  # noqa: E402
 from prime_jax.rollout import engine  # noqa: E402
 from prime_jax.training.forward import SequenceBatch, make_logprob_fn  # noqa: E402
 from prime_jax.training.state import optimizer_shardings  # noqa: E402
@@ -267,10 +268,11 @@ def build_programs(run: RunSettings, mesh, names=PROGRAMS):
     rollout_rows = prime.collect.prompts_per_round * n
     graphdef, params = abstract_model(run.model, mesh)
     state = {"policy_params": params, "policy_opt": abstract_opt_state(run.policy_tx, params, mesh)}
-    if prime.uses_prm:
+    source = source_class(prime)  # what the trainer keeps resident for the run's process-reward source
+    if source.trains_weights:
         state["prm_params"] = params
         state["prm_opt"] = abstract_opt_state(run.prm_tx, params, mesh)
-    if prime.uses_prm or prime.self_prm or run.policy_loss.kl_coef:
+    if source.reads_reference or run.policy_loss.kl_coef:
         state["reference_params"] = params
     shardings = lambda tree: jax.tree.map(lambda x: x.sharding, tree)  # noqa: E731
     replicated = sharding.named_sharding(mesh, ())
@@ -298,7 +300,7 @@ def build_programs(run: RunSettings, mesh, names=PROGRAMS):
         forward_graphdef = abstract_model(run.model.replace(remat=False), mesh)[0] if run.model.remat else graphdef
         programs.append(Program("logprob", make_logprob_fn(forward_graphdef, rows), args, ("policy_params",),
                                 f"B={rollout_rows} rows x S={s}, {rows} rows per pass"))
-    if "prm_update" in names and prime.uses_prm:
+    if "prm_update" in names and source.trains_weights:
         k, b = prime.prm_micro_batches, prime.prm_mini_batch // prime.prm_micro_batches
         mb = LabelledMiniBatch(sequences=sequence_batch(mesh, (k, b), s, length),
                                ref_logp_bl=rows_array(mesh, (k, b, length), jnp.float32, True),

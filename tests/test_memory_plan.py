@@ -88,6 +88,21 @@ def test_argument_bytes_match_the_sharded_weights(plan):
     assert data["programs"]["logprob"]["resident"] == pytest.approx(6 * weights, rel=0.01)
 
 
+@pytest.mark.parametrize("add_on, held", [
+    ("configs/spro.gin", {"policy_params", "policy_opt", "reference_params"}),  # the policy is its own PRM
+    ("prime_jax.advantages.AdvantageConfig.process_coef = 0.0", {"policy_params", "policy_opt"}),  # RLOO
+])
+def test_resident_state_is_what_the_trainer_holds_for_the_source(add_on, held, tmp_path):
+    """The state the plan counts follows the run's process-reward source (``rl.step.SOURCES``), as
+    ``trainer.initial_state`` does: no PRM weights without a trained PRM, a reference only when read."""
+    out = tmp_path / "plan.json"
+    result = _run("--gin", "configs/prime_qwen2.5_0.5b.gin", "--gin", add_on, "--topology", "v5e:2x2",
+                  "--gin", f"prime_jax.sharding.MeshConfig.fsdp = {FSDP}", "--num-layers", "1",
+                  "--programs", "", "--out", str(out), timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert set(json.loads(out.read_text())["state_per_device"]) == held
+
+
 def test_a_bad_topology_is_named_with_the_ones_that_work():
     with pytest.raises(memory_plan.PlanError, match="'v9:2x2'.*v5e:2x2"):
         memory_plan.topology_devices("v9:2x2")
