@@ -74,3 +74,18 @@ def test_fused_kernel_reads_beta_log_ratios_token_by_token(beta):
     want = MSA + np.array([GRPO, -GRPO, -GRPO, GRPO])[:, None] * MASK
     np.testing.assert_allclose(np.asarray(out.returns), want, atol=1e-5)
 
+
+
+def test_non_finite_values_stay_where_they_are():
+    """Padding may hold NaN / inf (never read); a non-finite reward of one response reaches only
+    its own group's positions, never another prompt's advantages."""
+    r = R.copy()
+    r[1, 2:] = np.nan  # padding
+    r[2, 3] = np.inf   # padding
+    returns, _ = _returns(SPRO, r=r)
+    want = MSA + np.array([GRPO, -GRPO, -GRPO, GRPO])[:, None] * MASK
+    np.testing.assert_allclose(returns, want, atol=1e-6)
+    r[0, 1] = np.inf  # a real token of group 1
+    returns, _ = _returns(SPRO, r=r)
+    assert not np.isfinite(returns[0, 1:]).all()
+    np.testing.assert_allclose(returns[2:], want[2:], atol=1e-6)  # group 2 untouched
