@@ -9,8 +9,11 @@ olympiadbench.jsonl, omnimath.jsonl work unchanged; the generated synthetic sets
 prime_jax/assets/processbench/{arithmetic,countdown}.jsonl). Rows: {"id", "problem", "steps":
 [str, ...], "label": earliest wrong step or -1, "final_answer_correct" (optional), "kind" or
 "error_kind" (optional)}; malformed rows are skipped and listed with file:line. Nothing is
-downloaded. The error-kind sets prime_jax/assets/processbench/arithmetic_{dev,heldout,heldout2}_kinds.jsonl
+downloaded. The error-kind sets prime_jax/assets/processbench/arithmetic_{dev,heldout,heldout2,heldout3}_kinds.jsonl
 (experiments/make_processbench.py --kinds) name each row's kind: their splits get one table per kind.
+prime_jax/assets/processbench/gsm8k_public_rows.jsonl is ProcessBench's own first gsm8k row (gsm8k-0), to
+try the path on real text: it needs a verifier whose tokenizer reads English (a row with characters
+the tokenizer maps to its unknown token is refused) and ``--step-delimiter`` as the verifier was trained.
 
 Per split: accuracy on erroneous rows (first error located exactly), accuracy on correct rows
 (no step flagged) and F1 = their harmonic mean; a step is flagged when its score is below the

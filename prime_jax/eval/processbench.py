@@ -227,9 +227,17 @@ class EncodedRecord:
 
 def encode_record(tokenizer, record: ProcessBenchRecord, step_delimiter: str) -> EncodedRecord:
     """Prompt ids (chat template), response ids (steps joined by the delimiter, then EOS) and
-    step-end positions in the response; the last step ends at EOS, as in a sampled response."""
+    step-end positions in the response; the last step ends at EOS, as in a sampled response.
+    A record holding characters the tokenizer maps to its unknown token is refused (a verifier
+    cannot judge text it cannot read: say a character-vocabulary model on natural-language rows)."""
     prompt_ids = encode_prompts(tokenizer, [(("user", record.problem),)])[0]
     response_ids, step_ends = encode_steps(tokenizer, record.steps, step_delimiter)
+    unknown_id = getattr(tokenizer, "unk_token_id", None)
+    if unknown_id is not None and unknown_id in (*prompt_ids, *response_ids):
+        unread = sorted({c for c in record.problem + "".join(record.steps)
+                         if tokenizer.encode(c, add_special_tokens=False) == [unknown_id]})
+        raise ValueError(f"record {record.id!r}: the verifier's tokenizer has no token for {''.join(unread)!r}; "
+                         "score this split with a verifier whose vocabulary covers its text")
     response_ids = [*response_ids, tokenizer.eos_token_id]
     return EncodedRecord(prompt_ids=list(prompt_ids), response_ids=response_ids,
                          step_ends=[*step_ends[:-1], len(response_ids) - 1])
