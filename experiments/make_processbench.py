@@ -27,6 +27,11 @@ pair - and 200 correct rows, each row naming its ``kind``)::
         --exclude prime_jax/assets/processbench/arithmetic_dev_kinds.jsonl \
         --exclude prime_jax/assets/processbench/arithmetic_heldout_kinds.jsonl \
         --out prime_jax/assets/processbench/arithmetic_heldout2_kinds.jsonl  # fresh set for the 9-stage recipe
+    python experiments/make_processbench.py --task arithmetic --kinds --seed 404 \
+        --exclude prime_jax/assets/processbench/arithmetic_dev_kinds.jsonl \
+        --exclude prime_jax/assets/processbench/arithmetic_heldout_kinds.jsonl \
+        --exclude prime_jax/assets/processbench/arithmetic_heldout2_kinds.jsonl \
+        --out prime_jax/assets/processbench/arithmetic_heldout3_kinds.jsonl  # fresh set for the slip stages
 
 The errors are the SFT model's own: for held-out problems (the task's "eval" split, disjoint from
 everything trained on) the model samples ``--samples`` responses each at ``--temperature``. A

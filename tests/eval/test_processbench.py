@@ -139,7 +139,8 @@ def test_shipped_sets_are_balanced_and_exactly_labelled(task):
         assert r.generator and (r.final_answer_correct or r.label >= 0)
 
 
-KIND_SETS = ["arithmetic_dev_kinds", "arithmetic_heldout_kinds", "arithmetic_heldout2_kinds"]
+KIND_SETS = ["arithmetic_dev_kinds", "arithmetic_heldout_kinds", "arithmetic_heldout2_kinds",
+             "arithmetic_heldout3_kinds"]
 
 
 @pytest.mark.parametrize("name", KIND_SETS)
