@@ -6,7 +6,9 @@
 Per arithmetic problem of the TRAIN split (2-7 operations, disjoint by problem text from every
 evaluation set, which uses the eval split): one correct solution and ``--corrupted`` solutions with
 an error of a kind drawn in turn from ``arithmetic_errors.ERROR_KINDS`` (result slip, wrong operand,
-wrong operator, copy error, skipped step, wrong box, compensating pair); and ``--samples`` of the
+wrong operator, copy error, skipped step, wrong box, compensating pair), plus ``--extra-slips`` more
+result slips (the kind that needs the line's arithmetic checked, not a comparison; with
+``--even-slips`` only slips by an even amount, which a check of the result's parity misses); and ``--samples`` of the
 SFT model's own solutions (temperature 1) of ``--sampled-problems`` further train problems of the
 task's default distribution (3 operations, what the model was trained on and errs on naturally).
 Every step is labelled exactly: ``hard_k = 1`` iff steps 0..k are all right (the task's
@@ -63,7 +65,21 @@ def written_rows(problems, args) -> dict[int, list[dict]]:
             except ValueError:  # a problem too short for this kind: the next kind takes the turn
                 continue
             out[index].append(labelled_row(index, problem, "\n".join(solution.lines), kind))
+        for _ in range(args.extra_slips):
+            solution = parity_blind_slip(rng, problem) if args.even_slips else corrupt(rng, problem, "result_slip")
+            out[index].append(labelled_row(index, problem, "\n".join(solution.lines), "result_slip"))
     return out
+
+
+def parity_blind_slip(rng: np.random.Generator, problem, attempts: int = 64):
+    """A result slip whose written value ``v_e + d`` has an even ``d``: its parity is the true
+    value's, so a verifier that checks only the parity of a line's result cannot see it."""
+    for _ in range(attempts):
+        solution = corrupt(rng, problem, "result_slip")
+        written = int(solution.lines[solution.first_error].rsplit("=", 1)[1])
+        if (written - problem.prefix_values[solution.first_error]) % 2 == 0:
+            return solution
+    raise ValueError(f"no even result slip drawn for {problem.text!r} in {attempts} tries")
 
 
 def sampled_rows(chosen, args, offset: int) -> dict[int, list[dict]]:
@@ -97,6 +113,10 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="output jsonl (Monte-Carlo label format)")
     parser.add_argument("--num-problems", type=int, default=4000)
     parser.add_argument("--corrupted", type=int, default=2, help="corrupted solutions per problem")
+    parser.add_argument("--extra-slips", type=int, default=0,
+                        help="further result-slip solutions per problem (a line's own arithmetic wrong)")
+    parser.add_argument("--even-slips", action="store_true",
+                        help="draw the extra slips with an even error, which a parity check of the result misses")
     parser.add_argument("--sampled-problems", type=int, default=1024, help="3-operation problems the SFT model solves")
     parser.add_argument("--samples", type=int, default=4, help="SFT samples per sampled problem")
     parser.add_argument("--min-ops", type=int, default=2)
