@@ -405,14 +405,23 @@ def plan(values, topology: str, *, preset=None, num_layers=None, programs=PROGRA
         except OutOfMemory as error:
             result["programs"][program.name] = {"shapes": program.shapes, "fits": False, "compile_error": str(error)}
     depth_rows: dict[str, dict[int, dict]] = {}
+    refused: dict[str, dict] = {}  # a shallower model that does not fit: neither does the full one
     for depth in extrapolate_from or ():
         shallow_run = dataclasses.replace(run, model=c.replace(num_layers=depth))
         for program in build_programs(shallow_run, mesh, shallow)[0]:
+            if program.name in refused:
+                continue
             log(f"compiling {program.name} at {depth} layers ({program.shapes}) ...")
-            depth_rows.setdefault(program.name, {})[depth] = compile_program(program, mesh)
+            try:
+                depth_rows.setdefault(program.name, {})[depth] = compile_program(program, mesh)
+            except OutOfMemory as error:
+                refused[program.name] = {"shapes": program.shapes, "fits": False,
+                                         "compile_error": f"already at {depth} layers: {error}"}
     for name, rows in depth_rows.items():
         takes = ("prm_params", "prm_opt") if name == "prm_update" else ("policy_params", "policy_opt")
-        result["programs"][name] = _finish(extrapolate(rows, c.num_layers), resident(takes), hbm)
+        if name not in refused:
+            result["programs"][name] = _finish(extrapolate(rows, c.num_layers), resident(takes), hbm)
+    result["programs"].update(refused)
     return result
 
 

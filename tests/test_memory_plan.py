@@ -124,3 +124,18 @@ def test_attention_backend_is_a_plan_setting(plan, tmp_path):
     assert einsum["model"]["attention"] == "xla" and "xla attention" in result.stdout
     splash_temp, einsum_temp = plan[0]["programs"]["logprob"]["temp"], einsum["programs"]["logprob"]["temp"]
     assert splash_temp < einsum_temp, (splash_temp, einsum_temp)
+
+
+def test_an_update_too_large_already_at_the_shallow_depth_is_reported_not_raised(tmp_path):
+    """Extrapolating the update programs from 1 and 2 layers: when the compiler refuses the 1-layer
+    program (here the einsum's float32 scores of a 16k-token sequence), the full model cannot fit
+    either; the plan says so in its row and exits 1 instead of stopping with a traceback."""
+    out = tmp_path / "plan.json"
+    result = _run("--gin", "configs/prime_qwen2.5_0.5b.gin", "--topology", "v5e:2x2", "--attention", "xla",
+                  "--gin", f"prime_jax.sharding.MeshConfig.fsdp = {FSDP}", "--gin",
+                  "prime_jax.rollout.SamplingConfig.max_new_tokens = 15360", "--programs", "policy_update",
+                  "--extrapolate-from", "1,2", "--out", str(out))
+    assert result.returncode == 1, result.stderr[-3000:]
+    row = json.loads(out.read_text())["programs"]["policy_update"]
+    assert row["fits"] is False and row["compile_error"].startswith("already at 1 layers: RESOURCE_EXHAUSTED")
+    assert "policy_update  does not fit: the TPU compiler refused it: already at 1 layers" in result.stdout
