@@ -67,6 +67,10 @@ class ModelConfig:
     (None or 0: all T at once). ``attention`` (compute setting too) picks the attention kernel
     (``models.attention``): ``xla`` (the einsum reference), ``dot_product_attention``, ``cudnn``,
     ``pallas_gpu``, ``splash``, or ``auto`` (the best for the platform; the einsum on CPU).
+    ``remat_barriers`` (compute setting) keeps (True) or drops (False) JAX's CSE barriers around
+    each rematerialised block (``jax.checkpoint(prevent_cse=...)``); None: the attention backend's
+    default (``attention.keeps_remat_barriers``). Which is smaller depends on the model and the
+    sequence length: ``python -m prime_jax.memory_plan`` measures it (docs/results.md section 6).
     """
 
     architecture: str = "qwen2"
@@ -87,6 +91,7 @@ class ModelConfig:
     dtype: str = "float32"
     param_dtype: str = "float32"
     remat: bool = False
+    remat_barriers: bool | None = None
     logits_chunk: int | None = None
     attention: str = "auto"
     bos_token_id: int | None = None
@@ -116,6 +121,9 @@ class ModelConfig:
         if self.logits_chunk is not None:  # 0: no chunking
             check_at_least("ModelConfig", "logits_chunk", self.logits_chunk, 0)
         check_choice("ModelConfig", "attention", self.attention, ATTENTION_BACKENDS)
+        if self.remat_barriers not in (None, True, False):
+            raise ValueError(f"ModelConfig.remat_barriers={self.remat_barriers!r}: give True, False or None "
+                             "(None: the attention backend's default)")
         if isinstance(self.rope_scaling, dict):
             scaling = dict(self.rope_scaling)
             _check_rope_scaling(scaling, "ModelConfig.rope_scaling")

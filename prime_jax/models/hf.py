@@ -171,17 +171,19 @@ class _SafetensorsReader:
 
 def from_pretrained(path: str | os.PathLike, *, dtype=jnp.float32, param_dtype=None,
                     mesh: jax.sharding.Mesh | None = None, remat: bool = False,
-                    logits_chunk: int | None = None, attention: str = "auto") -> Transformer:
+                    remat_barriers: bool | None = None, logits_chunk: int | None = None,
+                    attention: str = "auto") -> Transformer:
     """Load a local HF directory (config.json + safetensors) as a ``Transformer``.
 
     ``dtype`` is the compute dtype, ``param_dtype`` the storage dtype (default: ``dtype``).
     With ``mesh``, each parameter is placed straight into its ``PARAM_RULES`` sharding.
-    ``remat``, ``logits_chunk`` and ``attention`` set those compute settings of the ``ModelConfig``.
+    ``remat``, ``remat_barriers``, ``logits_chunk`` and ``attention`` set those compute settings of
+    the ``ModelConfig``.
     """
     path = os.fspath(path)
     config = ModelConfig.from_hf_file(
         path, dtype=jnp.dtype(dtype).name, param_dtype=jnp.dtype(param_dtype or dtype).name,
-        remat=remat, logits_chunk=logits_chunk, attention=attention)
+        remat=remat, remat_barriers=remat_barriers, logits_chunk=logits_chunk, attention=attention)
     return _load(path, lambda: Transformer(config, rngs=nnx.Rngs(0)), config, mesh, nnx_to_hf_name)
 
 

@@ -16,9 +16,10 @@ class ModelSource:
     """``hf_path``: load a local Hugging Face directory; else initialise ``config`` randomly.
 
     ``dtype``/``param_dtype`` override the loaded model's compute/storage dtypes; ``remat``,
-    ``logits_chunk`` and ``attention`` set those ``ModelConfig`` compute settings (activation
-    recomputation, vocabulary logits built ``logits_chunk`` positions at a time in log-prob
-    passes, and the attention kernel: ``models.attention``, "auto" = the platform's best).
+    ``remat_barriers``, ``logits_chunk`` and ``attention`` set those ``ModelConfig`` compute settings
+    (activation recomputation and whether it keeps JAX's CSE barriers, vocabulary logits built
+    ``logits_chunk`` positions at a time in log-prob passes, and the attention kernel:
+    ``models.attention``, "auto" = the platform's best).
     """
 
     hf_path: str | None = None
@@ -26,6 +27,7 @@ class ModelSource:
     dtype: str = "float32"
     param_dtype: str | None = None
     remat: bool = False
+    remat_barriers: bool | None = None
     logits_chunk: int | None = None
     attention: str = "auto"
 
@@ -36,13 +38,13 @@ def build_model(source: ModelSource, mesh: jax.sharding.Mesh, *, seed: int) -> T
         import jax.numpy as jnp
         return from_pretrained(source.hf_path, dtype=jnp.dtype(source.dtype),
                                param_dtype=jnp.dtype(source.param_dtype or source.dtype),
-                               mesh=mesh, remat=source.remat, logits_chunk=source.logits_chunk,
-                               attention=source.attention)
+                               mesh=mesh, remat=source.remat, remat_barriers=source.remat_barriers,
+                               logits_chunk=source.logits_chunk, attention=source.attention)
     if source.config is None:
         raise ValueError("ModelSource needs hf_path= a local HF directory or config= a ModelConfig")
     config = source.config.replace(dtype=source.dtype, param_dtype=source.param_dtype or source.dtype,
-                                   remat=source.remat, logits_chunk=source.logits_chunk,
-                                   attention=source.attention)
+                                   remat=source.remat, remat_barriers=source.remat_barriers,
+                                   logits_chunk=source.logits_chunk, attention=source.attention)
     with jax.set_mesh(mesh), nnx.logical_axis_rules(sharding.PARAM_RULES):
         return nnx.jit(lambda: Transformer(config, rngs=nnx.Rngs(seed)))()
 

@@ -34,6 +34,7 @@ the updated cache (``models.cache``). The attention kernel is ``config.attention
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -69,18 +70,19 @@ def _call_block(block: Block, *args):
     return block(*args)
 
 
-def _remat_block(block: Block, x_btd, positions_bt, kv):
+def _remat_block(block: Block, x_btd, positions_bt, kv, *, barriers: bool | None = None):
     """``block(...)`` whose activations are recomputed in the backward pass (``jax.checkpoint``
     over the block's split state, so it also works inside ``lax.map`` / ``scan`` bodies, where
     flax's lifted ``nnx.remat`` refuses a module merged at another trace level). ``kv`` is a
-    pytree (the cache-free ``FreshKV``). ``prevent_cse`` per the block's attention backend
-    (``attention.keeps_remat_barriers``)."""
+    pytree (the cache-free ``FreshKV``). ``prevent_cse = barriers``; None: per the block's
+    attention backend (``attention.keeps_remat_barriers``)."""
     graphdef, state = nnx.split(block)
 
     def pure(state, x_btd, positions_bt, kv):
         return nnx.merge(graphdef, state)(x_btd, positions_bt, kv)
 
-    barriers = keeps_remat_barriers(block.attn.attention, dtype=x_btd.dtype)
+    if barriers is None:
+        barriers = keeps_remat_barriers(block.attn.attention, dtype=x_btd.dtype)
     return jax.checkpoint(pure, prevent_cse=barriers)(state, x_btd, positions_bt, kv)
 
 
@@ -140,7 +142,8 @@ class Transformer(nnx.Module):
         embed_vd = sharding.constrain(self.embed[...], ("vocab", "embed"))
         x_btd = jnp.take(embed_vd, input_ids_bt, axis=0).astype(self.config.compute_dtype)
         x_btd = sharding.constrain(x_btd, ("batch", "length", "embed"))
-        call = _remat_block if self.config.remat and cache is None else _call_block
+        call = (functools.partial(_remat_block, barriers=self.config.remat_barriers)
+                if self.config.remat and cache is None else _call_block)
         written = []
         for i, block in enumerate(self.layers):
             x_btd, layer_written = call(block, x_btd, positions_bt, step.layer(i))

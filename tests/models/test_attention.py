@@ -146,6 +146,16 @@ def test_remat_keeps_xla_barriers_except_around_splash(backend, barriers):
         np.testing.assert_allclose(np.asarray(g), np.asarray(g_ref), rtol=1e-4, atol=GRAD_ATOL)
 
 
+@pytest.mark.parametrize("backend", ["xla", "splash"])
+@pytest.mark.parametrize("barriers", [True, False])
+def test_remat_barriers_setting_overrides_the_backend_default(backend, barriers):
+    """``ModelConfig.remat_barriers`` decides for every block when set (which is smaller depends on
+    the model and the sequence length: the 0.5B splash update at 16k tokens is smaller with them)."""
+    ids, mask = _prompts()
+    model = Transformer(CONFIG.replace(attention=backend, remat=True, remat_barriers=barriers), rngs=nnx.Rngs(4))
+    assert _checkpoint_params(model, ids, mask) == [barriers] * CONFIG.num_layers
+
+
 def test_gpu_paged_decode_kernel_matches_the_gather_reference():
     """Pallas GPU paged attention (interpreted) over a pool with unused ("no block") table
     entries, rows of 6, 3 and 12 slots: within ATOL of gathering the blocks + einsum."""

@@ -156,17 +156,21 @@ def test_micro_batch_sizes_are_checked(sharded_policy):
                     policy_mini_batch=8, logprob_rows_per_pass=12, prm_mode="before")
 
 
-def test_logits_chunk_is_a_compute_setting_not_an_hf_field(tmp_path):
+def test_logits_chunk_and_remat_barriers_are_compute_settings_not_hf_fields(tmp_path):
     config = CONFIG.replace(logits_chunk=512, remat=True)
     assert "logits_chunk" not in config.to_hf() and "remat" not in config.to_hf()
     save_pretrained(Transformer(config, rngs=nnx.Rngs(0)), tmp_path)
     assert "logits_chunk" not in (tmp_path / "config.json").read_text()
     mesh = sharding.make_mesh(sharding.MeshConfig(data=8))
     assert build_model(ModelSource(hf_path=str(tmp_path)), mesh, seed=0).config.logits_chunk is None
-    loaded = build_model(ModelSource(hf_path=str(tmp_path), logits_chunk=7), mesh, seed=0)
-    assert loaded.config.logits_chunk == 7
+    loaded = build_model(ModelSource(hf_path=str(tmp_path), logits_chunk=7, remat_barriers=True), mesh, seed=0)
+    assert loaded.config.logits_chunk == 7 and loaded.config.remat_barriers is True
+    assert build_model(ModelSource(config=CONFIG, remat_barriers=False), mesh, seed=0).config.remat_barriers is False
+    assert "remat_barriers" not in config.replace(remat_barriers=True).to_hf()
     with pytest.raises(ValueError, match="logits_chunk=-1"):
         CONFIG.replace(logits_chunk=-1)
+    with pytest.raises(ValueError, match="remat_barriers='yes'"):
+        CONFIG.replace(remat_barriers="yes")
 
 
 def test_remat_model_log_probs_in_passes():
