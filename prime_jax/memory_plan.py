@@ -39,6 +39,8 @@ full depth); such rows say so.
 
 ``--attention BACKEND`` plans the run with that attention kernel (``models.attention``; default: the
 config's ``ModelSource.attention``, ``auto`` = splash on TPU), ``xla`` being the einsum reference.
+``--gin 'prime_jax.models.source.ModelSource.remat_barriers = True'`` (or False) plans it with the
+CSE barriers of the rematerialised blocks kept (dropped) instead of the backend's default.
 
 The weights' architecture comes from ``ModelSource.config``, else ``ModelSource.hf_path``'s
 config.json, else ``--model PRESET`` or a known checkpoint name in ``hf_path``
@@ -92,6 +94,7 @@ from flax import nnx  # noqa: E402
 
 from prime_jax import gin_cli, sharding  # noqa: E402
 from prime_jax.models import PRESETS, KVCache, ModelConfig, Transformer, param_shardings  # noqa: E402
+from prime_jax.models.attention import keeps_remat_barriers  # noqa: E402
 from prime_jax.models.attention import resolve as resolve_attention  # noqa: E402
 from prime_jax.models.cache import KV_AXES  # noqa: E402
 from prime_jax.models.config import ATTENTION_BACKENDS  # noqa: E402
@@ -154,8 +157,8 @@ def model_config(source, preset: str | None = None, num_layers: int | None = Non
                             f"checkpoint name; give --model, one of {sorted(PRESETS)}")
         base = PRESETS[known[0]]
     base = base.replace(dtype=source.dtype, param_dtype=source.param_dtype or source.dtype,
-                        remat=source.remat, logits_chunk=source.logits_chunk,
-                        attention=attention or source.attention)
+                        remat=source.remat, remat_barriers=source.remat_barriers,
+                        logits_chunk=source.logits_chunk, attention=attention or source.attention)
     return base.replace(num_layers=num_layers) if num_layers else base
 
 
@@ -389,12 +392,14 @@ def plan(values, topology: str, *, preset=None, num_layers=None, programs=PROGRA
     built, state = build_programs(run, mesh, tuple(p for p in programs if p not in shallow))
     state_bytes = {k: per_device_bytes(v) for k, v in state.items()}
     c = run.model
+    backend = resolve_attention(c.attention, platform="tpu", dtype=c.compute_dtype)
+    barriers = c.remat_barriers if c.remat_barriers is not None else keeps_remat_barriers(backend)
     result = {
         "topology": topology, "devices": len(devices), "device_kind": devices[0].device_kind,
         "hbm_per_device": hbm, "mesh": dict(mesh.shape), "gin": list(values),
         "model": {"layers": c.num_layers, "hidden": c.hidden_size, "vocab": c.vocab_size, "dtype": c.dtype,
-                  "param_dtype": c.param_dtype, "remat": c.remat, "logits_chunk": c.logits_chunk,
-                  "attention": resolve_attention(c.attention, platform="tpu", dtype=c.compute_dtype)},
+                  "param_dtype": c.param_dtype, "remat": c.remat, "remat_barriers": barriers,
+                  "logits_chunk": c.logits_chunk, "attention": backend},
         "state_per_device": state_bytes, "programs": {},
     }
     resident = lambda takes: sum(v for k, v in state_bytes.items() if k not in takes)  # noqa: E731
@@ -430,7 +435,9 @@ def table(result: dict) -> str:
     gib = lambda x: f"{x / GIB:8.2f}"  # noqa: E731
     head = (f"memory plan: {result['topology']} ({result['devices']} x {result['device_kind']}, "
             f"{result['hbm_per_device'] / GIB:.0f} GiB HBM per device), mesh {result['mesh']}, "
-            f"{result['model']['layers']} layers, {result['model']['attention']} attention\n"
+            f"{result['model']['layers']} layers, {result['model']['attention']} attention"
+            + (f", remat {'with' if result['model']['remat_barriers'] else 'without'} CSE barriers"
+               if result['model']['remat'] else "") + "\n"
             "per device, GiB (resident: the trainer's other weights and optimiser states):\n")
     cols = ("argument", "output", "alias", "temp", "code", "program", "resident", "total")
     lines = [f"{'program':<14}" + "".join(f"{c:>9}" for c in cols) + "  fits   shapes"]
