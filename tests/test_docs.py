@@ -65,6 +65,9 @@ def _gin_binding_problem(name: str) -> str | None:
         return f"expected <Configurable>.<parameter> after {'.'.join(parts[:cut])}"
     text = source.read_text()
     owner = re.search(rf"^(\s*)(class|def) {rest[0]}\b(.*?)(?=^\1(?:class|def|@) |\Z)", text, flags=re.M | re.S)
+    exported = re.search(rf"^from (prime_jax[\w.]*) import [^\n]*\b{rest[0]}\b", text, flags=re.M)
+    if not owner and exported:  # a package re-exporting the configurable (gin binds it by this name)
+        return _gin_binding_problem(f"{exported.group(1)}.{rest[0]}.{rest[1]}")
     if not owner:
         return f"{source.relative_to(REPO)} defines no {rest[0]}"
     if owner.group(2) == "def":  # a configurable function: the parameter is in its signature
