@@ -77,6 +77,8 @@ METHODS = {  # workdir prefix -> (name, bindings); {offline} / {explicit} are th
                     "prime_jax.rewards.ImplicitRewardConfig.granularity = 'step'"]),
     "prime_min": ("PRIME, future-min token credit (not PURE)", ["prime_jax.advantages.AdvantageConfig.credit = 'future_min'"]),
     "spro": ("SPRO (policy as its own PRM, masked step advantage)", ["configs/spro.gin"]),
+    "spro_beta0.5": ("SPRO, beta 0.5 (10x: its process term scales with beta)",
+                     ["configs/spro.gin", "prime_jax.rewards.ImplicitRewardConfig.beta = 0.5"]),
     "self_prm_sum": ("Policy as its own PRM, PRIME's credit", ["prime_jax.rl.config.PrimeConfig.self_prm = True"]),
     "shadow_prm": ("Shadow PRM (process coef 1e-3)", ["prime_jax.advantages.AdvantageConfig.process_coef = 1e-3"]),
     "prime_fill": ("PRIME, short batches filled from dropped groups",
