@@ -8,9 +8,10 @@ evaluation set, which uses the eval split): one correct solution and ``--corrupt
 an error of a kind drawn in turn from ``arithmetic_errors.ERROR_KINDS`` (result slip, wrong operand,
 wrong operator, copy error, skipped step, wrong box, compensating pair), plus ``--extra-slips`` more
 result slips (the kind that needs the line's arithmetic checked, not a comparison; with
-``--even-slips`` only slips by an even amount, which a check of the result's parity misses); and ``--samples`` of the
-SFT model's own solutions (temperature 1) of ``--sampled-problems`` further train problems of the
-task's default distribution (3 operations, what the model was trained on and errs on naturally).
+``--even-slips`` only slips by an even amount, which a check of the result's parity misses); and
+``--samples`` of the SFT model's own solutions (temperature 1) of ``--sampled-problems`` further
+train problems of the task's default distribution (3 operations, what the model was trained on and
+errs on naturally).
 Every step is labelled exactly: ``hard_k = 1`` iff steps 0..k are all right (the task's
 "prefix still correct" label), ``soft = hard``. Output: the Monte-Carlo label jsonl that
 ``StepLabelConfig.labels = "mc_hard"`` reads (``reward_models.mc_labels``: prompt_index, prompt,
