@@ -15,6 +15,7 @@ from prime_jax.models import ModelConfig, Transformer  # noqa: E402
 from prime_jax.models import attention as attn  # noqa: E402
 from prime_jax.models.attention_paged import paged_attend  # noqa: E402
 from prime_jax.models.cache import PagedKVCache  # noqa: E402
+from prime_jax.training.abstract_arrays import abstract_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,7 @@ CONFIG = ModelConfig(vocab_size=256, hidden_size=256, intermediate_size=256, num
 @pytest.mark.parametrize("remat", [False, True])
 def test_model_training_step_and_paged_decode_compile_with_auto_attention(mesh, remat):
     """With ``remat`` the blocks are checkpointed without CSE barriers around splash."""
-    graphdef, params = memory_plan.abstract_model(CONFIG.replace(remat=remat), mesh)
+    graphdef, params = abstract_model(CONFIG.replace(remat=remat), mesh)
     ids = _spec(mesh, (4, 256), ("batch", "length"), jnp.int32)
 
     def loss(params, ids):
