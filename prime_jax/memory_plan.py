@@ -155,9 +155,7 @@ def model_config(source, preset: str | None = None, num_layers: int | None = Non
             raise PlanError(f"ModelSource.hf_path={hf_path!r} has no config.json here and is no known "
                             f"checkpoint name; give --model, one of {sorted(PRESETS)}")
         base = PRESETS[known[0]]
-    base = base.replace(dtype=source.dtype, param_dtype=source.param_dtype or source.dtype,
-                        remat=source.remat, remat_barriers=source.remat_barriers,
-                        logits_chunk=source.logits_chunk, attention=attention or source.attention)
+    base = source.settings_on(base).replace(attention=attention or source.attention)
     return base.replace(num_layers=num_layers) if num_layers else base
 
 

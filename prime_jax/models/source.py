@@ -31,6 +31,12 @@ class ModelSource:
     logits_chunk: int | None = None
     attention: str = "auto"
 
+    def settings_on(self, config: ModelConfig) -> ModelConfig:
+        """``config`` with this source's dtypes and compute settings (what ``build_model`` builds)."""
+        return config.replace(dtype=self.dtype, param_dtype=self.param_dtype or self.dtype, remat=self.remat,
+                              remat_barriers=self.remat_barriers, logits_chunk=self.logits_chunk,
+                              attention=self.attention)
+
 
 def build_model(source: ModelSource, mesh: jax.sharding.Mesh, *, seed: int) -> Transformer:
     """The model, with its weights created directly in their mesh sharding."""
@@ -42,9 +48,7 @@ def build_model(source: ModelSource, mesh: jax.sharding.Mesh, *, seed: int) -> T
                                logits_chunk=source.logits_chunk, attention=source.attention)
     if source.config is None:
         raise ValueError("ModelSource needs hf_path= a local HF directory or config= a ModelConfig")
-    config = source.config.replace(dtype=source.dtype, param_dtype=source.param_dtype or source.dtype,
-                                   remat=source.remat, remat_barriers=source.remat_barriers,
-                                   logits_chunk=source.logits_chunk, attention=source.attention)
+    config = source.settings_on(source.config)
     with jax.set_mesh(mesh), nnx.logical_axis_rules(sharding.PARAM_RULES):
         return nnx.jit(lambda: Transformer(config, rngs=nnx.Rngs(seed)))()
 
