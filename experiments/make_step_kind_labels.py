@@ -34,7 +34,7 @@ from prime_jax.data import encode_prompts, left_pad, load_tokenizer
 from prime_jax.data.steps import split_steps
 from prime_jax.data.synthetic import (ArithmeticConfig, label_arithmetic_steps, make_arithmetic_problems,
                                       solve_arithmetic)
-from prime_jax.data.synthetic.arithmetic_errors import CORRECT, ERROR_KINDS, corrupt
+from prime_jax.data.synthetic.arithmetic_errors import CORRECT, ERROR_KINDS, corrupt, written_error
 from prime_jax.experience.generate import decode_responses
 from prime_jax.models import from_pretrained
 from prime_jax.rollout import SamplingConfig, sample
@@ -77,8 +77,7 @@ def parity_blind_slip(rng: np.random.Generator, problem, attempts: int = 64):
     value's, so a verifier that checks only the parity of a line's result cannot see it."""
     for _ in range(attempts):
         solution = corrupt(rng, problem, "result_slip")
-        written = int(solution.lines[solution.first_error].rsplit("=", 1)[1])
-        if (written - problem.prefix_values[solution.first_error]) % 2 == 0:
+        if written_error(problem, solution.lines[solution.first_error], solution.first_error) % 2 == 0:
             return solution
     raise ValueError(f"no even result slip drawn for {problem.text!r} in {attempts} tries")
 

@@ -14,17 +14,11 @@ from __future__ import annotations
 import argparse
 
 from prime_jax.data.synthetic import parse_arithmetic_problem
+from prime_jax.data.synthetic.arithmetic_errors import written_error
 from prime_jax.eval.processbench import load_processbench, score_records
 from prime_jax.step_verifiers import load_step_verifier
 
 DEV = "prime_jax/assets/processbench/arithmetic_dev_kinds.jsonl"
-
-
-def slip_error(record) -> int:
-    """``d``: the written minus the true result of the record's first wrong line."""
-    problem = parse_arithmetic_problem(record.problem)
-    written = int(record.steps[record.label].rsplit("=", 1)[1])
-    return written - problem.prefix_values[record.label]
 
 
 def main() -> None:
@@ -38,7 +32,8 @@ def main() -> None:
     probs = score_records(load_step_verifier(args.verifier, kind="explicit_prm"), slips, batch_size=64)
     counts = {"even": [0, 0], "odd": [0, 0]}
     for record, probs_k in zip(slips, probs):
-        d, p = slip_error(record), float(probs_k[record.label])
+        d = written_error(parse_arithmetic_problem(record.problem), record.steps[record.label], record.label)
+        p = float(probs_k[record.label])
         caught = p < args.threshold
         counts["odd" if d % 2 else "even"][0] += caught
         counts["odd" if d % 2 else "even"][1] += 1

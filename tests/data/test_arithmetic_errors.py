@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from prime_jax.data.synthetic.arithmetic import ArithmeticProblem, label_arithmetic_steps
-from prime_jax.data.synthetic.arithmetic_errors import CORRECT, ERROR_KINDS, corrupt, error_rows
+from prime_jax.data.synthetic.arithmetic_errors import CORRECT, ERROR_KINDS, corrupt, error_rows, written_error
 
 LINE = re.compile(r"^(-?\d+)([-+*/])(\d+)=(-?\d+)$")
 PROBLEM = ArithmeticProblem(7, (("+", 5), ("*", 3), ("-", 4), ("+", 9)))  # values 12, 36, 32, 41
@@ -41,6 +41,11 @@ def test_result_slip_keeps_operands_and_continues_from_the_written_value():
         assert rows[e][1:3] == (PROBLEM.steps[e][0], str(PROBLEM.steps[e][1]))
         assert int(rows[e][3]) != PROBLEM.prefix_values[e]
         assert all(rows[i + 1][0] == rows[i][3] for i in range(len(rows) - 1))
+
+
+def test_written_error_is_the_written_minus_the_true_result():
+    assert written_error(PROBLEM, "12*3=36", 1) == 0
+    assert written_error(PROBLEM, "12*3=38", 1) == 2 and written_error(PROBLEM, "36-4=-1", 2) == -33
 
 
 def test_wrong_operand_uses_an_operand_not_the_problems():

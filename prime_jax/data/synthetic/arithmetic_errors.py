@@ -101,6 +101,12 @@ def _first_error_override(rng, problem: ArithmeticProblem, kind: str, step: int,
     raise ValueError(f"not a first-line error kind: {kind!r}")
 
 
+def written_error(problem: ArithmeticProblem, line: str, step: int) -> int:
+    """``d`` of line ``step`` written ``a op b = v_step + d``: its written result minus the true
+    prefix value ``v_step`` (a result slip's error; 0 on a right line)."""
+    return int(line.rsplit("=", 1)[1]) - problem.prefix_values[step]
+
+
 def corrupt(rng: np.random.Generator, problem: ArithmeticProblem, kind: str,
             config: ArithmeticConfig = ArithmeticConfig()) -> KindedSolution:
     """One solution of ``problem`` with an error of ``kind`` (or ``"correct"``), labelled exactly.
