@@ -162,8 +162,10 @@ def train_policy_gradient(mode: str, config: DidacticConfig, target, graphdef, p
         rewards_b = didactic.outcome_rewards(tokens_bl, target)
         q_pi_bl = None
         if config.q_rollouts:
+            decided_bl = didactic.matched_states(tokens_bl, target)[:, 1:] >= didactic.FOUND  # found or ended
             extra_bl = mc_step_q(policy, tokens_bl, prompt_id=BOS, num_rollouts=config.q_rollouts, key=key_q,
-                                 reward_fn=lambda r: didactic.outcome_rewards(r, target), eos_id=didactic.EOS)
+                                 reward_fn=lambda r: didactic.outcome_rewards(r, target), eos_id=didactic.EOS,
+                                 determined_bl=decided_bl)
             q_pi_bl = (rewards_b[:, None] + config.q_rollouts * extra_bl) / (config.q_rollouts + 1)
         w_bl = token_weights(mode, config, target, tokens_bl, mask_bl, rewards_b, q_pi_bl)
         params, opt_state, _ = update(params, opt_state, tokens_bl, mask_bl.astype(np.float32), w_bl)

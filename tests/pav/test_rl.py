@@ -53,6 +53,41 @@ def test_mc_q_is_exact_where_the_outcome_is_already_decided(tiny_policy):
     np.testing.assert_array_equal(q_bl[3, 1:], 0.0)   # after EOS nothing can succeed
 
 
+def test_own_continuations_rebuild_the_row():
+    tokens_bl = np.array([[1, 2, 3]])
+    conts = mc_q.own_continuations(tokens_bl, pad_id=0)
+    np.testing.assert_array_equal(conts, [[2, 3], [3, 0], [0, 0]])
+    np.testing.assert_array_equal(mc_q.completed_responses(tokens_bl, conts, 1), [[1, 2, 3]] * 3)
+
+
+def test_mc_q_rolls_out_each_distinct_undecided_prefix_once(tiny_policy, monkeypatch):
+    """Repeated rows share one set of rollouts (identical estimates); a prefix marked determined
+    is scored on the row itself and never sampled; the sampler sees a power-of-two row count."""
+    calls = []
+    real_sample = mc_q.sample
+
+    def counting_sample(policy, prompts, masks, **kwargs):
+        calls.append(np.asarray(prompts))
+        return real_sample(policy, prompts, masks, **kwargs)
+
+    monkeypatch.setattr(mc_q, "sample", counting_sample)
+    row = np.array([0, 2, 7, 9, 3, 1, 4, 1, 5, 6])
+    tokens_bl = np.stack([row, row, row, np.r_[row[:3], [EOS] * 7]])
+    decided_bl = didactic.matched_states(tokens_bl, TARGET)[:, 1:] >= didactic.FOUND
+    q_bl = mc_q.mc_step_q(nnx.merge(*tiny_policy), tokens_bl, prompt_id=didactic_rl.BOS, num_rollouts=3,
+                          key=jax.random.key(1), reward_fn=lambda r: didactic.outcome_rewards(r, TARGET),
+                          eos_id=EOS, determined_bl=decided_bl)
+    (prompts,) = calls
+    # distinct undecided prefixes: row's first 8 (found at position 8; the last is the row) - the
+    # EOS row shares its first 3 and ends after the 4th: 8 distinct, padded to 8.
+    assert len(prompts) == 8
+    np.testing.assert_array_equal(q_bl[0], q_bl[1])
+    np.testing.assert_array_equal(q_bl[0], q_bl[2])
+    np.testing.assert_array_equal(q_bl[3, :3], q_bl[0, :3])
+    np.testing.assert_array_equal(q_bl[0, 8:], 1.0)
+    np.testing.assert_array_equal(q_bl[3, 3:], 0.0)
+
+
 def test_leave_one_out_baseline():
     np.testing.assert_allclose(didactic_rl.leave_one_out_baseline(np.array([1.0, 0.0, 0.0, 1.0])),
                                [1 / 3, 2 / 3, 2 / 3, 1 / 3])
