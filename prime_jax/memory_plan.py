@@ -39,8 +39,8 @@ full depth); such rows say so.
 
 ``--attention BACKEND`` plans the run with that attention kernel (``models.attention``; default: the
 config's ``ModelSource.attention``, ``auto`` = splash on TPU), ``xla`` being the einsum reference.
-``--gin 'prime_jax.models.source.ModelSource.remat_barriers = True'`` (or False) plans it with the
-CSE barriers of the rematerialised blocks kept (dropped) instead of the backend's default.
+``--gin 'prime_jax.models.source.ModelSource.remat_barriers = False'`` plans it with the CSE
+barriers of the rematerialised blocks dropped (kept by default).
 
 The weights' architecture comes from ``ModelSource.config``, else ``ModelSource.hf_path``'s
 config.json, else ``--model PRESET`` or a known checkpoint name in ``hf_path``
@@ -93,7 +93,6 @@ from flax import nnx  # noqa: E402
 
 from prime_jax import gin_cli, sharding  # noqa: E402
 from prime_jax.models import PRESETS, ModelConfig  # noqa: E402
-from prime_jax.models.attention import keeps_remat_barriers  # noqa: E402
 from prime_jax.models.attention import resolve as resolve_attention  # noqa: E402
 from prime_jax.models.config import ATTENTION_BACKENDS  # noqa: E402
 from prime_jax.reward_models.updates import LabelledMiniBatch, make_prm_update  # noqa: E402
@@ -337,12 +336,11 @@ def plan(values, topology: str, *, preset=None, num_layers=None, programs=PROGRA
     state_bytes = {k: per_device_bytes(v) for k, v in state.items()}
     c = run.model
     backend = resolve_attention(c.attention, platform="tpu", dtype=c.compute_dtype)
-    barriers = c.remat_barriers if c.remat_barriers is not None else keeps_remat_barriers(backend)
     result = {
         "topology": topology, "devices": len(devices), "device_kind": devices[0].device_kind,
         "hbm_per_device": hbm, "mesh": dict(mesh.shape), "gin": list(values),
         "model": {"layers": c.num_layers, "hidden": c.hidden_size, "vocab": c.vocab_size, "dtype": c.dtype,
-                  "param_dtype": c.param_dtype, "remat": c.remat, "remat_barriers": barriers,
+                  "param_dtype": c.param_dtype, "remat": c.remat, "remat_barriers": c.remat_barriers,
                   "logits_chunk": c.logits_chunk, "attention": backend},
         "state_per_device": state_bytes, "programs": {},
     }

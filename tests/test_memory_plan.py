@@ -57,8 +57,8 @@ def test_plan_reads_the_config_and_the_topology(plan):
     assert data["mesh"] == {"data": 1, "fsdp": FSDP, "tensor": 1}
     assert data["hbm_per_device"] == 16 * GIB
     assert data["model"] == {"layers": 1, "hidden": D, "vocab": V, "dtype": "bfloat16", "param_dtype": "float32",
-                             "remat": True, "remat_barriers": False, "logits_chunk": 512,
-                             "attention": "splash"}  # auto on TPU, which drops the barriers by default
+                             "remat": True, "remat_barriers": True, "logits_chunk": 512,
+                             "attention": "splash"}  # auto on TPU; barriers kept by default
     assert set(data["programs"]) == {"decode", "logprob"}
     assert "decode" in stdout and "logprob" in stdout and "fits" in stdout
     for row in data["programs"].values():

@@ -87,16 +87,6 @@ def resolve(backend: str, platform: str | None = None, dtype=jnp.float32) -> str
     return "xla"
 
 
-def keeps_remat_barriers(backend: str, dtype=jnp.float32) -> bool:
-    """Whether a rematerialised block attending with ``backend`` keeps JAX's CSE barriers
-    (``jax.checkpoint(prevent_cse=True)``). The XLA backends need them: without, XLA merges the
-    recomputation with the forward and keeps its activations (0.5B update on v5e:2x4: +1.11 GiB per
-    layer instead of +0.14). Around the opaque splash kernel they cost memory instead (+0.31 GiB per
-    layer with them, +0.10 without) - on the 0.5B; the 7B on v5p is 1.5 GiB larger per chip without
-    (docs/results.md section 6)."""
-    return resolve(backend, dtype=dtype) != "splash"
-
-
 def einsum_attention(q_btnh, k_bksh, v_bksh, mask: AttentionMask) -> jax.Array:
     """The reference: both einsums keep (b, k) as leading batch dims (no transpose of the cache);
     a fully masked query row yields a uniform average (finite)."""

@@ -171,7 +171,7 @@ class _SafetensorsReader:
 
 def from_pretrained(path: str | os.PathLike, *, dtype=jnp.float32, param_dtype=None,
                     mesh: jax.sharding.Mesh | None = None, remat: bool = False,
-                    remat_barriers: bool | None = None, logits_chunk: int | None = None,
+                    remat_barriers: bool = True, logits_chunk: int | None = None,
                     attention: str = "auto") -> Transformer:
     """Load a local HF directory (config.json + safetensors) as a ``Transformer``.
 

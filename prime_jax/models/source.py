@@ -27,7 +27,7 @@ class ModelSource:
     dtype: str = "float32"
     param_dtype: str | None = None
     remat: bool = False
-    remat_barriers: bool | None = None
+    remat_barriers: bool = True
     logits_chunk: int | None = None
     attention: str = "auto"
 

@@ -42,7 +42,6 @@ from flax import nnx
 from flax.linen import get_logical_axis_rules  # public accessor of the rules nnx.logical_axis_rules sets
 
 from prime_jax import sharding
-from prime_jax.models.attention import keeps_remat_barriers
 from prime_jax.models.cache import KVCache, KVLayer, NoCache
 from prime_jax.models.config import ModelConfig
 from prime_jax.models.layers import MLP, Attention, RMSNorm, make_param
@@ -70,19 +69,16 @@ def _call_block(block: Block, *args):
     return block(*args)
 
 
-def _remat_block(block: Block, x_btd, positions_bt, kv, *, barriers: bool | None = None):
+def _remat_block(block: Block, x_btd, positions_bt, kv, *, barriers: bool = True):
     """``block(...)`` whose activations are recomputed in the backward pass (``jax.checkpoint``
     over the block's split state, so it also works inside ``lax.map`` / ``scan`` bodies, where
     flax's lifted ``nnx.remat`` refuses a module merged at another trace level). ``kv`` is a
-    pytree (the cache-free ``FreshKV``). ``prevent_cse = barriers``; None: per the block's
-    attention backend (``attention.keeps_remat_barriers``)."""
+    pytree (the cache-free ``FreshKV``). ``prevent_cse = barriers``."""
     graphdef, state = nnx.split(block)
 
     def pure(state, x_btd, positions_bt, kv):
         return nnx.merge(graphdef, state)(x_btd, positions_bt, kv)
 
-    if barriers is None:
-        barriers = keeps_remat_barriers(block.attn.attention, dtype=x_btd.dtype)
     return jax.checkpoint(pure, prevent_cse=barriers)(state, x_btd, positions_bt, kv)
 
 
