@@ -13,7 +13,8 @@ training outcome reward reaches ``--target``. Arms: ``outcome`` (REINFORCE on th
 Q^pi = the row's own outcome: one sample) and ``effective`` (+ alpha A^mu of mu_gamma); with
 ``--q-rollouts K`` also ``outcome_mc`` / ``effective_mc`` with Q^pi the mean of the row and K policy
 rollouts from each prefix (K > 100: the paper's near-oracle Q^pi), and then the headline uses
-those; with ``--sweep-gammas`` the effective arm once per prover strength.
+those; with ``--sweep-gammas`` the effective arm once per prover strength (with the headline's
+``Q^pi``, compared with the headline's outcome arm).
 
 The summary (``didactic_rl.summarise_runs``): per-seed ratios outcome / effective over the seeds
 where both arms reached the target; a cut effective run refuses the ratio; no inf. stdout gets one
@@ -49,7 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="K > 0 adds the outcome_mc / effective_mc arms (Q^pi from the row and K policy "
                              "rollouts per prefix) and the headline uses them")
     parser.add_argument("--sweep-gammas", type=float, nargs="*", default=[],
-                        help="also run the one-sample effective arm at each of these prover strengths")
+                        help="also run the headline's effective arm at each of these prover strengths")
     return parser.parse_args(argv)
 
 
@@ -60,8 +61,9 @@ def arms(args) -> dict[str, tuple[str, didactic_rl.DidacticConfig]]:
     if args.q_rollouts:
         mc = dataclasses.replace(base, q_rollouts=args.q_rollouts)
         out |= {"outcome_mc": ("outcome", mc), "effective_mc": ("effective", mc)}
+    sweep_base = out["effective_mc" if args.q_rollouts else "effective"][1]
     for gamma in args.sweep_gammas:
-        out.setdefault(f"effective_gamma{gamma:g}", ("effective", dataclasses.replace(base, prover_gamma=gamma)))
+        out.setdefault(f"effective_gamma{gamma:g}", ("effective", dataclasses.replace(sweep_base, prover_gamma=gamma)))
     return out
 
 
@@ -92,7 +94,7 @@ def main(argv=None) -> None:
             counts[name].append(n)
     pair = ("outcome_mc", "effective_mc") if args.q_rollouts else ("outcome", "effective")
     for gamma in args.sweep_gammas:
-        sweep = didactic_rl.summarise_runs(counts["outcome"], counts[f"effective_gamma{gamma:g}"])
+        sweep = didactic_rl.summarise_runs(counts[pair[0]], counts[f"effective_gamma{gamma:g}"])
         print(sweep.line(args.target, name=f"pav_didactic_sweep gamma={gamma:g}"))
     if args.q_rollouts:
         print(didactic_rl.summarise_runs(counts["outcome"], counts["effective"]).line(
