@@ -74,6 +74,13 @@ def timed(fn, *args, repeats: int = 3) -> float:
     return best
 
 
+def failure(label: str, error: Exception, **fields) -> dict:
+    """Report a variant this device cannot run (printed, and as its JSON record) instead of ending
+    the check: one failing kernel must not cost the other numbers of a short device session."""
+    print(f"{label}: failed ({type(error).__name__}: {str(error)[:200]})", flush=True)
+    return {**fields, "error": str(error)[:500]}
+
+
 def make_policy(small: bool, attention: str = "auto", preset: str = "qwen2.5-0.5b") -> Transformer:
     config = PRESETS[preset].replace(dtype="bfloat16", param_dtype="bfloat16", attention=attention)
     if small:
@@ -137,9 +144,8 @@ def check_decode(policy: Transformer, rows_list, context: int, peak_hbm) -> list
             try:
                 seconds = timed(decode_loop(graphdef, layout == "paged", context), state, cache,
                                 jnp.zeros((rows,), jnp.int32))
-            except Exception as error:  # noqa: BLE001 - a kernel this device cannot run is reported, not fatal
-                print(f"decode {layout} rows={rows}: failed ({type(error).__name__}: {str(error)[:200]})", flush=True)
-                out.append({"layout": layout, "rows": rows, "context": context, "error": str(error)[:500]})
+            except Exception as error:  # noqa: BLE001 - see failure()
+                out.append(failure(f"decode {layout} rows={rows}", error, layout=layout, rows=rows, context=context))
                 continue
             step = seconds / DECODE_STEPS
             kv_bytes = 2 * c.num_layers * rows * (context + DECODE_STEPS / 2) * c.num_kv_heads * c.head_dim * 2
@@ -174,9 +180,8 @@ def check_update(small: bool, backends, rows: int, length: int, peak_flops, pres
 
         try:
             seconds = timed(one_step)
-        except Exception as error:  # noqa: BLE001 - a backend this device cannot run is reported, not fatal
-            print(f"update {backend}: failed ({type(error).__name__}: {str(error)[:200]})", flush=True)
-            out.append({"attention": backend, "error": str(error)[:500]})
+        except Exception as error:  # noqa: BLE001 - see failure()
+            out.append(failure(f"update {backend}", error, attention=backend))
             continue
         _, count = param_bytes_and_count(policy)
         flops = 6 * count * rows * length + 6 * c.num_layers * rows * length ** 2 * c.num_heads * c.head_dim
