@@ -1,7 +1,6 @@
 """Implicit process rewards and step splitting (prime_jax/rewards.py)."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st

@@ -28,7 +28,6 @@ import functools
 from typing import ClassVar, Protocol
 
 import jax
-import jax.numpy as jnp
 
 from prime_jax import advantages, rewards
 from prime_jax.rl.config import PrimeConfig

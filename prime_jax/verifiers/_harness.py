@@ -30,7 +30,6 @@ import signal
 import socket
 import stat
 import struct
-import sys
 import time
 
 PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 4, 36
