@@ -40,6 +40,9 @@ setup(
                  "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29",
                  # TPU compiler for the ahead-of-time memory plans (prime_jax.memory_plan); no TPU needed
                  "libtpu==0.0.42.1",
+                 # CUDA compiler (XLA's GPU backend, Triton) and cuDNN for the GPU plans and kernel
+                 # lowering tests (prime_jax.topologies); no GPU or driver needed
+                 "jax[cuda12-local]", "nvidia-cudnn-cu12>=9.8,<10", "nvidia-cuda-runtime-cu12",
                  # tests/test_docs.py builds the documentation site with --strict
                  *DOCS],
         "docs": DOCS,

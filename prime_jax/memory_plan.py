@@ -1,11 +1,12 @@
 """CLI: ``python -m prime_jax.memory_plan --gin CONFIG --topology NAME [--gin BINDING ...] [--out FILE.json]``.
 Exit status 0 when every program fits, 1 when one does not, 2 on a bad argument.
 
-Compile-time memory plan of a PRIME run on a TPU slice, without the hardware. The gin config is
-parsed as ``prime_jax.train`` parses it; the run's step programs are then lowered and compiled
-ahead of time (``jax.jit(...).lower(...).compile()``) for the TPU topology ``NAME`` that ``libtpu``
-describes (``jax.experimental.topologies``: ``v5e:2x4``, ``v4:4x4x4``, ...), over the config's
-``MeshConfig`` mesh built on that topology's devices. No weight is ever materialised: the model,
+Compile-time memory plan of a PRIME run on a TPU slice or GPU nodes, without the hardware. The gin
+config is parsed as ``prime_jax.train`` parses it; the run's step programs are then lowered and
+compiled ahead of time (``jax.jit(...).lower(...).compile()``) for the topology ``NAME`` that
+``prime_jax.topologies`` describes (TPU: libtpu's ``v5e:2x4``, ``v4:4x4x4``, ...; NVIDIA GPU through
+the CUDA plugin: ``h100:8``, ``h200:2x8``, ...), over the config's ``MeshConfig`` mesh built on that
+topology's devices. No weight is ever materialised: the model,
 its optimiser states, the KV cache and the batches are abstract arrays (``nnx.eval_shape``,
 ``jax.ShapeDtypeStruct`` with their ``NamedSharding``), laid out by ``sharding.PARAM_RULES`` /
 ``ACTIVATION_RULES`` exactly as the trainer lays them out. The programs are the project's own:
@@ -27,8 +28,10 @@ For each program ``compiled.memory_analysis()`` gives, per device: argument, out
 bytes. ``program = argument + output - alias + temp + code`` is the program's own footprint; the
 trainer also keeps the rest of its state on the device meanwhile (policy, PRM and reference
 weights, both optimiser states: whatever the program does not take as an argument), counted as
-``resident``. ``fits`` compares ``program + resident`` with the device's HBM (``HBM_GIB``, per
-chip; v4 and v5p are compiled as megacore, one device per chip, as JAX runs them).
+``resident``. ``fits`` compares ``program + resident`` with the device's memory
+(``topologies.memory_per_device``: a TPU chip's HBM, v4 and v5p compiled as megacore, one device per
+chip, as JAX runs them; a GPU's memory times JAX's allocator fraction, ``XLA_PYTHON_CLIENT_MEM_FRACTION``,
+default 0.75).
 
 The optimiser state is laid out as ``training.state.init_optimizer`` creates it (Adam's moments
 sharded like their weights). ``--extrapolate-from A,B``
@@ -38,15 +41,15 @@ depth (a quick look: full-depth update compiles took 5.5-9.5 min on 2 CPU cores 
 full depth); such rows say so.
 
 ``--attention BACKEND`` plans the run with that attention kernel (``models.attention``; default: the
-config's ``ModelSource.attention``, ``auto`` = splash on TPU), ``xla`` being the einsum reference.
+config's ``ModelSource.attention``; ``auto`` = splash on TPU, cuDNN on GPU), ``xla`` being the einsum
+reference.
 ``--gin 'prime_jax.models.source.ModelSource.remat_barriers = False'`` plans it with the CSE
 barriers of the rematerialised blocks dropped (kept by default).
 
 The weights' architecture comes from ``ModelSource.config``, else ``ModelSource.hf_path``'s
 config.json, else ``--model PRESET`` or a known checkpoint name in ``hf_path``
 (``KNOWN_CHECKPOINTS``). ``--num-layers`` plans a shallower copy (cheaper to compile; every layer
-holds the same bytes). libtpu's host-discovery warnings are silenced through its environment
-variables (``LIBTPU_ENV``); the compile runs on the CPU and needs no TPU.
+holds the same bytes). The compile runs on the CPU and needs no accelerator.
 """
 
 from __future__ import annotations
@@ -55,21 +58,10 @@ import argparse
 import dataclasses
 import inspect
 import json
-import os
 import pathlib
 import sys
 import time
 
-HBM_GIB = {"v4": 32.0, "v5e": 16.0, "v5p": 95.0, "v6e": 32.0}  # HBM per chip, GiB
-MEGACORE = ("v4", "v5p")  # two TensorCores per chip, one JAX device (chip_config_name="megacore")
-WORKING_TOPOLOGIES = ("v5e:2x2", "v5e:2x4", "v5e:4x4", "v6e:2x2", "v6e:2x4", "v4:2x2x1", "v4:2x2x2",
-                      "v4:4x4x4", "v5p:2x2x1", "v5p:2x2x4", "v5p:4x4x4")
-LIBTPU_ENV = {  # no metadata server, no worker discovery, no log spam (checked with libtpu 0.0.42.1)
-    "TPU_SKIP_MDS_QUERY": "1", "TPU_WORKER_HOSTNAMES": "localhost", "TPU_WORKER_ID": "0",
-    "TPU_HOST_BOUNDS": "1,1,1", "TPU_MIN_LOG_LEVEL": "3", "TPU_STDERR_LOG_LEVEL": "3",
-    "GRPC_VERBOSITY": "ERROR",
-    "ALLOW_MULTIPLE_LIBTPU_LOAD": "1",  # another jax process may hold /tmp/libtpu_lockfile
-}
 KNOWN_CHECKPOINTS = {"qwen2.5-0.5b": "qwen2.5-0.5b", "qwen2.5-math-7b": "qwen2.5-math-7b",  # hf_path name
                      "eurus-2-7b": "qwen2.5-math-7b"}  # -> models.PRESETS (Eurus-2-7B-SFT: a Qwen2.5-Math-7B)
 PROGRAMS = ("decode", "logprob", "prm_update", "policy_update")
@@ -82,9 +74,7 @@ class PlanError(ValueError):
     """A topology, model or config the plan cannot use; the message says which and why."""
 
 
-for _name, _value in LIBTPU_ENV.items():  # before libtpu is loaded (it reads them once)
-    os.environ.setdefault(_name, _value)
-
+from prime_jax import topologies  # noqa: E402 - quiets libtpu before jax loads it
 import gin  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -104,22 +94,7 @@ from prime_jax.training.abstract_arrays import (abstract_cache, abstract_model, 
 from prime_jax.training.forward import make_logprob_fn  # noqa: E402
 
 
-# ----------------------------------------------------------------------------- topology + config
-def topology_devices(name: str) -> list:
-    """The devices of TPU topology ``name`` (e.g. "v5e:2x4"), described by libtpu."""
-    generation = name.split(":")[0]
-    if generation not in HBM_GIB or ":" not in name:
-        raise PlanError(f"--topology {name!r}: expected GENERATION:CHIPS with GENERATION one of "
-                        f"{sorted(HBM_GIB)}, e.g. {', '.join(WORKING_TOPOLOGIES)}")
-    from jax.experimental import topologies
-    extra = {"chip_config_name": "megacore"} if generation in MEGACORE else {}
-    try:
-        return list(topologies.get_topology_desc(platform="tpu", topology_name=name, **extra).devices)
-    except Exception as error:  # noqa: BLE001 - libtpu raises JaxRuntimeError / RuntimeError
-        raise PlanError(f"--topology {name!r}: libtpu does not describe it ({error}); topologies that "
-                        f"work: {', '.join(WORKING_TOPOLOGIES)}") from error
-
-
+# ----------------------------------------------------------------------------- config
 @dataclasses.dataclass(frozen=True)
 class RunSettings:
     """What the plan reads from the gin config of ``trainer.train``."""
@@ -267,7 +242,7 @@ def build_programs(run: RunSettings, mesh, names=PROGRAMS):
     return programs, state
 
 
-class OutOfMemory(Exception):  # noqa: N818 - XLA's TPU compiler refused: the buffers exceed the HBM
+class OutOfMemory(Exception):  # noqa: N818 - XLA's compiler refused: the buffers exceed the device's memory
     pass
 
 
@@ -323,22 +298,27 @@ def plan(values, topology: str, *, preset=None, num_layers=None, programs=PROGRA
     """The memory plan of the gin config ``values`` on ``topology`` (see the module docstring).
     With ``extrapolate_from = (a, b)`` the update programs are compiled at a and b layers and
     their bytes extrapolated to the model's depth (``extrapolate``)."""
-    devices = topology_devices(topology)
+    try:
+        devices = topologies.devices(topology)
+    except topologies.TopologyError as error:
+        raise PlanError(f"--{error}") from error
     run = read_settings(values, preset, num_layers, attention)
     try:
         mesh = sharding.make_mesh(run.mesh, devices)
     except ValueError as error:
         raise PlanError(f"{error} (topology {topology} has {len(devices)} devices; bind "
                         "prime_jax.sharding.MeshConfig.* to fit it)") from error
-    hbm = int(HBM_GIB[topology.split(":")[0]] * GIB)
+    hbm = topologies.memory_per_device(topology)
     shallow = tuple(p for p in programs if p in UPDATES) if extrapolate_from else ()
     built, state = build_programs(run, mesh, tuple(p for p in programs if p not in shallow))
     state_bytes = {k: per_device_bytes(v) for k, v in state.items()}
-    c = run.model
-    backend = resolve_attention(c.attention, platform="tpu", dtype=c.compute_dtype)
+    c, platform = run.model, devices[0].platform
+    backend = resolve_attention(c.attention, platform=devices[0].platform, dtype=c.compute_dtype,
+                                head_dim=c.head_dim)
     result = {
         "topology": topology, "devices": len(devices), "device_kind": devices[0].device_kind,
-        "hbm_per_device": hbm, "mesh": dict(mesh.shape), "gin": list(values),
+        "hbm_per_device": hbm, "gpu_memory_fraction": None if platform == "tpu" else topologies.gpu_memory_fraction(),
+        "mesh": dict(mesh.shape), "gin": list(values),
         "model": {"layers": c.num_layers, "hidden": c.hidden_size, "vocab": c.vocab_size, "dtype": c.dtype,
                   "param_dtype": c.param_dtype, "remat": c.remat, "remat_barriers": c.remat_barriers,
                   "logits_chunk": c.logits_chunk, "attention": backend},
@@ -376,7 +356,10 @@ def plan(values, topology: str, *, preset=None, num_layers=None, programs=PROGRA
 def table(result: dict) -> str:
     gib = lambda x: f"{x / GIB:8.2f}"  # noqa: E731
     head = (f"memory plan: {result['topology']} ({result['devices']} x {result['device_kind']}, "
-            f"{result['hbm_per_device'] / GIB:.0f} GiB HBM per device), mesh {result['mesh']}, "
+            + (f"{result['hbm_per_device'] / GIB:.0f} GiB HBM per device" if result["gpu_memory_fraction"] is None
+               else f"{result['hbm_per_device'] / GIB:.1f} GiB per device: JAX's allocator takes "
+                    f"{result['gpu_memory_fraction']:g} of {result['hbm_per_device'] / result['gpu_memory_fraction'] / GIB:.1f}")
+            + f"), mesh {result['mesh']}, "
             f"{result['model']['layers']} layers, {result['model']['attention']} attention"
             + (f", remat {'with' if result['model']['remat_barriers'] else 'without'} CSE barriers"
                if result['model']['remat'] else "") + "\n"
@@ -385,7 +368,7 @@ def table(result: dict) -> str:
     lines = [f"{'program':<14}" + "".join(f"{c:>9}" for c in cols) + "  fits   shapes"]
     for name, row in result["programs"].items():
         if "compile_error" in row:
-            lines.append(f"{name:<14} does not fit: the TPU compiler refused it: {row['compile_error']}")
+            lines.append(f"{name:<14} does not fit: the compiler refused it: {row['compile_error']}")
             continue
         depths = row.get("extrapolated_from_layers")
         note = f" (extrapolated from {depths[0]} and {depths[1]} layers)" if depths else ""
@@ -399,16 +382,18 @@ def table(result: dict) -> str:
 def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog="python -m prime_jax.memory_plan",
-        description="Ahead-of-time compile a PRIME config's step programs for a TPU topology (no TPU "
-                    "needed: libtpu describes it) and report per-device memory. Example: python -m "
-                    "prime_jax.memory_plan --gin configs/prime_qwen2.5_0.5b.gin --topology v5e:2x4")
+        description="Ahead-of-time compile a PRIME config's step programs for a TPU or GPU topology (no "
+                    "accelerator needed: libtpu or the CUDA plugin describes it) and report per-device memory. "
+                    "Example: python -m prime_jax.memory_plan --gin configs/prime_qwen2.5_0.5b.gin --topology v5e:2x4")
     gin_cli.add_gin_arguments(parser)
     parser.add_argument("--topology", required=True,
-                        help=f"TPU topology, GENERATION:CHIPS, e.g. {', '.join(WORKING_TOPOLOGIES)}")
+                        help=f"KIND:SHAPE, TPU ({', '.join(topologies.WORKING_TPU_TOPOLOGIES)}) or NVIDIA GPU "
+                             f"({', '.join(sorted(topologies.GPUS))}: COUNT or HOSTSxCOUNT, e.g. h100:8)")
     parser.add_argument("--out", help="write the plan as JSON here")
     parser.add_argument("--model", help=f"architecture preset when hf_path has no config.json: {sorted(PRESETS)}")
     parser.add_argument("--attention", choices=ATTENTION_BACKENDS,
-                        help="attention backend (default: the config's ModelSource.attention; auto = splash on TPU)")
+                        help="attention backend (default: the config's ModelSource.attention; auto = splash on "
+                             "TPU, cudnn on GPU)")
     parser.add_argument("--num-layers", type=int, help="plan a model with this many layers (cheaper compile)")
     parser.add_argument("--programs", default=",".join(PROGRAMS),
                         help=f"comma-separated subset of {', '.join(ALL_PROGRAMS)} (default: {','.join(PROGRAMS)})")

@@ -26,8 +26,8 @@ P, L, ROLLOUT_ROWS = 1024, 3072, 64 * 4 * 4  # max_prompt_length, max_new_tokens
 FSDP = 4  # v5e:2x2 has 4 chips: MeshConfig.fsdp = 4 instead of the config's 8
 
 
-def _run(*args, timeout=600):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+def _run(*args, timeout=600, env=None):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})}
     env.pop("XLA_FLAGS", None)  # no virtual CPU devices needed: the devices are the topology's
     return subprocess.run([sys.executable, "-m", "prime_jax.memory_plan", *args], capture_output=True,
                           text=True, env=env, timeout=timeout)
@@ -105,8 +105,8 @@ def test_resident_state_is_what_the_trainer_holds_for_the_source(add_on, held, t
 
 
 def test_a_bad_topology_is_named_with_the_ones_that_work():
-    with pytest.raises(memory_plan.PlanError, match="'v9:2x2'.*v5e:2x2"):
-        memory_plan.topology_devices("v9:2x2")
+    with pytest.raises(memory_plan.PlanError, match="'v9:2x2'.*v5e:2x4.*h100:8"):
+        memory_plan.plan(["configs/prime_qwen2.5_0.5b.gin"], "v9:2x2")
     result = _run("--gin", "configs/prime_qwen2.5_0.5b.gin", "--topology", "v5e:3x3", timeout=120)
     assert result.returncode == 2
     assert "'v5e:3x3'" in result.stderr and "v5e:2x4" in result.stderr
@@ -139,4 +139,29 @@ def test_an_update_too_large_already_at_the_shallow_depth_is_reported_not_raised
     assert result.returncode == 1, result.stderr[-3000:]
     row = json.loads(out.read_text())["programs"]["policy_update"]
     assert row["fits"] is False and row["compile_error"].startswith("already at 1 layers: RESOURCE_EXHAUSTED")
-    assert "policy_update  does not fit: the TPU compiler refused it: already at 1 layers" in result.stdout
+    assert "policy_update  does not fit: the compiler refused it: already at 1 layers" in result.stdout
+
+
+def test_gpu_plan_counts_the_same_bytes_against_jaxs_share_of_the_memory(tmp_path):
+    """The same config planned for four H100s (the CUDA plugin compiles for them on this CPU): the
+    weights and the batch take the bytes the hand count gives, attention is cuDNN (``auto`` on a
+    GPU), and a program fits against JAX's allocator share of the card (XLA_PYTHON_CLIENT_MEM_FRACTION,
+    0.9 here; default 0.75), not the whole card."""
+    pytest.importorskip("jax_cuda12_plugin", reason="the CUDA plugin (test extra) compiles for GPUs")
+    out = tmp_path / "plan.json"
+    env = {"XLA_PYTHON_CLIENT_MEM_FRACTION": "0.9"}
+    result = _run("--gin", "configs/prime_qwen2.5_0.5b.gin", "--topology", "h100:4",
+                  "--gin", f"prime_jax.sharding.MeshConfig.fsdp = {FSDP}", "--num-layers", "1",
+                  "--programs", "decode,logprob", "--out", str(out), env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert data["devices"] == 4 and data["device_kind"] == "NVIDIA H100 80GB HBM3"
+    assert data["hbm_per_device"] == int(81559 * 1024 ** 2 * 0.9) and data["gpu_memory_fraction"] == 0.9
+    assert data["model"]["attention"] == "cudnn"
+    assert "71.7 GiB per device: JAX's allocator takes 0.9 of 79.6" in result.stdout
+    weights = _param_bytes(1, FSDP)
+    batch = 4 * ROLLOUT_ROWS * 2 * (P + L) // FSDP
+    assert data["programs"]["logprob"]["argument"] == pytest.approx(weights + batch, rel=0.01)
+    slots = P + L - 1
+    cache = (2 * ROLLOUT_ROWS * KV * slots * HD * 2 + ROLLOUT_ROWS * slots) // FSDP
+    assert data["programs"]["decode"]["alias"] == pytest.approx(cache, rel=0.01)

@@ -10,7 +10,7 @@ from flax import nnx
 
 pytest.importorskip("libtpu", reason="libtpu (the test extra) describes the TPU topology")
 
-from prime_jax import memory_plan, sharding  # noqa: E402 - memory_plan quiets libtpu first
+from prime_jax import sharding, topologies  # noqa: E402 - topologies quiets libtpu first
 from prime_jax.models import ModelConfig, Transformer  # noqa: E402
 from prime_jax.models import attention as attn  # noqa: E402
 from prime_jax.models.attention_paged import paged_attend  # noqa: E402
@@ -20,7 +20,7 @@ from prime_jax.training.abstract_arrays import abstract_model  # noqa: E402
 
 @pytest.fixture(scope="module")
 def mesh():
-    devices = memory_plan.topology_devices("v5e:2x2")
+    devices = topologies.devices("v5e:2x2")
     return sharding.make_mesh(sharding.MeshConfig(data=2, fsdp=1, tensor=2), devices)
 
 
