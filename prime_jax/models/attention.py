@@ -12,12 +12,14 @@ Keys and values come in the cache layout ``(B, kv_heads, S, head_dim)``. The mas
 * ``cudnn``: the same call with ``implementation="cudnn"`` (NVIDIA GPUs, 16-bit inputs);
 * ``pallas_gpu``: Pallas (Triton) flash attention, ``pallas.ops.gpu.attention.mha``;
 * ``splash``: Pallas TPU splash attention (``pallas.ops.tpu.splash_attention``);
-* ``auto``: ``splash`` on TPU, ``cudnn`` on GPU for 16-bit compute (else
-  ``dot_product_attention``), ``xla`` on CPU, where the einsum is fastest.
+* ``auto``: ``splash`` on TPU, ``cudnn`` on GPU for 16-bit compute and a head dim cuDNN's flash
+  attention takes (a multiple of 8, at most 128; else ``dot_product_attention``), ``xla`` on CPU,
+  where the einsum is fastest.
 
 The fused kernels (``cudnn``, ``splash``, ``pallas_gpu``) serve self-attention over the call's own
 tokens (training forwards, log-prob passes, prefill at cache index 0: ``mask.self_attention``);
-``cudnn`` takes the mask as a (B, 1, T, T) bias. For ``splash`` and ``pallas_gpu`` padding
+``cudnn`` takes the mask as a (B, 1, T, T) bias, and its backward pass needs an even T with a
+bias: an odd T gets one masked key slot and one discarded query appended. For ``splash`` and ``pallas_gpu`` padding
 becomes segment ids (real tokens 1, padding 0), so a real query reads exactly the reference's
 keys, while a padding query reads padding keys instead of the reference's uniform average (its
 output is never read: no real query reads a padding key, losses mask padding positions). Other
@@ -73,8 +75,11 @@ def target_platform() -> str:
     return device.platform if device is not None else jax.default_backend()
 
 
-def resolve(backend: str, platform: str | None = None, dtype=jnp.float32) -> str:
-    """The concrete backend ``auto`` means on ``platform`` (default: ``target_platform()``)."""
+def resolve(backend: str, platform: str | None = None, dtype=jnp.float32, head_dim: int = 128) -> str:
+    """The concrete backend ``auto`` means on ``platform`` (default: ``target_platform()``) for
+    ``dtype`` inputs of ``head_dim``. cuDNN's flash attention takes 16-bit inputs with a head dim
+    that is a multiple of 8 and at most 128 (256 on Hopper; JAX checks the attached GPU, so an
+    ahead-of-time compile on a host without one allows 128)."""
     if backend not in BACKENDS:
         raise ValueError(f"attention backend {backend!r} is not one of {BACKENDS}")
     if backend != "auto":
@@ -83,7 +88,8 @@ def resolve(backend: str, platform: str | None = None, dtype=jnp.float32) -> str
     if platform == "tpu":
         return "splash"
     if platform in ("gpu", "cuda", "rocm"):
-        return "cudnn" if jnp.dtype(dtype).itemsize == 2 and platform != "rocm" else "dot_product_attention"
+        cudnn = jnp.dtype(dtype).itemsize == 2 and head_dim % 8 == 0 and head_dim <= 128
+        return "cudnn" if cudnn and platform != "rocm" else "dot_product_attention"
     return "xla"
 
 
@@ -119,6 +125,19 @@ def pad_head_dim(x, multiple: int):
 def _pad_length(x, axis: int, multiple: int):
     extra = -x.shape[axis] % multiple
     return x if not extra else jnp.pad(x, [(0, extra if a == axis else 0) for a in range(x.ndim)])
+
+
+def cudnn_attention(q_btnh, k_bksh, v_bksh, mask: AttentionMask):
+    """``fused_attention`` through cuDNN. With a bias, cuDNN's backward pass refuses an odd T or S
+    (JAX raises NotImplementedError), so an odd self-attention length is padded by one: a key slot
+    nobody reads (``kv_mask`` False) and a query whose output is sliced off."""
+    t = q_btnh.shape[1]
+    if mask.self_attention and t % 2:
+        padded = AttentionMask.causal(_pad_length(mask.kv_mask_bs, 1, 2))
+        out = fused_attention(_pad_length(q_btnh, 1, 2), _pad_length(k_bksh, 2, 2), _pad_length(v_bksh, 2, 2),
+                              padded, "cudnn")
+        return out[:, :t]
+    return fused_attention(q_btnh, k_bksh, v_bksh, mask, "cudnn")
 
 
 def pallas_gpu_attention(q_btnh, k_bksh, v_bksh, mask: AttentionMask, *, interpret: bool = False,
@@ -211,12 +230,13 @@ def _sharded(kernel, q_btnh, k_bksh, v_bksh, mask: AttentionMask):
 
 def attend(q_btnh, k_bksh, v_bksh, mask: AttentionMask, *, backend: str = "xla") -> jax.Array:
     """Grouped-query attention (module docstring) with ``backend``; returns ``out_btnh``."""
-    backend = resolve(backend, dtype=q_btnh.dtype)
+    backend = resolve(backend, dtype=q_btnh.dtype, head_dim=q_btnh.shape[-1])
     if backend == "cudnn" and target_platform() == "cpu":
         raise ValueError("ModelConfig.attention='cudnn' needs an NVIDIA GPU; use 'auto'")
     if backend == "xla" or (backend != "dot_product_attention" and not mask.self_attention):
         return einsum_attention(q_btnh, k_bksh, v_bksh, mask)
     if backend in _KERNELS:
         return _sharded(kernel_for(backend), q_btnh, k_bksh, v_bksh, mask)
-    implementation = "cudnn" if backend == "cudnn" else "xla"
-    return fused_attention(q_btnh, k_bksh, v_bksh, mask, implementation)
+    if backend == "cudnn":
+        return cudnn_attention(q_btnh, k_bksh, v_bksh, mask)
+    return fused_attention(q_btnh, k_bksh, v_bksh, mask)

@@ -9,7 +9,8 @@ row's blocks into a dense ``(B, kv_heads, M * block_size, head_dim)`` view, one 
 and attends over it. The accelerator backends read only the blocks in use with the platform's
 kernel instead: ``splash`` (TPU) ``pallas.ops.tpu.paged_attention``, ``cudnn`` / ``pallas_gpu``
 (GPU) ``pallas.ops.gpu.paged_attention`` (``pallas_gpu`` is interpreted on the CPU, for tests).
-(The TPU kernel needs head_dim a multiple of 128: a 64-wide model keeps the gather there.)
+(The TPU kernel needs head_dim a multiple of 128, a 64-wide model keeps the gather there; the
+GPU kernel's Triton lowering needs a power of two, an 80-wide model keeps it there.)
 The kernels take the pools as they are and bound each row by a length: they read slots
 ``[0, last_slot + 1)`` and ignore ``kv_mask_bs``, which is right for ``rollout.paged`` (a
 row's slots up to its decode position all hold real tokens: left padding takes no block).
@@ -70,14 +71,14 @@ def gpu_paged_attention(q_bnh, k_kpsh, v_kpsh, lengths_b, table_bm, *, interpret
 
 def _kernel(backend: str, head_dim: int):
     """The paged kernel of ``backend`` on the target platform, or None (the gather reference).
-    The TPU kernel needs a head dim of whole 128-lane tiles: padding the pool would double a
-    64-wide cache's bytes, so such models keep the gather path there."""
+    The TPU kernel needs a head dim of whole 128-lane tiles, the GPU kernel (Triton) a power of
+    two: padding the pool would cost up to twice a cache's bytes, so such models keep the gather."""
     home = _PAGED_KERNELS.get(backend)
     platform = attention.target_platform()
     platform = "gpu" if platform in ("cuda", "rocm") else platform
     if home is None or (platform != home and not (platform == "cpu" and backend == "pallas_gpu")):
         return None
-    if home == "tpu" and head_dim % 128:
+    if (home == "tpu" and head_dim % 128) or (home == "gpu" and head_dim & (head_dim - 1)):
         return None
     return tpu_paged_attention if home == "tpu" else functools.partial(
         gpu_paged_attention, interpret=platform == "cpu")
@@ -86,7 +87,8 @@ def _kernel(backend: str, head_dim: int):
 def paged_attend(q_btnh, k_pool, v_pool, table_bm, mask: AttentionMask, *, backend: str = "xla"):
     """Attention of one token per row over its blocks (module docstring); returns ``out_btnh``
     (T = 1)."""
-    kernel = _kernel(attention.resolve(backend, dtype=q_btnh.dtype), q_btnh.shape[-1])
+    head_dim = q_btnh.shape[-1]
+    kernel = _kernel(attention.resolve(backend, dtype=q_btnh.dtype, head_dim=head_dim), head_dim)
     if kernel is None:
         k_bksh, v_bksh = (gather_blocks(pool, table_bm).astype(q_btnh.dtype) for pool in (k_pool, v_pool))
         return attend(q_btnh, k_bksh, v_bksh, mask, backend=backend)

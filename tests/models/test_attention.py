@@ -60,6 +60,29 @@ def test_backend_values_and_gradients_match_einsum(backend):
         np.testing.assert_allclose(np.asarray(g), np.asarray(g_ref), rtol=0, atol=GRAD_ATOL, err_msg=name)
 
 
+def test_cudnn_odd_length_padding_changes_no_value_or_gradient(monkeypatch):
+    """cuDNN itself needs a GPU (tests/models/test_attention_gpu.py compiles it); its odd-length
+    padding (T = 11 -> 12) is checked here with XLA's fused attention standing in for cuDNN:
+    values and gradients as the einsum's."""
+    fused, lengths = attn.fused_attention, []
+
+    def stand_in(q, k, v, mask, implementation="xla"):
+        lengths.append((q.shape[1], k.shape[2], implementation))
+        return fused(q, k, v, mask)
+
+    monkeypatch.setattr(attn, "fused_attention", stand_in)
+    q, k, v, mask_bt = _inputs()
+    mask = attn.AttentionMask.causal(jnp.asarray(mask_bt))
+    out = np.asarray(attn.cudnn_attention(q, k, v, mask))
+    assert lengths == [(12, 12, "cudnn")] and out.shape == q.shape
+    np.testing.assert_allclose(out[mask_bt], np.asarray(attn.einsum_attention(q, k, v, mask))[mask_bt],
+                               rtol=0, atol=ATOL)
+    grads_ref = jax.grad(_masked_loss(attn.einsum_attention, mask_bt), argnums=(0, 1, 2))(q, k, v)
+    grads = jax.grad(_masked_loss(attn.cudnn_attention, mask_bt), argnums=(0, 1, 2))(q, k, v)
+    for name, g, g_ref in zip("qkv", grads, grads_ref):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(g_ref), rtol=0, atol=GRAD_ATOL, err_msg=name)
+
+
 def test_splash_pads_head_dim_64_to_the_lane_width():
     """The 0.5B model's head_dim 64 goes through splash as 128 (zero columns) and back."""
     q, k, v, mask_bt = _inputs(b=1, t=5, n=2, k=1, h=64, seed=3)
@@ -75,6 +98,8 @@ def test_auto_picks_the_einsum_on_cpu_and_kernels_on_accelerators():
     assert attn.resolve("auto", platform="tpu") == "splash"
     assert attn.resolve("auto", platform="gpu", dtype=jnp.bfloat16) == "cudnn"
     assert attn.resolve("auto", platform="gpu", dtype=jnp.float32) == "dot_product_attention"
+    assert attn.resolve("auto", platform="gpu", dtype=jnp.bfloat16, head_dim=36) == "dot_product_attention"
+    assert attn.resolve("auto", platform="gpu", dtype=jnp.bfloat16, head_dim=256) == "dot_product_attention"
     with pytest.raises(ValueError, match="not one of"):
         attn.resolve("flash")
     with pytest.raises(ValueError, match="ModelConfig.attention='nope'"):
