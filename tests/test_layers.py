@@ -10,7 +10,7 @@ import pytest
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "prime_jax"
 LAYERS = [  # in data-flow order; a module may import from its own layer and every earlier one
     ["config_checks"],
-    ["sharding"],
+    ["sharding", "topologies"],
     ["models"],
     ["data"],
     ["rollout"],
