@@ -15,8 +15,12 @@ its optimiser states, the KV cache and the batches are abstract arrays (``nnx.ev
                     cache at its largest length (P + L - 1 slots, ``SamplingConfig.cache_dtype``),
                     then ``rollout.engine``'s token choice; B = prompts per round x samples, the
                     cache donated (it is the while-loop carry of the real sampler);
-* ``sample``        (on request) the whole sampler ``rollout.engine._sample_jit``: prefill + all
-                    decode segments (slow to compile);
+* ``sample``        (on request) the whole sampler the config selects: ``rollout.engine``'s static
+                    batch (prefill + all decode segments; slow to compile), or with
+                    ``SamplingConfig.decode_slots`` the continuous-batching loop
+                    (``rollout.continuous``) or, with ``kv_blocks``, the paged one
+                    (``rollout.paged``) over the round's requests. Slot samplers keep their cache
+                    in the loop, so for them ``sample`` replaces ``decode`` in the plan;
 * ``logprob``       ``training.forward.make_logprob_fn`` (old / reference log-probs) over one
                     rollout round, ``PrimeConfig.logprob_rows_per_pass`` rows per pass;
 * ``prm_update``    ``reward_models.updates.make_prm_update`` on one PRM mini-batch split into
@@ -56,6 +60,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import inspect
 import json
 import pathlib
@@ -88,7 +93,7 @@ from prime_jax.models.config import ATTENTION_BACKENDS  # noqa: E402
 from prime_jax.reward_models.updates import LabelledMiniBatch, make_prm_update  # noqa: E402
 from prime_jax.rl.policy_update import PolicyMiniBatch, make_policy_update  # noqa: E402
 from prime_jax.rl.step import source_class  # noqa: E402
-from prime_jax.rollout import engine  # noqa: E402
+from prime_jax.rollout import continuous, engine, paged  # noqa: E402
 from prime_jax.training.abstract_arrays import (abstract_cache, abstract_model, abstract_opt_state,  # noqa: E402
                                                 per_device_bytes, rows_array, sequence_batch)
 from prime_jax.training.forward import make_logprob_fn  # noqa: E402
@@ -180,6 +185,22 @@ def decode_step_fn(graphdef, sampling):
     return jax.jit(step, donate_argnums=(1,))
 
 
+def sampler_fn(graphdef, sampling, rows: int, p: int):
+    """The sampler ``rollout.sample`` runs for ``sampling`` over ``rows`` prompts (already repeated
+    per sample) of P = ``p`` columns, as ``fn(params, ids, mask, key)``, and its shapes line."""
+    s, length = sampling.decode_slots, sampling.max_new_tokens
+    if not s:
+        return (functools.partial(engine._sample_jit, graphdef, n=1, config=sampling),
+                f"B={rows} rows, P={p}, L={length}, {sampling.decode_segments} segments")
+    if not sampling.kv_blocks:
+        return (functools.partial(continuous._continuous_impl, graphdef, num_slots=s, config=sampling),
+                f"R={rows} requests, {s} slots of {p + length - 1}, P={p}, L={length}")
+    blocks, size = sampling.kv_blocks, sampling.kv_block_size
+    return (functools.partial(paged._paged_impl, graphdef, num_slots=s, num_blocks=blocks, block_size=size,
+                              config=sampling),
+            f"R={rows} requests, {s} slots, {blocks} blocks of {size}, P={p}, L={length}")
+
+
 def build_programs(run: RunSettings, mesh, names=PROGRAMS):
     """The step programs of ``run`` on ``mesh`` with abstract arguments, and the abstract state."""
     prime, sampling = run.prime, run.sampling
@@ -210,9 +231,8 @@ def build_programs(run: RunSettings, mesh, names=PROGRAMS):
     if "sample" in names:
         args = (params, rows_array(mesh, (rollout_rows, p), jnp.int32), rows_array(mesh, (rollout_rows, p), jnp.int32),
                 jax.random.key(0))
-        fn = lambda *a: engine._sample_jit(graphdef, *a, n=1, config=sampling)  # noqa: E731
-        programs.append(Program("sample", jax.jit(fn), args, ("policy_params",),
-                                f"B={rollout_rows} rows, P={p}, L={length}, {sampling.decode_segments} segments"))
+        fn, shapes = sampler_fn(graphdef, sampling, rollout_rows, p)
+        programs.append(Program("sample", jax.jit(fn), args, ("policy_params",), shapes))
     if "logprob" in names:
         rows = prime.logprob_rows_per_pass
         args = (params, sequence_batch(mesh, (rollout_rows,), s, length))
@@ -308,6 +328,10 @@ def plan(values, topology: str, *, preset=None, num_layers=None, programs=PROGRA
     except ValueError as error:
         raise PlanError(f"{error} (topology {topology} has {len(devices)} devices; bind "
                         "prime_jax.sharding.MeshConfig.* to fit it)") from error
+    if run.sampling.decode_slots and "decode" in programs:
+        log(f"SamplingConfig.decode_slots = {run.sampling.decode_slots}: planning the slot sampler (sample) "
+            "instead of the static batch's decode step")
+        programs = tuple(dict.fromkeys("sample" if name == "decode" else name for name in programs))
     hbm = topologies.memory_per_device(topology)
     shallow = tuple(p for p in programs if p in UPDATES) if extrapolate_from else ()
     built, state = build_programs(run, mesh, tuple(p for p in programs if p not in shallow))

@@ -165,3 +165,22 @@ def test_gpu_plan_counts_the_same_bytes_against_jaxs_share_of_the_memory(tmp_pat
     slots = P + L - 1
     cache = (2 * ROLLOUT_ROWS * KV * slots * HD * 2 + ROLLOUT_ROWS * slots) // FSDP
     assert data["programs"]["decode"]["alias"] == pytest.approx(cache, rel=0.01)
+
+
+def test_a_slot_sampler_is_planned_whole_instead_of_the_static_decode_step(tmp_path):
+    """With ``SamplingConfig.decode_slots`` (and ``kv_blocks``) the rollout is the paged slot loop,
+    not the static batch: the plan compiles that sampler (``sample``) in place of ``decode``, for
+    two H100s (a GPU compile of the loop takes seconds here; a TPU one minutes)."""
+    pytest.importorskip("jax_cuda12_plugin", reason="the CUDA plugin (test extra) compiles for GPUs")
+    out = tmp_path / "plan.json"
+    result = _run("--gin", "configs/prime_qwen2.5_0.5b.gin", "--topology", "h100:2",
+                  "--gin", "prime_jax.sharding.MeshConfig.fsdp = 2", "--num-layers", "1", "--programs", "decode",
+                  "--gin", "prime_jax.rollout.SamplingConfig.decode_slots = 64",
+                  "--gin", "prime_jax.rollout.SamplingConfig.kv_blocks = 4096", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "planning the slot sampler (sample) instead of the static batch's decode step" in result.stderr
+    programs = json.loads(out.read_text())["programs"]
+    assert set(programs) == {"sample"}
+    assert programs["sample"]["shapes"] == f"R={ROLLOUT_ROWS} requests, 64 slots, 4096 blocks of 16, P={P}, L={L}"
+    # the pool alone: 2 x 4096 blocks x 16 slots x 2 kv heads x 64 x bf16
+    assert programs["sample"]["temp"] > 2 * 4096 * 16 * KV * HD * 2
