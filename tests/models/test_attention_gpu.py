@@ -10,16 +10,14 @@ import re
 import jax
 import jax.numpy as jnp
 import pytest
-from flax import nnx
+from _aot_helpers import compiled_text, model_steps, spec
 
 pytest.importorskip("jax_cuda12_plugin", reason="the CUDA plugin (test extra) compiles for a GPU without one")
 
 from prime_jax import sharding, topologies  # noqa: E402
-from prime_jax.models import ModelConfig, Transformer  # noqa: E402
+from prime_jax.models import ModelConfig  # noqa: E402
 from prime_jax.models import attention as attn  # noqa: E402
 from prime_jax.models.attention_paged import paged_attend  # noqa: E402
-from prime_jax.models.cache import PagedKVCache  # noqa: E402
-from prime_jax.training.abstract_arrays import abstract_model  # noqa: E402
 
 CUDNN = ("__cudnn$fmhaScaleBiasSoftmax", "__cudnn$fmhaScaleBiasSoftmaxBackward")
 TRITON = "__gpu$xla.gpu.triton"
@@ -30,15 +28,9 @@ def mesh(request):
     return sharding.make_mesh(sharding.MeshConfig(data=2, fsdp=1, tensor=1), topologies.devices(request.param))
 
 
-def _spec(mesh, shape, axes, dtype=jnp.bfloat16):
-    return jax.ShapeDtypeStruct(shape, dtype, sharding=sharding.named_sharding(mesh, axes, shape))
-
-
 def _custom_calls(mesh, fn, *args) -> set[str]:
     """The custom-call targets of ``fn`` compiled for ``mesh``'s GPUs."""
-    with jax.set_mesh(mesh):
-        text = jax.jit(fn).lower(*args).compile().as_text()
-    return set(re.findall(r'custom_call_target="([^"]+)"', text))
+    return set(re.findall(r'custom_call_target="([^"]+)"', compiled_text(mesh, fn, *args)))
 
 
 def _attention_grad_calls(mesh, backend, b, t, n, k, h):
@@ -46,10 +38,10 @@ def _attention_grad_calls(mesh, backend, b, t, n, k, h):
         out = attn.attend(q, kk, v, attn.AttentionMask.causal(mask_bt), backend=backend)
         return jnp.sum(out.astype(jnp.float32) ** 2)
 
-    args = (_spec(mesh, (b, t, n, h), ("batch", "length", "heads", "head_dim")),
-            _spec(mesh, (b, k, t, h), ("batch", "kv_heads", "length", "head_dim")),
-            _spec(mesh, (b, k, t, h), ("batch", "kv_heads", "length", "head_dim")),
-            _spec(mesh, (b, t), ("batch", "length"), jnp.bool_))
+    args = (spec(mesh, (b, t, n, h), ("batch", "length", "heads", "head_dim")),
+            spec(mesh, (b, k, t, h), ("batch", "kv_heads", "length", "head_dim")),
+            spec(mesh, (b, k, t, h), ("batch", "kv_heads", "length", "head_dim")),
+            spec(mesh, (b, t), ("batch", "length"), jnp.bool_))
     return _custom_calls(mesh, jax.grad(loss, argnums=(0, 1, 2)), *args)
 
 
@@ -98,23 +90,8 @@ CONFIG = ModelConfig(vocab_size=256, hidden_size=256, intermediate_size=256, num
 
 @pytest.mark.parametrize("remat", [False, True])
 def test_model_training_step_and_paged_decode_compile_with_auto_attention(mesh, remat):
-    graphdef, params = abstract_model(CONFIG.replace(remat=remat), mesh)
-    ids = _spec(mesh, (4, 255), ("batch", "length"), jnp.int32)  # odd: cuDNN's padded path
-
-    def loss(params, ids):
-        logits = nnx.merge(graphdef, params)(ids, attention_mask_bt=ids > 0)
-        return jnp.mean(logits)
-
-    assert set(CUDNN) <= _custom_calls(mesh, jax.grad(loss), params, ids)
-    if remat:
-        return
-
-    def decode(params, cache, token_b1, write_b):
-        policy: Transformer = nnx.merge(graphdef, params)
-        return policy(token_b1, positions_bt=write_b[:, None], cache=cache, cache_index=write_b)[0]
-
-    cache = jax.eval_shape(lambda: PagedKVCache.init(num_layers=2, num_blocks=32, block_size=16, batch_size=4,
-                                                     max_blocks=4, num_kv_heads=2, head_dim=64))
-    calls = _custom_calls(mesh, decode, params, cache, jax.ShapeDtypeStruct((4, 1), jnp.int32),
-                          jax.ShapeDtypeStruct((4,), jnp.int32))
-    assert TRITON in calls, calls
+    """An odd length (255) takes cuDNN's padded path."""
+    (train, train_args), (decode, decode_args) = model_steps(CONFIG.replace(remat=remat), mesh, 255)
+    assert set(CUDNN) <= _custom_calls(mesh, train, *train_args)
+    if not remat:
+        assert TRITON in _custom_calls(mesh, decode, *decode_args)

@@ -6,31 +6,20 @@ step and paged decode step with ``attention="auto"`` (which is splash on a TPU).
 import jax
 import jax.numpy as jnp
 import pytest
-from flax import nnx
+from _aot_helpers import compiled_text, model_steps, spec
 
 pytest.importorskip("libtpu", reason="libtpu (the test extra) describes the TPU topology")
 
 from prime_jax import sharding, topologies  # noqa: E402 - topologies quiets libtpu first
-from prime_jax.models import ModelConfig, Transformer  # noqa: E402
+from prime_jax.models import ModelConfig  # noqa: E402
 from prime_jax.models import attention as attn  # noqa: E402
 from prime_jax.models.attention_paged import paged_attend  # noqa: E402
-from prime_jax.models.cache import PagedKVCache  # noqa: E402
-from prime_jax.training.abstract_arrays import abstract_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def mesh():
     devices = topologies.devices("v5e:2x2")
     return sharding.make_mesh(sharding.MeshConfig(data=2, fsdp=1, tensor=2), devices)
-
-
-def _spec(mesh, shape, axes, dtype=jnp.bfloat16):
-    return jax.ShapeDtypeStruct(shape, dtype, sharding=sharding.named_sharding(mesh, axes, shape))
-
-
-def _compiled_text(mesh, fn, *args) -> str:
-    with jax.set_mesh(mesh):
-        return jax.jit(fn).lower(*args).compile().as_text()
 
 
 def test_splash_forward_and_backward_compile_for_tpu(mesh):
@@ -40,11 +29,11 @@ def test_splash_forward_and_backward_compile_for_tpu(mesh):
         out = attn.attend(q, kk, v, attn.AttentionMask.causal(mask_bt), backend="splash")
         return jnp.sum(out.astype(jnp.float32) ** 2)
 
-    args = (_spec(mesh, (b, t, n, h), ("batch", "length", "heads", "head_dim")),
-            _spec(mesh, (b, k, t, h), ("batch", "kv_heads", "length", "head_dim")),
-            _spec(mesh, (b, k, t, h), ("batch", "kv_heads", "length", "head_dim")),
-            _spec(mesh, (b, t), ("batch", "length"), jnp.bool_))
-    text = _compiled_text(mesh, jax.grad(loss, argnums=(0, 1, 2)), *args)
+    args = (spec(mesh, (b, t, n, h), ("batch", "length", "heads", "head_dim")),
+            spec(mesh, (b, k, t, h), ("batch", "kv_heads", "length", "head_dim")),
+            spec(mesh, (b, k, t, h), ("batch", "kv_heads", "length", "head_dim")),
+            spec(mesh, (b, t), ("batch", "length"), jnp.bool_))
+    text = compiled_text(mesh, jax.grad(loss, argnums=(0, 1, 2)), *args)
     assert text.count("tpu_custom_call") >= 2, "splash forward and backward kernels expected"
 
 
@@ -59,7 +48,7 @@ def test_paged_decode_kernel_compiles_for_tpu(mesh, n, k, h, kernel):
         return paged_attend(q, k_pool, v_pool, table, mask, backend="auto")
 
     pool = jax.ShapeDtypeStruct((k, blocks, block_size, h), jnp.bfloat16)
-    text = _compiled_text(mesh, step, jax.ShapeDtypeStruct((rows, 1, n, h), jnp.bfloat16), pool, pool,
+    text = compiled_text(mesh, step, jax.ShapeDtypeStruct((rows, 1, n, h), jnp.bfloat16), pool, pool,
                           jax.ShapeDtypeStruct((rows, max_blocks), jnp.int32), jax.ShapeDtypeStruct((rows,), jnp.int32))
     assert ("tpu_custom_call" in text) == kernel
 
@@ -71,23 +60,7 @@ CONFIG = ModelConfig(vocab_size=256, hidden_size=256, intermediate_size=256, num
 @pytest.mark.parametrize("remat", [False, True])
 def test_model_training_step_and_paged_decode_compile_with_auto_attention(mesh, remat):
     """With ``remat`` the blocks are checkpointed without CSE barriers around splash."""
-    graphdef, params = abstract_model(CONFIG.replace(remat=remat), mesh)
-    ids = _spec(mesh, (4, 256), ("batch", "length"), jnp.int32)
-
-    def loss(params, ids):
-        logits = nnx.merge(graphdef, params)(ids, attention_mask_bt=ids > 0)
-        return jnp.mean(logits)
-
-    assert "tpu_custom_call" in _compiled_text(mesh, jax.grad(loss), params, ids)
-    if remat:
-        return
-
-    def decode(params, cache, token_b1, write_b):
-        policy: Transformer = nnx.merge(graphdef, params)
-        return policy(token_b1, positions_bt=write_b[:, None], cache=cache, cache_index=write_b)[0]
-
-    cache = jax.eval_shape(lambda: PagedKVCache.init(num_layers=2, num_blocks=32, block_size=16, batch_size=4,
-                                                     max_blocks=4, num_kv_heads=2, head_dim=128))
-    text = _compiled_text(mesh, decode, params, cache, jax.ShapeDtypeStruct((4, 1), jnp.int32),
-                          jax.ShapeDtypeStruct((4,), jnp.int32))
-    assert "tpu_custom_call" in text
+    (train, train_args), (decode, decode_args) = model_steps(CONFIG.replace(remat=remat), mesh, 256)
+    assert "tpu_custom_call" in compiled_text(mesh, train, *train_args)
+    if not remat:
+        assert "tpu_custom_call" in compiled_text(mesh, decode, *decode_args)
