@@ -6,8 +6,8 @@ config is parsed as ``prime_jax.train`` parses it; the run's step programs are t
 compiled ahead of time (``jax.jit(...).lower(...).compile()``) for the topology ``NAME`` that
 ``prime_jax.topologies`` describes (TPU: libtpu's ``v5e:2x4``, ``v4:4x4x4``, ...; NVIDIA GPU through
 the CUDA plugin: ``h100:8``, ``h200:2x8``, ...), over the config's ``MeshConfig`` mesh built on that
-topology's devices. No weight is ever materialised: the model,
-its optimiser states, the KV cache and the batches are abstract arrays (``nnx.eval_shape``,
+topology's devices. No weight is ever materialised: the model, its optimiser states, the KV cache
+and the batches are abstract arrays (``nnx.eval_shape``,
 ``jax.ShapeDtypeStruct`` with their ``NamedSharding``), laid out by ``sharding.PARAM_RULES`` /
 ``ACTIVATION_RULES`` exactly as the trainer lays them out. The programs are the project's own:
 
@@ -337,11 +337,11 @@ def plan(values, topology: str, *, preset=None, num_layers=None, programs=PROGRA
     built, state = build_programs(run, mesh, tuple(p for p in programs if p not in shallow))
     state_bytes = {k: per_device_bytes(v) for k, v in state.items()}
     c, platform = run.model, devices[0].platform
-    backend = resolve_attention(c.attention, platform=devices[0].platform, dtype=c.compute_dtype,
-                                head_dim=c.head_dim)
+    backend = resolve_attention(c.attention, platform=platform, dtype=c.compute_dtype, head_dim=c.head_dim)
     result = {
         "topology": topology, "devices": len(devices), "device_kind": devices[0].device_kind,
-        "hbm_per_device": hbm, "gpu_memory_fraction": None if platform == "tpu" else topologies.gpu_memory_fraction(),
+        "hbm_per_device": hbm,
+        "gpu_memory_fraction": None if platform == "tpu" else topologies.gpu_memory_fraction(),
         "mesh": dict(mesh.shape), "gin": list(values),
         "model": {"layers": c.num_layers, "hidden": c.hidden_size, "vocab": c.vocab_size, "dtype": c.dtype,
                   "param_dtype": c.param_dtype, "remat": c.remat, "remat_barriers": c.remat_barriers,
@@ -379,10 +379,11 @@ def plan(values, topology: str, *, preset=None, num_layers=None, programs=PROGRA
 # ----------------------------------------------------------------------------- output
 def table(result: dict) -> str:
     gib = lambda x: f"{x / GIB:8.2f}"  # noqa: E731
+    memory, fraction = result["hbm_per_device"], result["gpu_memory_fraction"]
     head = (f"memory plan: {result['topology']} ({result['devices']} x {result['device_kind']}, "
-            + (f"{result['hbm_per_device'] / GIB:.0f} GiB HBM per device" if result["gpu_memory_fraction"] is None
-               else f"{result['hbm_per_device'] / GIB:.1f} GiB per device: JAX's allocator takes "
-                    f"{result['gpu_memory_fraction']:g} of {result['hbm_per_device'] / result['gpu_memory_fraction'] / GIB:.1f}")
+            + (f"{memory / GIB:.0f} GiB HBM per device" if fraction is None
+               else f"{memory / GIB:.1f} GiB per device: JAX's allocator takes {fraction:g} of "
+                    f"{memory / fraction / GIB:.1f}")
             + f"), mesh {result['mesh']}, "
             f"{result['model']['layers']} layers, {result['model']['attention']} attention"
             + (f", remat {'with' if result['model']['remat_barriers'] else 'without'} CSE barriers"

@@ -19,10 +19,11 @@ Keys and values come in the cache layout ``(B, kv_heads, S, head_dim)``. The mas
 The fused kernels (``cudnn``, ``splash``, ``pallas_gpu``) serve self-attention over the call's own
 tokens (training forwards, log-prob passes, prefill at cache index 0: ``mask.self_attention``);
 ``cudnn`` takes the mask as a (B, 1, T, T) bias, and its backward pass needs an even T with a
-bias: an odd T gets one masked key slot and one discarded query appended. For ``splash`` and ``pallas_gpu`` padding
-becomes segment ids (real tokens 1, padding 0), so a real query reads exactly the reference's
-keys, while a padding query reads padding keys instead of the reference's uniform average (its
-output is never read: no real query reads a padding key, losses mask padding positions). Other
+bias: an odd T gets one masked key slot and one discarded query appended. For ``splash`` and
+``pallas_gpu`` padding becomes segment ids (real tokens 1, padding 0), so a real query reads
+exactly the reference's keys, while a padding query reads padding keys instead of the
+reference's uniform average (its output is never read: no real query reads a padding key, losses
+mask padding positions). Other
 calls (decode steps over a dense cache: one query, bandwidth-bound) take the reference einsum;
 paged decode has its own kernels (``attention_paged``). Kernels that need a lane-sized head dim
 get q, k, v zero-padded to it (``pad_head_dim``), which changes no score and no output. On the
