@@ -1,5 +1,6 @@
 """Shared by the ahead-of-time kernel tests (test_attention_tpu.py, test_attention_gpu.py): abstract
-arguments on a compile-only mesh, compiled HLO text, and a model's training and paged decode steps."""
+arguments on a compile-only mesh, compiled HLO text, a paged decode attention step, and a model's
+training and paged decode steps."""
 
 import jax
 import jax.numpy as jnp
@@ -7,6 +8,8 @@ from flax import nnx
 
 from prime_jax import sharding
 from prime_jax.models import ModelConfig, Transformer
+from prime_jax.models.attention import AttentionMask
+from prime_jax.models.attention_paged import paged_attend
 from prime_jax.models.cache import PagedKVCache
 from prime_jax.training.abstract_arrays import abstract_model
 
@@ -40,3 +43,17 @@ def model_steps(config: ModelConfig, mesh, length: int):
     train = (jax.grad(loss), (params, spec(mesh, (4, length), ("batch", "length"), jnp.int32)))
     step = (decode, (params, cache, jax.ShapeDtypeStruct((4, 1), jnp.int32), jax.ShapeDtypeStruct((4,), jnp.int32)))
     return train, step
+
+
+def paged_decode(n: int, k: int, h: int):
+    """``paged_attend`` with ``backend="auto"`` for 8 rows of ``n`` query heads over ``k`` kv heads
+    of ``h``, each reading up to 8 blocks of 16 slots of a 64-block bf16 pool, as ``(fn, abstract args)``."""
+    rows, blocks, block_size, max_blocks = 8, 64, 16, 8
+
+    def step(q, k_pool, v_pool, table, write_b):
+        mask = AttentionMask(jnp.arange(max_blocks * block_size)[None] <= write_b[:, None], write_b[:, None])
+        return paged_attend(q, k_pool, v_pool, table, mask, backend="auto")
+
+    pool = jax.ShapeDtypeStruct((k, blocks, block_size, h), jnp.bfloat16)
+    return step, (jax.ShapeDtypeStruct((rows, 1, n, h), jnp.bfloat16), pool, pool,
+                  jax.ShapeDtypeStruct((rows, max_blocks), jnp.int32), jax.ShapeDtypeStruct((rows,), jnp.int32))

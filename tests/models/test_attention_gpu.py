@@ -10,14 +10,13 @@ import re
 import jax
 import jax.numpy as jnp
 import pytest
-from _aot_helpers import compiled_text, model_steps, spec
+from _aot_helpers import compiled_text, model_steps, paged_decode, spec
 
 pytest.importorskip("jax_cuda12_plugin", reason="the CUDA plugin (test extra) compiles for a GPU without one")
 
 from prime_jax import sharding, topologies  # noqa: E402
 from prime_jax.models import ModelConfig  # noqa: E402
 from prime_jax.models import attention as attn  # noqa: E402
-from prime_jax.models.attention_paged import paged_attend  # noqa: E402
 
 CUDNN = ("__cudnn$fmhaScaleBiasSoftmax", "__cudnn$fmhaScaleBiasSoftmaxBackward")
 TRITON = "__gpu$xla.gpu.triton"
@@ -72,15 +71,8 @@ def test_auto_leaves_cudnn_for_head_dims_it_refuses(mesh, h):
 def test_paged_decode_kernel_compiles_for_gpu(mesh, h, kernel):
     """Power-of-two head dims take the Pallas paged kernel (Triton); an 80-wide head, which
     Triton's lowering refuses, keeps the gather path."""
-    rows, blocks, block_size, max_blocks, n, k = 8, 64, 16, 8, 28, 4
-
-    def step(q, k_pool, v_pool, table, write_b):
-        mask = attn.AttentionMask(jnp.arange(max_blocks * block_size)[None] <= write_b[:, None], write_b[:, None])
-        return paged_attend(q, k_pool, v_pool, table, mask, backend="auto")
-
-    pool = jax.ShapeDtypeStruct((k, blocks, block_size, h), jnp.bfloat16)
-    calls = _custom_calls(mesh, step, jax.ShapeDtypeStruct((rows, 1, n, h), jnp.bfloat16), pool, pool,
-                          jax.ShapeDtypeStruct((rows, max_blocks), jnp.int32), jax.ShapeDtypeStruct((rows,), jnp.int32))
+    step, args = paged_decode(28, 4, h)
+    calls = _custom_calls(mesh, step, *args)
     assert (TRITON in calls) == kernel, calls
 
 

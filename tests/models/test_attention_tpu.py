@@ -6,14 +6,13 @@ step and paged decode step with ``attention="auto"`` (which is splash on a TPU).
 import jax
 import jax.numpy as jnp
 import pytest
-from _aot_helpers import compiled_text, model_steps, spec
+from _aot_helpers import compiled_text, model_steps, paged_decode, spec
 
 pytest.importorskip("libtpu", reason="libtpu (the test extra) describes the TPU topology")
 
 from prime_jax import sharding, topologies  # noqa: E402 - topologies quiets libtpu first
 from prime_jax.models import ModelConfig  # noqa: E402
 from prime_jax.models import attention as attn  # noqa: E402
-from prime_jax.models.attention_paged import paged_attend  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -41,15 +40,8 @@ def test_splash_forward_and_backward_compile_for_tpu(mesh):
 def test_paged_decode_kernel_compiles_for_tpu(mesh, n, k, h, kernel):
     """The 7B heads (28 over 4, head_dim 128) take the paged kernel; the 0.5B heads (head_dim 64,
     under the kernel's 128-lane tile) keep the gather path."""
-    rows, blocks, block_size, max_blocks = 8, 64, 16, 8
-
-    def step(q, k_pool, v_pool, table, write_b):
-        mask = attn.AttentionMask(jnp.arange(max_blocks * block_size)[None] <= write_b[:, None], write_b[:, None])
-        return paged_attend(q, k_pool, v_pool, table, mask, backend="auto")
-
-    pool = jax.ShapeDtypeStruct((k, blocks, block_size, h), jnp.bfloat16)
-    text = compiled_text(mesh, step, jax.ShapeDtypeStruct((rows, 1, n, h), jnp.bfloat16), pool, pool,
-                          jax.ShapeDtypeStruct((rows, max_blocks), jnp.int32), jax.ShapeDtypeStruct((rows,), jnp.int32))
+    step, args = paged_decode(n, k, h)
+    text = compiled_text(mesh, step, *args)
     assert ("tpu_custom_call" in text) == kernel
 
 
