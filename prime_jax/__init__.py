@@ -23,19 +23,21 @@ _LIBTPU_QUIET = {"TPU_SKIP_MDS_QUERY": "1", "TPU_WORKER_HOSTNAMES": "localhost",
                  "TPU_MIN_LOG_LEVEL": "3", "TPU_STDERR_LOG_LEVEL": "3"}
 
 
-def _has_pci_vendor(vendor: str) -> bool:
+def _pci_vendors() -> set[str]:
+    """The PCI vendor ids present (one read of sysfs at import)."""
+    vendors = set()
     for path in glob.glob("/sys/bus/pci/devices/*/vendor"):
         try:
             with open(path) as f:
-                if f.read().strip() == vendor:
-                    return True
+                vendors.add(f.read().strip())
         except OSError:
             continue
-    return False
+    return vendors
 
 
-if not _has_pci_vendor("0x1ae0"):
+_VENDORS = _pci_vendors()
+if "0x1ae0" not in _VENDORS:
     for _name, _value in _LIBTPU_QUIET.items():
         os.environ.setdefault(_name, _value)
-if not _has_pci_vendor("0x10de") and not os.path.exists("/dev/nvidiactl"):
+if "0x10de" not in _VENDORS and not os.path.exists("/dev/nvidiactl"):
     os.environ.setdefault("JAX_SKIP_CUDA_CONSTRAINTS_CHECK", "1")
