@@ -71,7 +71,6 @@ KNOWN_CHECKPOINTS = {"qwen2.5-0.5b": "qwen2.5-0.5b", "qwen2.5-math-7b": "qwen2.5
                      "eurus-2-7b": "qwen2.5-math-7b"}  # -> models.PRESETS (Eurus-2-7B-SFT: a Qwen2.5-Math-7B)
 PROGRAMS = ("decode", "logprob", "prm_update", "policy_update")
 ALL_PROGRAMS = (*PROGRAMS, "sample")
-GIB = 1024 ** 3
 FITS = {True: "yes", False: "NO", None: "?"}
 
 
@@ -378,12 +377,12 @@ def plan(values, topology: str, *, preset=None, num_layers=None, programs=PROGRA
 
 # ----------------------------------------------------------------------------- output
 def table(result: dict) -> str:
-    gib = lambda x: f"{x / GIB:8.2f}"  # noqa: E731
+    gib = lambda x: f"{x / topologies.GIB:8.2f}"  # noqa: E731
     memory, fraction = result["hbm_per_device"], result["gpu_memory_fraction"]
     head = (f"memory plan: {result['topology']} ({result['devices']} x {result['device_kind']}, "
-            + (f"{memory / GIB:.0f} GiB HBM per device" if fraction is None
-               else f"{memory / GIB:.1f} GiB per device: JAX's allocator takes {fraction:g} of "
-                    f"{memory / fraction / GIB:.1f}")
+            + (f"{memory / topologies.GIB:.0f} GiB HBM per device" if fraction is None
+               else f"{memory / topologies.GIB:.1f} GiB per device: JAX's allocator takes {fraction:g} of "
+                    f"{memory / fraction / topologies.GIB:.1f}")
             + f"), mesh {result['mesh']}, "
             f"{result['model']['layers']} layers, {result['model']['attention']} attention"
             + (f", remat {'with' if result['model']['remat_barriers'] else 'without'} CSE barriers"
