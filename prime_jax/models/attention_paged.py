@@ -14,6 +14,12 @@ GPU kernel's Triton lowering needs a power of two, an 80-wide model keeps it the
 The kernels take the pools as they are and bound each row by a length: they read slots
 ``[0, last_slot + 1)`` and ignore ``kv_mask_bs``, which is right for ``rollout.paged`` (a
 row's slots up to its decode position all hold real tokens: left padding takes no block).
+
+Groups: a pool of ``groups`` = G > 1 is G pools of ``num_blocks / G`` blocks side by side, and
+row b (of B) takes blocks of group ``b // (B / G)`` only (ids stay global). When G is the mesh's
+number of batch shards, shard g then holds its rows and their blocks, and every read and write
+here runs per group (a ``vmap`` over G, a ``shard_map`` for the kernels): nothing crosses
+devices, and N devices hold N times the tokens of one.
 """
 
 from __future__ import annotations
@@ -30,12 +36,51 @@ from prime_jax.models.attention import AttentionMask, attend
 _PAGED_KERNELS = {"splash": "tpu", "cudnn": "gpu", "pallas_gpu": "gpu"}
 
 
-def gather_blocks(pool: jax.Array, table_bm: jax.Array) -> jax.Array:
+def local_blocks(ids_b, num_blocks: int, groups: int) -> jax.Array:
+    """Global block ids of rows b (leading axis, B rows) as ids in each row's group
+    ``g = b // (B / G)``: ``ids - g * num_blocks / G``; "no block" (``num_blocks``) ->
+    ``num_blocks / G`` (still none)."""
+    if groups == 1:
+        return ids_b
+    per, rows = num_blocks // groups, ids_b.shape[0]
+    group_b = (jnp.arange(rows) // (rows // groups)).reshape((rows,) + (1,) * (ids_b.ndim - 1))
+    return jnp.where(ids_b >= num_blocks, per, ids_b - group_b * per)
+
+
+def by_group(fn, pool: jax.Array, groups: int, *rows):
+    """``fn(pool_g, *rows_g)`` for each group g, ``pool_g`` its ``(kv_heads, num_blocks / G,
+    block_size, head_dim)`` share and ``rows_g`` its rows of each row-major argument; results
+    stacked on a leading G axis (a ``vmap``: G = the mesh's batch shards keeps each on its own)."""
+    k, nb, s, h = pool.shape
+    if groups == 1:
+        return jax.tree.map(lambda x: x[None], fn(pool, *rows))
+    split = [x.reshape((groups, x.shape[0] // groups) + x.shape[1:]) for x in rows]
+    return jax.vmap(fn, in_axes=(1,) + (0,) * len(rows))(pool.reshape(k, groups, nb // groups, s, h), *split)
+
+
+def merge_groups(pools_gknsh: jax.Array) -> jax.Array:
+    """``by_group``'s per-group pools (G, kv_heads, num_blocks / G, ...) as one pool."""
+    g, k, n, s, h = pools_gknsh.shape
+    return pools_gknsh.transpose(1, 0, 2, 3, 4).reshape(k, g * n, s, h)
+
+
+def constrain_pool(pool: jax.Array, groups: int) -> jax.Array:
+    """Lay the pool's blocks over the mesh's batch shards when each shard holds one group."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if groups == 1 or mesh.empty or sharding.data_parallel_size(mesh) != groups:
+        return pool
+    return sharding.constrain(pool, (None, "batch", None, None))
+
+
+def gather_blocks(pool: jax.Array, table_bm: jax.Array, groups: int = 1) -> jax.Array:
     """Row b's blocks in table order as dense ``(B, kv_heads, M * block_size, head_dim)``
-    (zeros for "no block")."""
-    blocks_kbmsh = jnp.take(pool, table_bm, axis=1, mode="fill", fill_value=0)
-    k, b, m, s, h = blocks_kbmsh.shape
-    return blocks_kbmsh.transpose(1, 0, 2, 3, 4).reshape(b, k, m * s, h)
+    (zeros for "no block"), each row reading its own group's blocks."""
+    def gather(pool_g, table_rm):
+        return jnp.take(pool_g, table_rm, axis=1, mode="fill", fill_value=0)  # (kv_heads, rows, M, bs, h)
+
+    blocks_gkrmsh = by_group(gather, pool, groups, local_blocks(table_bm, pool.shape[1], groups))
+    g, k, r, m, s, h = blocks_gkrmsh.shape
+    return blocks_gkrmsh.transpose(0, 2, 1, 3, 4, 5).reshape(g * r, k, m * s, h)
 
 
 def _divisor_at_most(n: int, cap: int) -> int:
@@ -84,28 +129,35 @@ def _kernel(backend: str, head_dim: int):
         gpu_paged_attention, interpret=platform == "cpu")
 
 
-def paged_attend(q_btnh, k_pool, v_pool, table_bm, mask: AttentionMask, *, backend: str = "xla"):
+def paged_attend(q_btnh, k_pool, v_pool, table_bm, mask: AttentionMask, *, backend: str = "xla",
+                 groups: int = 1):
     """Attention of one token per row over its blocks (module docstring); returns ``out_btnh``
     (T = 1)."""
     head_dim = q_btnh.shape[-1]
     kernel = _kernel(attention.resolve(backend, dtype=q_btnh.dtype, head_dim=head_dim), head_dim)
     if kernel is None:
-        k_bksh, v_bksh = (gather_blocks(pool, table_bm).astype(q_btnh.dtype) for pool in (k_pool, v_pool))
+        k_bksh, v_bksh = (gather_blocks(pool, table_bm, groups).astype(q_btnh.dtype) for pool in (k_pool, v_pool))
         return attend(q_btnh, k_bksh, v_bksh, mask, backend=backend)
     table_bm = jnp.minimum(table_bm, k_pool.shape[1] - 1)  # "no block" -> a real block past the length
     lengths_b = mask.last_slot_bt[:, 0] + 1
     q_bnh = (q_btnh[:, 0].astype(jnp.float32) * q_btnh.shape[-1] ** -0.5).astype(k_pool.dtype)  # kernels don't scale
-    out_bnh = _per_row_shard(kernel, q_bnh, k_pool, v_pool, lengths_b, table_bm)
+    out_bnh = _per_row_shard(kernel, q_bnh, k_pool, v_pool, lengths_b, table_bm, groups)
     return out_bnh[:, None].astype(q_btnh.dtype)
 
 
-def _per_row_shard(kernel, q_bnh, k_pool, v_pool, lengths_b, table_bm):
-    """``kernel`` with the rows split over the current mesh's batch axes and the pools whole on
-    every device (a Pallas call is opaque to XLA's partitioner)."""
+def _per_row_shard(kernel, q_bnh, k_pool, v_pool, lengths_b, table_bm, groups: int):
+    """``kernel`` with the rows split over the current mesh's batch axes (a Pallas call is opaque
+    to XLA's partitioner). The pools are split with them where each shard holds one group (its
+    rows' blocks, read by ids local to the shard), else whole on every device."""
+    def local(q, k, v, lengths, table):  # ids modulo the pool a device holds: global ids or its group's
+        return kernel(q, k, v, lengths, table % k.shape[1])
+
     mesh = jax.sharding.get_abstract_mesh()
     if mesh.empty or mesh.size == 1:
-        return kernel(q_bnh, k_pool, v_pool, lengths_b, table_bm)
+        return local(q_bnh, k_pool, v_pool, lengths_b, table_bm)
     rows = sharding.logical_to_spec(("batch",), shape=lengths_b.shape, mesh=mesh)[0]
     spec = jax.sharding.PartitionSpec
-    return jax.shard_map(kernel, mesh=mesh, in_specs=(spec(rows), spec(), spec(), spec(rows), spec(rows)),
+    split = rows is not None and groups > 1 and sharding.data_parallel_size(mesh) == groups
+    pool = spec(None, rows) if split else spec()
+    return jax.shard_map(local, mesh=mesh, in_specs=(spec(rows), pool, pool, spec(rows), spec(rows)),
                          out_specs=spec(rows), check_vma=False)(q_bnh, k_pool, v_pool, lengths_b, table_bm)

@@ -20,8 +20,8 @@ Layouts:
   over the first ``i + T`` slots when ``cache_index`` is a Python int (else all S). Memory:
   ``2 * layers * B * S * kv_heads * head_dim * bytes(dtype)`` (+ B * S bools); e.g.
   Qwen2.5-Math-7B (28 layers, 4 kv heads x 128), B=64, S=4096, bf16: 14.0 GiB;
-* ``PagedKVCache``: rows own blocks of a shared pool; one decode token per row
-  (``models.attention_paged`` reads the blocks).
+* ``PagedKVCache``: rows own blocks of a shared pool (in groups, one per batch shard of a mesh);
+  one decode token per row (``models.attention_paged`` reads the blocks).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import jax.numpy as jnp
 
 from prime_jax import sharding
 from prime_jax.models.attention import AttentionMask, attend
-from prime_jax.models.attention_paged import paged_attend
+from prime_jax.models.attention_paged import by_group, constrain_pool, local_blocks, merge_groups, paged_attend
 
 KV_AXES = ("batch", "kv_heads", "length", "head_dim")
 
@@ -197,6 +197,9 @@ class PagedKVCache:
       ``[m * block_size, (m + 1) * block_size)``; ``num_blocks`` marks "no block" (reads give
       zeros, writes are dropped);
     * ``mask_bs``: bool ``(B, M * block_size)``, True where a logical slot holds a real token.
+    * ``groups`` (static): G; row b takes blocks of group ``b // (B / G)`` only, blocks
+      ``[g * num_blocks / G, (g + 1) * num_blocks / G)`` (``attention_paged``: with G the mesh's
+      batch shards, each device holds its rows' blocks).
 
     A decode step (one token per row, ``cache_index = write_b``) writes row b's key / value at
     logical slot ``write_b[b]`` (block ``table_bm[b, w // block_size]``, offset
@@ -210,16 +213,28 @@ class PagedKVCache:
     values: tuple[jax.Array, ...]
     table_bm: jax.Array
     mask_bs: jax.Array
+    groups: int = dataclasses.field(default=1, metadata=dict(static=True))
 
     @classmethod
     def init(cls, *, num_layers: int, num_blocks: int, block_size: int, batch_size: int,
-             max_blocks: int, num_kv_heads: int, head_dim: int, dtype=jnp.bfloat16) -> PagedKVCache:
-        """An empty pool (zeros), every row without blocks and without tokens."""
+             max_blocks: int, num_kv_heads: int, head_dim: int, dtype=jnp.bfloat16,
+             groups: int = 1) -> PagedKVCache:
+        """An empty pool (zeros), every row without blocks and without tokens, laid out on the
+        current mesh (the blocks over the batch shards where each holds one group)."""
+        if batch_size % groups or num_blocks % groups:
+            raise ValueError(f"PagedKVCache: {groups} groups must divide the rows ({batch_size}) and the "
+                             f"blocks ({num_blocks})")
         shape = (num_kv_heads, num_blocks, block_size, head_dim)
-        return cls(keys=tuple(jnp.zeros(shape, dtype) for _ in range(num_layers)),
-                   values=tuple(jnp.zeros(shape, dtype) for _ in range(num_layers)),
-                   table_bm=jnp.full((batch_size, max_blocks), num_blocks, jnp.int32),
-                   mask_bs=jnp.zeros((batch_size, max_blocks * block_size), bool))
+
+        def zeros():
+            return constrain_pool(jnp.zeros(shape, dtype), groups)
+
+        return cls(keys=tuple(zeros() for _ in range(num_layers)), values=tuple(zeros() for _ in range(num_layers)),
+                   table_bm=sharding.constrain(jnp.full((batch_size, max_blocks), num_blocks, jnp.int32),
+                                               ("batch", None)),
+                   mask_bs=sharding.constrain(jnp.zeros((batch_size, max_blocks * block_size), bool),
+                                              ("batch", "length")),
+                   groups=groups)
 
     def replace(self, **changes) -> PagedKVCache:
         return dataclasses.replace(self, **changes)
@@ -246,17 +261,24 @@ class PagedLayer:
     table_bm: jax.Array
     write_b: jax.Array
     mask: AttentionMask
+    groups: int
 
     def attend(self, q_btnh, k_bkth, v_bkth, *, backend: str):
-        """Write each row's token into its block, then attend over the row's blocks."""
-        block_size = self.keys.shape[2]  # pools (kv_heads, num_blocks, block_size, head_dim)
+        """Write each row's token into its block (in its group's share of the pool), then attend
+        over the row's blocks."""
+        _, num_blocks, block_size, _ = self.keys.shape  # pools (kv_heads, num_blocks, block_size, head_dim)
         rows_b = jnp.arange(self.table_bm.shape[0])
-        block_b = self.table_bm[rows_b, self.write_b // block_size]
+        block_b = local_blocks(self.table_bm[rows_b, self.write_b // block_size], num_blocks, self.groups)
         offset_b = self.write_b % block_size
-        k_pool, v_pool = (pool.at[:, block_b, offset_b, :].set(new_bkth[:, :, 0].transpose(1, 0, 2).astype(pool.dtype),
-                                                               mode="drop")
+
+        def write(pool_g, block_r, offset_r, new_rkh):
+            return pool_g.at[:, block_r, offset_r, :].set(new_rkh.transpose(1, 0, 2).astype(pool_g.dtype), mode="drop")
+
+        k_pool, v_pool = (constrain_pool(merge_groups(by_group(write, pool, self.groups, block_b, offset_b,
+                                                               new_bkth[:, :, 0])), self.groups)
                           for pool, new_bkth in ((self.keys, k_bkth), (self.values, v_bkth)))
-        out_btnh = paged_attend(q_btnh, k_pool, v_pool, self.table_bm, self.mask, backend=backend)
+        out_btnh = paged_attend(q_btnh, k_pool, v_pool, self.table_bm, self.mask, backend=backend,
+                                groups=self.groups)
         return out_btnh, (k_pool, v_pool)
 
 
@@ -269,7 +291,7 @@ class PagedStep:
 
     def layer(self, index: int) -> PagedLayer:
         c = self.cache
-        return PagedLayer(c.keys[index], c.values[index], c.table_bm, self.write_b, self.mask)
+        return PagedLayer(c.keys[index], c.values[index], c.table_bm, self.write_b, self.mask, c.groups)
 
     def finish(self, written: list) -> PagedKVCache:
         return self.cache.replace(keys=tuple(k for k, _ in written), values=tuple(v for _, v in written),

@@ -18,7 +18,12 @@ slots each. All in one compiled ``lax.while_loop`` (static shapes):
   logits (as in ``sample_continuous``), so a restart draws the same tokens: preemption changes
   no result, only time. The oldest request is never preempted for another, and the pool must
   hold one whole request (``ceil((P + L - 1) / block_size)`` blocks), so every request ends;
-* a request ends at EOS or after ``max_new_tokens`` tokens and frees its slot and blocks.
+* a request ends at EOS or after ``max_new_tokens`` tokens and frees its slot and blocks;
+* groups: on a mesh the pool is G = (batch shards) pools side by side (``pool_groups``): slot s
+  takes blocks of its own shard's group only, and admission, growth and preemption count each
+  group's blocks (the oldest request of a group is never preempted, and each group holds one
+  whole request). Each device then holds its slots' blocks only: the pool's bytes per device
+  fall with the device count, and no block crosses devices.
 
 Results equal ``sample_continuous`` with the same key up to float rounding (the attention sums
 the same keys in another layout): the same greedy tokens unless two candidates tie within an
@@ -30,16 +35,21 @@ place (``models.attention_paged``).
 
 from __future__ import annotations
 
+import logging
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from prime_jax import sharding
+from prime_jax.models.attention_paged import by_group, constrain_pool, merge_groups
 from prime_jax.models.cache import PagedKVCache
 from prime_jax.models.transformer import Transformer
 from prime_jax.rollout.config import Rollouts, SamplingConfig, check_left_padded, is_eos
 from prime_jax.rollout.continuous import pick_request_tokens, prefill_request
+
+_LOG = logging.getLogger(__name__)
 
 
 class PagedCarry(NamedTuple):
@@ -73,13 +83,31 @@ def blocks_for(tokens, block_size: int):
     return (tokens + block_size - 1) // block_size
 
 
+def pool_groups(num_slots: int, num_blocks: int, whole: int) -> int:
+    """G for ``PagedKVCache``: the current mesh's batch shards when they divide the slots and
+    the blocks and a shard's blocks hold one whole request, else 1 (and a warning: the pool is
+    then whole on every device)."""
+    mesh = jax.sharding.get_abstract_mesh()
+    shards = 1 if mesh.empty else sharding.data_parallel_size(mesh)
+    if shards == 1:
+        return 1
+    if num_slots % shards or num_blocks % shards or num_blocks // shards < whole:
+        _LOG.warning("sample_paged: the pool of %d KV blocks is whole on each of %d batch shards; with num_slots "
+                     "(%d) and num_blocks multiples of %d and num_blocks / %d >= %d (one whole request) each "
+                     "shard would hold its own slots' blocks", num_blocks, shards, num_slots, shards, shards, whole)
+        return 1
+    return shards
+
+
 def _paged_impl(graphdef, state, prompt_ids_rp, prompt_mask_rp, key, *, num_slots: int,
-                num_blocks: int, block_size: int, config: SamplingConfig):
+                num_blocks: int, block_size: int, config: SamplingConfig, groups: int | None = None):
     """Traced body of ``sample_paged``: admit, grow or preempt, step every slot, until drained."""
     policy: Transformer = nnx.merge(graphdef, state)
     (r_total, p), s, steps = prompt_ids_rp.shape, num_slots, config.max_new_tokens
     bs, nb = block_size, num_blocks
     prompt_blocks, row_blocks = blocks_for(p, bs), blocks_for(p + steps - 1, bs)
+    g = pool_groups(s, nb, row_blocks) if groups is None else groups
+    group_s, group_n = jnp.arange(s) // (s // g), jnp.arange(nb) // (nb // g)
     prompt_ids_rp = prompt_ids_rp.astype(jnp.int32)
     prompt_mask_rp = prompt_mask_rp.astype(jnp.int32)
     prompt_len_r = jnp.sum(prompt_mask_rp, axis=-1, dtype=jnp.int32)
@@ -103,30 +131,41 @@ def _paged_impl(graphdef, state, prompt_ids_rp, prompt_mask_rp, key, *, num_slot
     def first_pending(c: PagedCarry):
         return jnp.argmax(c.pending_r)
 
-    def can_admit(c: PagedCarry):
-        """A free slot, a queued request, and blocks for its prompt beyond those the busy rows
-        take this step (else it would be the youngest request, preempted at once)."""
+    def per_group(x_s):
+        return jnp.sum(x_s.reshape(g, -1), axis=1, dtype=jnp.int32)
+
+    def admissible_slots(c: PagedCarry):
+        """Free slots whose group has blocks for the first queued request's prompt beyond those
+        its busy rows take this step (else it would be the youngest there, preempted at once)."""
         need = blocks_for(prompt_len_r[first_pending(c)], bs)
         _, _, needs_s = write_slots(c)
-        spare = jnp.sum(c.free_n, dtype=jnp.int32) - jnp.sum(needs_s, dtype=jnp.int32)
-        return jnp.any(c.request_s == r_total) & jnp.any(c.pending_r) & (spare >= need)
+        spare_g = per_group(c.free_n) - per_group(needs_s)
+        return (c.request_s == r_total) & (spare_g[group_s] >= need)
+
+    def can_admit(c: PagedCarry):
+        return jnp.any(admissible_slots(c)) & jnp.any(c.pending_r)
 
     def admit(c: PagedCarry) -> PagedCarry:
-        """Prefill the first queued request into the first free slot's new blocks."""
-        slot, r = jnp.argmax(c.request_s == r_total), first_pending(c)
+        """Prefill the first queued request into the first admissible slot's new blocks."""
+        slot, r = jnp.argmax(admissible_slots(c)), first_pending(c)
         length = prompt_len_r[r]
         row, token_1, logp_1, eos = prefill_request(policy, prompt_ids_rp, prompt_mask_rp, r, key, config)
         # Logical slot j of the row holds prompt column p - length + j (the real tokens only).
         j = jnp.arange(prompt_blocks * bs)
         source_j = jnp.clip(p - length + j, 0, p - 1)
-        free_ids = jnp.nonzero(c.free_n, size=prompt_blocks, fill_value=nb)[0]
+        free_ids = jnp.nonzero(c.free_n & (group_n == group_s[slot]), size=prompt_blocks, fill_value=nb)[0]
         ids_m = jnp.where(jnp.arange(prompt_blocks) < blocks_for(length, bs), free_ids, nb)
+        # Per group: the slot's group writes its blocks, the others none (ids past their share).
+        local_m = jnp.where(ids_m < nb, ids_m - group_s[slot] * (nb // g), nb // g)
+        ids_gm = jnp.where((jnp.arange(g) == group_s[slot])[:, None], local_m, nb // g)
 
         def write(pool, dense_1ksh):  # pools are (kv_heads, num_blocks, block_size, head_dim)
             rows_kjh = jnp.where((j < length)[None, :, None], dense_1ksh[0][:, source_j], 0)
             k, _, h = rows_kjh.shape
-            blocks_kmsh = rows_kjh.reshape(k, prompt_blocks, bs, h)
-            return pool.at[:, ids_m].set(blocks_kmsh.astype(pool.dtype), mode="drop")
+            blocks_kmsh = rows_kjh.reshape(k, prompt_blocks, bs, h).astype(pool.dtype)
+            written = by_group(lambda pool_g, ids_1m: pool_g.at[:, ids_1m[0]].set(blocks_kmsh, mode="drop"),
+                               pool, g, ids_gm)
+            return constrain_pool(merge_groups(written), g)
 
         table_m = jnp.full((row_blocks,), nb, jnp.int32).at[:prompt_blocks].set(ids_m)
         cache = c.cache.replace(
@@ -151,21 +190,26 @@ def _paged_impl(graphdef, state, prompt_ids_rp, prompt_mask_rp, key, *, num_slot
         block_s = c.cache.table_bm[slots, write_s // bs]
         return busy_s, write_s, busy_s & (block_s == nb)
 
-    def short_of_blocks(c: PagedCarry):
+    def short_g(c: PagedCarry):
         _, _, needs_s = write_slots(c)
-        return jnp.sum(needs_s, dtype=jnp.int32) > jnp.sum(c.free_n, dtype=jnp.int32)
+        return per_group(needs_s) > per_group(c.free_n)
 
     def preempt_youngest(c: PagedCarry) -> PagedCarry:
-        busy_s = c.request_s < r_total
-        youngest = jnp.argmax(jnp.where(busy_s, c.admitted_s, -1))
+        """Send the youngest request of the first group short of blocks back to the queue."""
+        there_s = (c.request_s < r_total) & (group_s == jnp.argmax(short_g(c)))
+        youngest = jnp.argmax(jnp.where(there_s, c.admitted_s, -1))
         return release(c, slots == youngest, requeue=True)
 
     def step(c: PagedCarry) -> PagedCarry:
         c = jax.lax.while_loop(can_admit, admit, c)
-        c = jax.lax.while_loop(short_of_blocks, preempt_youngest, c)
+        c = jax.lax.while_loop(lambda c: jnp.any(short_g(c)), preempt_youngest, c)
         busy_s, write_s, needs_s = write_slots(c)
-        rank_s = jnp.cumsum(needs_s) - 1
-        new_s = jnp.where(needs_s, jnp.nonzero(c.free_n, size=s, fill_value=nb)[0][jnp.clip(rank_s, 0, s - 1)], nb)
+        # The k-th row needing a block in its group takes the group's k-th free block.
+        rank_gs = jnp.cumsum(needs_s.reshape(g, -1), axis=1) - 1
+        local_gs = jax.vmap(lambda free_n: jnp.nonzero(free_n, size=s // g, fill_value=nb // g)[0])(
+            c.free_n.reshape(g, -1))
+        free_gs = jnp.where(local_gs < nb // g, local_gs + (jnp.arange(g) * (nb // g))[:, None], nb)
+        new_s = jnp.where(needs_s, jnp.take_along_axis(free_gs, jnp.clip(rank_gs, 0, s // g - 1), axis=1).reshape(s), nb)
         column_s = write_s // bs
         table = c.cache.table_bm.at[slots, column_s].set(
             jnp.where(needs_s, new_s, c.cache.table_bm[slots, column_s]))
@@ -196,7 +240,7 @@ def _paged_impl(graphdef, state, prompt_ids_rp, prompt_mask_rp, key, *, num_slot
     cache = PagedKVCache.init(num_layers=policy.config.num_layers, num_blocks=nb, block_size=bs,
                               batch_size=s, max_blocks=row_blocks, num_kv_heads=policy.config.num_kv_heads,
                               head_dim=policy.config.head_dim,
-                              dtype=config.cache_dtype or policy.config.compute_dtype)
+                              dtype=config.cache_dtype or policy.config.compute_dtype, groups=g)
     carry = PagedCarry(
         cache=cache, free_n=jnp.ones((nb,), bool), request_s=jnp.full((s,), r_total, jnp.int32),
         step_s=jnp.zeros((s,), jnp.int32), prev_s=jnp.zeros((s,), jnp.int32),
@@ -213,15 +257,16 @@ def _paged_impl(graphdef, state, prompt_ids_rp, prompt_mask_rp, key, *, num_slot
 
 
 _paged_jit = jax.jit(_paged_impl, static_argnames=("graphdef", "num_slots", "num_blocks", "block_size",
-                                                   "config"))
+                                                   "config", "groups"))
 
 
 def sample_paged(policy: Transformer, prompt_ids_rp: jax.Array, prompt_mask_rp: jax.Array, *,
                  key: jax.Array, config: SamplingConfig, num_slots: int, num_blocks: int,
-                 block_size: int = 16, with_stats: bool = False):
+                 block_size: int = 16, groups: int | None = None, with_stats: bool = False):
     """Decode R left-padded requests through ``num_slots`` slots over a pool of ``num_blocks``
-    KV blocks of ``block_size`` slots (module docstring). Returns ``Rollouts`` (R, L) in request
-    order, as ``sample_continuous`` does; with ``with_stats`` also ``PagedStats``."""
+    KV blocks of ``block_size`` slots (module docstring). ``groups``: the pool's G (default
+    ``pool_groups``: the mesh's batch shards where they fit). Returns ``Rollouts`` (R, L) in
+    request order, as ``sample_continuous`` does; with ``with_stats`` also ``PagedStats``."""
     if num_slots < 1 or block_size < 1:
         raise ValueError(f"sample_paged: num_slots and block_size must be >= 1, got {num_slots}, {block_size}")
     p = prompt_ids_rp.shape[1]
@@ -229,8 +274,12 @@ def sample_paged(policy: Transformer, prompt_ids_rp: jax.Array, prompt_mask_rp: 
     if num_blocks < whole:
         raise ValueError(f"sample_paged: num_blocks={num_blocks} cannot hold one request of {p} prompt + "
                          f"{config.max_new_tokens - 1} cached tokens ({whole} blocks of {block_size})")
+    if groups is not None and (groups < 1 or num_slots % groups or num_blocks % groups
+                               or num_blocks // groups < whole):
+        raise ValueError(f"sample_paged: groups={groups} must divide num_slots={num_slots} and num_blocks="
+                         f"{num_blocks}, each group holding one whole request ({whole} blocks)")
     check_left_padded(prompt_mask_rp, "sample_paged")
     graphdef, state = nnx.split(policy)
     rollouts, stats = _paged_jit(graphdef, state, prompt_ids_rp, prompt_mask_rp, key, num_slots=num_slots,
-                                 num_blocks=num_blocks, block_size=block_size, config=config)
+                                 num_blocks=num_blocks, block_size=block_size, config=config, groups=groups)
     return (rollouts, stats) if with_stats else rollouts

@@ -45,15 +45,17 @@ def model_steps(config: ModelConfig, mesh, length: int):
     return train, step
 
 
-def paged_decode(n: int, k: int, h: int):
+def paged_decode(n: int, k: int, h: int, mesh=None, groups: int = 1):
     """``paged_attend`` with ``backend="auto"`` for 8 rows of ``n`` query heads over ``k`` kv heads
-    of ``h``, each reading up to 8 blocks of 16 slots of a 64-block bf16 pool, as ``(fn, abstract args)``."""
+    of ``h``, each reading up to 8 blocks of 16 slots of a 64-block bf16 pool, as ``(fn, abstract args)``.
+    With ``groups`` > 1 the pool is in groups, its blocks laid over ``mesh``'s batch shards."""
     rows, blocks, block_size, max_blocks = 8, 64, 16, 8
 
     def step(q, k_pool, v_pool, table, write_b):
         mask = AttentionMask(jnp.arange(max_blocks * block_size)[None] <= write_b[:, None], write_b[:, None])
-        return paged_attend(q, k_pool, v_pool, table, mask, backend="auto")
+        return paged_attend(q, k_pool, v_pool, table, mask, backend="auto", groups=groups)
 
-    pool = jax.ShapeDtypeStruct((k, blocks, block_size, h), jnp.bfloat16)
+    shape = (k, blocks, block_size, h)
+    pool = spec(mesh, shape, (None, "batch", None, None)) if groups > 1 else jax.ShapeDtypeStruct(shape, jnp.bfloat16)
     return step, (jax.ShapeDtypeStruct((rows, 1, n, h), jnp.bfloat16), pool, pool,
                   jax.ShapeDtypeStruct((rows, max_blocks), jnp.int32), jax.ShapeDtypeStruct((rows,), jnp.int32))

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from prime_jax import sharding
 from prime_jax.models import ModelConfig, Transformer
 from prime_jax.models import attention as attn
 from prime_jax.models.attention_paged import paged_attend
@@ -202,6 +203,28 @@ def test_gpu_paged_decode_kernel_matches_the_gather_reference():
     mask = attn.AttentionMask(jnp.arange(3 * block_size)[None] <= write_b[:, None], write_b[:, None])
     ref = paged_attend(q, k_pool, v_pool, table, mask, backend="xla")
     out = paged_attend(q, k_pool, v_pool, table, mask, backend="pallas_gpu")
+    np.testing.assert_allclose(np.asarray(out), np.asarray(ref), rtol=0, atol=ATOL)
+
+
+@pytest.mark.parametrize("backend", ["xla", "pallas_gpu"])
+def test_a_grouped_pool_split_over_the_mesh_reads_what_the_whole_pool_reads(backend):
+    """Two groups of 4 blocks over a 2-shard mesh (each device holds its 2 rows and their blocks,
+    "no block" entries included): every row's paged attention within ATOL of the whole pool's
+    gather reference on one device."""
+    rng = np.random.RandomState(7)
+    blocks, block_size, k, n, h = 8, 4, 2, 4, 8
+    q = jnp.asarray(rng.randn(4, 1, n, h), jnp.float32)
+    k_pool, v_pool = (jnp.asarray(rng.randn(k, blocks, block_size, h), jnp.float32) for _ in range(2))
+    table = jnp.asarray([[2, 0, blocks], [3, blocks, blocks], [7, 4, 5], [6, blocks, blocks]], jnp.int32)
+    write_b = jnp.asarray([5, 2, 11, 3], jnp.int32)
+    mask = attn.AttentionMask(jnp.arange(3 * block_size)[None] <= write_b[:, None], write_b[:, None])
+    ref = paged_attend(q, k_pool, v_pool, table, mask, backend="xla")
+    mesh = sharding.make_mesh(sharding.MeshConfig(data=2, fsdp=1, tensor=1), devices=jax.devices()[:2])
+    rows, pools = (sharding.named_sharding(mesh, axes) for axes in (("batch",), (None, "batch")))
+    put = jax.device_put
+    with jax.set_mesh(mesh):
+        out = jax.jit(lambda *a: paged_attend(*a, backend=backend, groups=2))(
+            put(q, rows), put(k_pool, pools), put(v_pool, pools), put(table, rows), put(mask, rows))
     np.testing.assert_allclose(np.asarray(out), np.asarray(ref), rtol=0, atol=ATOL)
 
 

@@ -76,6 +76,14 @@ def test_paged_decode_kernel_compiles_for_gpu(mesh, h, kernel):
     assert (TRITON in calls) == kernel, calls
 
 
+def test_paged_decode_kernel_reads_a_grouped_pool_where_it_lies(mesh):
+    """A pool in 2 groups over the 2 GPUs' batch shards: the kernel runs per GPU on its own
+    blocks, and the whole (4, 64, 16, 128) pool is never assembled on a GPU."""
+    step, args = paged_decode(28, 4, 128, mesh, groups=2)
+    text = compiled_text(mesh, step, *args)
+    assert TRITON in text and "bf16[4,32,16,128]" in text and "bf16[4,64,16,128]" not in text
+
+
 CONFIG = ModelConfig(vocab_size=256, hidden_size=256, intermediate_size=256, num_layers=2, num_heads=4,
                      num_kv_heads=2, head_dim=64, dtype="bfloat16", param_dtype="bfloat16")
 

@@ -45,6 +45,15 @@ def test_paged_decode_kernel_compiles_for_tpu(mesh, n, k, h, kernel):
     assert ("tpu_custom_call" in text) == kernel
 
 
+def test_paged_decode_kernel_reads_a_grouped_pool_where_it_lies():
+    """A pool in 2 groups over the slice's 2 batch shards: the kernel runs per shard on its own
+    blocks, and the whole (4, 64, 16, 128) pool is never assembled on a chip."""
+    mesh = sharding.make_mesh(sharding.MeshConfig(data=2, fsdp=1, tensor=1), topologies.devices("v5e:2x2")[:2])
+    step, args = paged_decode(28, 4, 128, mesh, groups=2)
+    text = compiled_text(mesh, step, *args)
+    assert "tpu_custom_call" in text and "bf16[4,32,16,128]" in text and "bf16[4,64,16,128]" not in text
+
+
 CONFIG = ModelConfig(vocab_size=256, hidden_size=256, intermediate_size=256, num_layers=2, num_heads=4,
                      num_kv_heads=2, head_dim=128, dtype="bfloat16", param_dtype="bfloat16")
 

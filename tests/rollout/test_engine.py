@@ -225,7 +225,9 @@ def test_sharded_equals_unsharded(checkpoints, tmp_path, layout):
     np.testing.assert_array_equal(np.asarray(got.tokens), np.asarray(expected.tokens))
     np.testing.assert_array_equal(np.asarray(got.mask), np.asarray(expected.mask))
     np.testing.assert_allclose(np.asarray(got.logprobs), np.asarray(expected.logprobs), atol=2e-5)
-    for pool in (dict(decode_slots=3), dict(decode_slots=3, kv_blocks=8, kv_block_size=4)):
+    pools = (dict(decode_slots=3), dict(decode_slots=3, kv_blocks=8, kv_block_size=4),  # the pool whole on each device
+             dict(decode_slots=8, kv_blocks=32, kv_block_size=4))  # in groups: a shard's blocks on its device
+    for pool in pools:
         with jax.set_mesh(mesh):  # continuous batching (dense or paged) on the mesh: the same greedy tokens
             pooled = sample(sharded_policy, jax.device_put(ids, batch), jax.device_put(mask, batch),
                             key=jax.random.key(0), config=dataclasses.replace(config, **pool))

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from prime_jax import sharding
 from prime_jax.models import ModelConfig, Transformer
-from prime_jax.rollout import SamplingConfig, sample, sample_continuous
+from prime_jax.rollout import SamplingConfig, paged, sample, sample_continuous
 from prime_jax.rollout.paged import sample_paged
 
 R, P, L, VOCAB, BLOCK = 7, 6, 12, 97, 4
@@ -56,6 +57,45 @@ def test_equals_the_dense_slot_pool_with_and_without_preemption(policy, config):
     assert preempted[0] > 0 and preempted[-1] == 0  # a one-request pool restarts requests; a roomy one never
 
 
+def test_a_pool_in_groups_gives_the_same_rollouts_and_preempts_within_a_group(policy):
+    """Slots 0-1 draw on blocks [0, n/2), slots 2-3 on [n/2, n): the dense pool's rollouts, also
+    when each group holds one whole request only (its youngest request is restarted)."""
+    ids, mask = _prompts()
+    key = jax.random.key(5)
+    config = SamplingConfig(max_new_tokens=L, temperature=1.0, top_k=20, eos_id=EOS)
+    dense = sample_continuous(policy, ids, mask, key=key, config=config, num_slots=4)
+    preempted = []
+    for blocks in (2 * WHOLE, 6 * WHOLE):
+        paged, stats = sample_paged(policy, ids, mask, key=key, config=config, num_slots=4, num_blocks=blocks,
+                                    block_size=BLOCK, groups=2, with_stats=True)
+        _assert_same(paged, dense)
+        preempted.append(int(stats.preemptions))
+    assert preempted[0] > 0 and preempted[-1] == 0
+
+
+def test_on_a_mesh_each_device_holds_its_slots_blocks_only(policy):
+    """8 batch shards: the pool splits in 8 groups, one per device, with the same rollouts;
+    compiled, the sampler's scratch per device is less than the whole pool it held before
+    (whole pool 2 MiB: 2 x 1024 blocks x 16 slots x 2 kv heads x 8 x f32)."""
+    if jax.device_count() < 8:
+        pytest.skip("needs 8 (virtual) devices: tests/conftest.py sets XLA_FLAGS")
+    ids, mask = _prompts()
+    ids, mask = np.concatenate([ids, ids[:1]]), np.concatenate([mask, mask[:1]])  # 8 requests
+    key = jax.random.key(6)
+    config = SamplingConfig(max_new_tokens=L, temperature=1.0, top_k=20, eos_id=EOS)
+    dense = sample_continuous(policy, ids, mask, key=key, config=config, num_slots=8)
+    mesh = sharding.make_mesh(sharding.MeshConfig(data=8, fsdp=1, tensor=1))
+    with jax.set_mesh(mesh):
+        _assert_same(sample_paged(policy, ids, mask, key=key, config=config, num_slots=8, num_blocks=8 * WHOLE,
+                                  block_size=BLOCK), dense)
+        graphdef, state = nnx.split(policy)
+        scratch = {groups: paged._paged_jit.lower(graphdef, state, ids, mask, key, num_slots=8, num_blocks=1024,
+                                                  block_size=16, config=config, groups=groups)
+                   .compile().memory_analysis().temp_size_in_bytes for groups in (1, None)}
+    pool = 2 * 1024 * 16 * 2 * 8 * 4
+    assert scratch[1] > pool > scratch[None], scratch
+
+
 def test_the_sampler_runs_the_pool_when_config_sets_kv_blocks(policy):
     ids, mask = _prompts()
     key = jax.random.key(4)
@@ -75,5 +115,11 @@ def test_bad_pools_are_refused(policy):
     with pytest.raises(ValueError, match="left-padded"):
         sample_paged(policy, ids, mask[:, ::-1], key=jax.random.key(0), config=config, num_slots=2,
                      num_blocks=WHOLE, block_size=BLOCK)
+    with pytest.raises(ValueError, match="groups=2 must divide num_slots=3"):
+        sample_paged(policy, ids, mask, key=jax.random.key(0), config=config, num_slots=3,
+                     num_blocks=2 * WHOLE, block_size=BLOCK, groups=2)
+    with pytest.raises(ValueError, match=f"each group holding one whole request \\({WHOLE} blocks"):
+        sample_paged(policy, ids, mask, key=jax.random.key(0), config=config, num_slots=4,
+                     num_blocks=2 * WHOLE - 2, block_size=BLOCK, groups=2)
     with pytest.raises(ValueError, match="kv_blocks needs decode_slots"):
         SamplingConfig(max_new_tokens=L, kv_blocks=8)
