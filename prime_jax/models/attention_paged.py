@@ -18,8 +18,8 @@ row's slots up to its decode position all hold real tokens: left padding takes n
 Groups: a pool of ``groups`` = G > 1 is G pools of ``num_blocks / G`` blocks side by side, and
 row b (of B) takes blocks of group ``b // (B / G)`` only (ids stay global). When G is the mesh's
 number of batch shards, shard g then holds its rows and their blocks, and every read and write
-here runs per group (a ``vmap`` over G, a ``shard_map`` for the kernels): nothing crosses
-devices, and N devices hold N times the tokens of one.
+runs per shard on its own blocks (``per_pool_shard``, a ``shard_map``): nothing crosses devices,
+and N devices hold N times the tokens of one.
 """
 
 from __future__ import annotations
@@ -36,51 +36,56 @@ from prime_jax.models.attention import AttentionMask, attend
 _PAGED_KERNELS = {"splash": "tpu", "cudnn": "gpu", "pallas_gpu": "gpu"}
 
 
-def local_blocks(ids_b, num_blocks: int, groups: int) -> jax.Array:
-    """Global block ids of rows b (leading axis, B rows) as ids in each row's group
-    ``g = b // (B / G)``: ``ids - g * num_blocks / G``; "no block" (``num_blocks``) ->
-    ``num_blocks / G`` (still none)."""
-    if groups == 1:
-        return ids_b
-    per, rows = num_blocks // groups, ids_b.shape[0]
-    group_b = (jnp.arange(rows) // (rows // groups)).reshape((rows,) + (1,) * (ids_b.ndim - 1))
-    return jnp.where(ids_b >= num_blocks, per, ids_b - group_b * per)
-
-
-def by_group(fn, pool: jax.Array, groups: int, *rows):
-    """``fn(pool_g, *rows_g)`` for each group g, ``pool_g`` its ``(kv_heads, num_blocks / G,
-    block_size, head_dim)`` share and ``rows_g`` its rows of each row-major argument; results
-    stacked on a leading G axis (a ``vmap``: G = the mesh's batch shards keeps each on its own)."""
-    k, nb, s, h = pool.shape
-    if groups == 1:
-        return jax.tree.map(lambda x: x[None], fn(pool, *rows))
-    split = [x.reshape((groups, x.shape[0] // groups) + x.shape[1:]) for x in rows]
-    return jax.vmap(fn, in_axes=(1,) + (0,) * len(rows))(pool.reshape(k, groups, nb // groups, s, h), *split)
-
-
-def merge_groups(pools_gknsh: jax.Array) -> jax.Array:
-    """``by_group``'s per-group pools (G, kv_heads, num_blocks / G, ...) as one pool."""
-    g, k, n, s, h = pools_gknsh.shape
-    return pools_gknsh.transpose(1, 0, 2, 3, 4).reshape(k, g * n, s, h)
+def pool_split(groups: int) -> tuple[str, ...] | None:
+    """The mesh axes splitting the pool's blocks and its rows: the batch axes where the pool's
+    ``groups`` are the current mesh's batch shards, else None (the pool is whole wherever it is)."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if groups == 1 or mesh.empty or sharding.data_parallel_size(mesh) != groups:
+        return None
+    return tuple(a for a in sharding.BATCH_AXES if mesh.shape[a] > 1)
 
 
 def constrain_pool(pool: jax.Array, groups: int) -> jax.Array:
     """Lay the pool's blocks over the mesh's batch shards when each shard holds one group."""
-    mesh = jax.sharding.get_abstract_mesh()
-    if groups == 1 or mesh.empty or sharding.data_parallel_size(mesh) != groups:
-        return pool
-    return sharding.constrain(pool, (None, "batch", None, None))
+    return pool if pool_split(groups) is None else sharding.constrain(pool, (None, "batch", None, None))
+
+
+def per_pool_shard(fn, groups: int, pools, rows=(), shared=(), *, out: str):
+    """``fn(local, pools, rows, shared)`` on each batch shard's rows and its blocks of the pools
+    where ``pool_split(groups)`` splits them (a ``shard_map``: nothing crosses devices), else
+    once on the whole arrays. ``local(ids)`` turns global block ids into ids in the pool at hand
+    (ids of another shard's blocks and "no block" fall past its end: reads fill, writes drop).
+    ``out``: "pool" (results laid out as the pools) or "rows" (as the rows)."""
+    num_blocks = jax.tree.leaves(pools)[0].shape[1]
+    axes = pool_split(groups)
+    if axes is None:
+        return fn(lambda ids: ids, pools, rows, shared)
+    per = num_blocks // groups
+
+    def body(pools, rows, shared):
+        ids_start = jax.lax.axis_index(axes) * per
+
+        def local(ids):
+            ids = ids - ids_start
+            return jnp.where((ids >= 0) & (ids < per), ids, per)
+
+        return fn(local, pools, rows, shared)
+
+    spec = jax.sharding.PartitionSpec
+    specs = {"pool": spec(None, axes), "rows": spec(axes)}
+    return jax.shard_map(body, mesh=jax.sharding.get_abstract_mesh(), in_specs=(specs["pool"], specs["rows"], spec()),
+                         out_specs=specs[out], check_vma=False)(pools, rows, shared)
 
 
 def gather_blocks(pool: jax.Array, table_bm: jax.Array, groups: int = 1) -> jax.Array:
     """Row b's blocks in table order as dense ``(B, kv_heads, M * block_size, head_dim)``
-    (zeros for "no block"), each row reading its own group's blocks."""
-    def gather(pool_g, table_rm):
-        return jnp.take(pool_g, table_rm, axis=1, mode="fill", fill_value=0)  # (kv_heads, rows, M, bs, h)
+    (zeros for "no block"), each shard reading its own blocks."""
+    def gather(local, pool, table_bm, _):
+        blocks_kbmsh = jnp.take(pool, local(table_bm), axis=1, mode="fill", fill_value=0)
+        k, b, m, s, h = blocks_kbmsh.shape
+        return blocks_kbmsh.transpose(1, 0, 2, 3, 4).reshape(b, k, m * s, h)
 
-    blocks_gkrmsh = by_group(gather, pool, groups, local_blocks(table_bm, pool.shape[1], groups))
-    g, k, r, m, s, h = blocks_gkrmsh.shape
-    return blocks_gkrmsh.transpose(0, 2, 1, 3, 4, 5).reshape(g * r, k, m * s, h)
+    return per_pool_shard(gather, groups, pool, table_bm, out="rows")
 
 
 def _divisor_at_most(n: int, cap: int) -> int:
@@ -157,7 +162,6 @@ def _per_row_shard(kernel, q_bnh, k_pool, v_pool, lengths_b, table_bm, groups: i
         return local(q_bnh, k_pool, v_pool, lengths_b, table_bm)
     rows = sharding.logical_to_spec(("batch",), shape=lengths_b.shape, mesh=mesh)[0]
     spec = jax.sharding.PartitionSpec
-    split = rows is not None and groups > 1 and sharding.data_parallel_size(mesh) == groups
-    pool = spec(None, rows) if split else spec()
+    pool = spec(None, rows) if rows is not None and pool_split(groups) is not None else spec()
     return jax.shard_map(local, mesh=mesh, in_specs=(spec(rows), pool, pool, spec(rows), spec(rows)),
                          out_specs=spec(rows), check_vma=False)(q_bnh, k_pool, v_pool, lengths_b, table_bm)

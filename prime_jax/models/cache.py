@@ -34,7 +34,7 @@ import jax.numpy as jnp
 
 from prime_jax import sharding
 from prime_jax.models.attention import AttentionMask, attend
-from prime_jax.models.attention_paged import by_group, constrain_pool, local_blocks, merge_groups, paged_attend
+from prime_jax.models.attention_paged import constrain_pool, paged_attend, per_pool_shard
 
 KV_AXES = ("batch", "kv_heads", "length", "head_dim")
 
@@ -266,17 +266,19 @@ class PagedLayer:
     def attend(self, q_btnh, k_bkth, v_bkth, *, backend: str):
         """Write each row's token into its block (in its group's share of the pool), then attend
         over the row's blocks."""
-        _, num_blocks, block_size, _ = self.keys.shape  # pools (kv_heads, num_blocks, block_size, head_dim)
+        block_size = self.keys.shape[2]  # pools (kv_heads, num_blocks, block_size, head_dim)
         rows_b = jnp.arange(self.table_bm.shape[0])
-        block_b = local_blocks(self.table_bm[rows_b, self.write_b // block_size], num_blocks, self.groups)
+        block_b = self.table_bm[rows_b, self.write_b // block_size]
         offset_b = self.write_b % block_size
 
-        def write(pool_g, block_r, offset_r, new_rkh):
-            return pool_g.at[:, block_r, offset_r, :].set(new_rkh.transpose(1, 0, 2).astype(pool_g.dtype), mode="drop")
+        def write(local, pools, rows, _):
+            block_b, offset_b, new_k_bkh, new_v_bkh = rows
+            return tuple(pool.at[:, local(block_b), offset_b, :].set(new_bkh.transpose(1, 0, 2).astype(pool.dtype),
+                                                                     mode="drop")
+                         for pool, new_bkh in zip(pools, (new_k_bkh, new_v_bkh)))
 
-        k_pool, v_pool = (constrain_pool(merge_groups(by_group(write, pool, self.groups, block_b, offset_b,
-                                                               new_bkth[:, :, 0])), self.groups)
-                          for pool, new_bkth in ((self.keys, k_bkth), (self.values, v_bkth)))
+        k_pool, v_pool = per_pool_shard(write, self.groups, (self.keys, self.values),
+                                        (block_b, offset_b, k_bkth[:, :, 0], v_bkth[:, :, 0]), out="pool")
         out_btnh = paged_attend(q_btnh, k_pool, v_pool, self.table_bm, self.mask, backend=backend,
                                 groups=self.groups)
         return out_btnh, (k_pool, v_pool)

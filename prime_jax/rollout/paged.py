@@ -43,7 +43,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from prime_jax import sharding
-from prime_jax.models.attention_paged import by_group, constrain_pool, merge_groups
+from prime_jax.models.attention_paged import per_pool_shard
 from prime_jax.models.cache import PagedKVCache
 from prime_jax.models.transformer import Transformer
 from prime_jax.rollout.config import Rollouts, SamplingConfig, check_left_padded, is_eos
@@ -155,22 +155,22 @@ def _paged_impl(graphdef, state, prompt_ids_rp, prompt_mask_rp, key, *, num_slot
         source_j = jnp.clip(p - length + j, 0, p - 1)
         free_ids = jnp.nonzero(c.free_n & (group_n == group_s[slot]), size=prompt_blocks, fill_value=nb)[0]
         ids_m = jnp.where(jnp.arange(prompt_blocks) < blocks_for(length, bs), free_ids, nb)
-        # Per group: the slot's group writes its blocks, the others none (ids past their share).
-        local_m = jnp.where(ids_m < nb, ids_m - group_s[slot] * (nb // g), nb // g)
-        ids_gm = jnp.where((jnp.arange(g) == group_s[slot])[:, None], local_m, nb // g)
 
-        def write(pool, dense_1ksh):  # pools are (kv_heads, num_blocks, block_size, head_dim)
+        def blocks_of(dense_1ksh, dtype):  # the real tokens as (kv_heads, prompt_blocks, block_size, head_dim)
             rows_kjh = jnp.where((j < length)[None, :, None], dense_1ksh[0][:, source_j], 0)
             k, _, h = rows_kjh.shape
-            blocks_kmsh = rows_kjh.reshape(k, prompt_blocks, bs, h).astype(pool.dtype)
-            written = by_group(lambda pool_g, ids_1m: pool_g.at[:, ids_1m[0]].set(blocks_kmsh, mode="drop"),
-                               pool, g, ids_gm)
-            return constrain_pool(merge_groups(written), g)
+            return rows_kjh.reshape(k, prompt_blocks, bs, h).astype(dtype)
 
+        def write(local, pools, _, shared):  # each shard writes the blocks it holds
+            ids_m, blocks = shared
+            return tuple(pool.at[:, local(ids_m)].set(blocks_kmsh, mode="drop") for pool, blocks_kmsh in zip(pools, blocks))
+
+        pools = c.cache.keys + c.cache.values
+        blocks = tuple(blocks_of(dense, pool.dtype) for pool, dense in zip(pools, row.keys + row.values))
+        pools, layers = per_pool_shard(write, g, pools, shared=(ids_m, blocks), out="pool"), len(c.cache.keys)
         table_m = jnp.full((row_blocks,), nb, jnp.int32).at[:prompt_blocks].set(ids_m)
         cache = c.cache.replace(
-            keys=tuple(write(pool, k) for pool, k in zip(c.cache.keys, row.keys)),
-            values=tuple(write(pool, v) for pool, v in zip(c.cache.values, row.values)),
+            keys=pools[:layers], values=pools[layers:],
             table_bm=c.cache.table_bm.at[slot].set(table_m),
             mask_bs=c.cache.mask_bs.at[slot].set(jnp.arange(row_blocks * bs) < length))
         c = c._replace(

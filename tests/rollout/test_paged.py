@@ -1,6 +1,8 @@
 """Paged KV cache: continuous batching over a shared block pool gives the dense pool's rollouts,
 also when the pool is so small that requests are preempted and restarted."""
 
+import re
+
 import jax
 import numpy as np
 import pytest
@@ -76,7 +78,8 @@ def test_a_pool_in_groups_gives_the_same_rollouts_and_preempts_within_a_group(po
 def test_on_a_mesh_each_device_holds_its_slots_blocks_only(policy):
     """8 batch shards: the pool splits in 8 groups, one per device, with the same rollouts;
     compiled, the sampler's scratch per device is less than the whole pool it held before
-    (whole pool 2 MiB: 2 x 1024 blocks x 16 slots x 2 kv heads x 8 x f32)."""
+    (whole pool 2 MiB: 2 x 1024 blocks x 16 slots x 2 kv heads x 8 x f32), and no step copies
+    a device's share of the pool."""
     if jax.device_count() < 8:
         pytest.skip("needs 8 (virtual) devices: tests/conftest.py sets XLA_FLAGS")
     ids, mask = _prompts()
@@ -89,11 +92,16 @@ def test_on_a_mesh_each_device_holds_its_slots_blocks_only(policy):
         _assert_same(sample_paged(policy, ids, mask, key=key, config=config, num_slots=8, num_blocks=8 * WHOLE,
                                   block_size=BLOCK), dense)
         graphdef, state = nnx.split(policy)
-        scratch = {groups: paged._paged_jit.lower(graphdef, state, ids, mask, key, num_slots=8, num_blocks=1024,
-                                                  block_size=16, config=config, groups=groups)
-                   .compile().memory_analysis().temp_size_in_bytes for groups in (1, None)}
+        compiled = {groups: paged._paged_jit.lower(graphdef, state, ids, mask, key, num_slots=8, num_blocks=1024,
+                                                   block_size=16, config=config, groups=groups).compile()
+                    for groups in (1, None)}
+    scratch = {groups: c.memory_analysis().temp_size_in_bytes for groups, c in compiled.items()}
     pool = 2 * 1024 * 16 * 2 * 8 * 4
     assert scratch[1] > pool > scratch[None], scratch
+    # The steps write each device's pool in place: no more copies of its share than of the whole pool.
+    copies = {groups: len(re.findall(rf"= f32\[2,{blocks},16,8\]\S* copy\(", compiled[groups].as_text()))
+              for groups, blocks in ((1, 1024), (None, 128))}
+    assert copies[None] <= copies[1], copies
 
 
 def test_the_sampler_runs_the_pool_when_config_sets_kv_blocks(policy):
