@@ -163,7 +163,8 @@ def _paged_impl(graphdef, state, prompt_ids_rp, prompt_mask_rp, key, *, num_slot
 
         def write(local, pools, _, shared):  # each shard writes the blocks it holds
             ids_m, blocks = shared
-            return tuple(pool.at[:, local(ids_m)].set(blocks_kmsh, mode="drop") for pool, blocks_kmsh in zip(pools, blocks))
+            return tuple(pool.at[:, local(ids_m)].set(blocks_kmsh, mode="drop")
+                         for pool, blocks_kmsh in zip(pools, blocks))
 
         pools = c.cache.keys + c.cache.values
         blocks = tuple(blocks_of(dense, pool.dtype) for pool, dense in zip(pools, row.keys + row.values))
@@ -209,7 +210,8 @@ def _paged_impl(graphdef, state, prompt_ids_rp, prompt_mask_rp, key, *, num_slot
         local_gs = jax.vmap(lambda free_n: jnp.nonzero(free_n, size=s // g, fill_value=nb // g)[0])(
             c.free_n.reshape(g, -1))
         free_gs = jnp.where(local_gs < nb // g, local_gs + (jnp.arange(g) * (nb // g))[:, None], nb)
-        new_s = jnp.where(needs_s, jnp.take_along_axis(free_gs, jnp.clip(rank_gs, 0, s // g - 1), axis=1).reshape(s), nb)
+        taken_gs = jnp.take_along_axis(free_gs, jnp.clip(rank_gs, 0, s // g - 1), axis=1)
+        new_s = jnp.where(needs_s, taken_gs.reshape(s), nb)
         column_s = write_s // bs
         table = c.cache.table_bm.at[slots, column_s].set(
             jnp.where(needs_s, new_s, c.cache.table_bm[slots, column_s]))
