@@ -26,7 +26,10 @@ class SamplingConfig:
     pays when response lengths spread widely. The two draw different (equally valid) samples
     for one key; greedy tokens agree. ``kv_blocks = N > 0`` (with ``decode_slots``) gives the slots
     a shared pool of N KV blocks of ``kv_block_size`` slots instead of a dense cache row each
-    (``rollout.paged``: same rollouts, memory sized to the tokens in flight).
+    (``rollout.paged``: same rollouts, memory sized to the tokens in flight). On a mesh, make
+    ``decode_slots`` and ``kv_blocks`` multiples of the batch shards (data x fsdp) so each shard
+    holds its own slots' blocks (``rollout.paged.pool_groups``); else the pool is whole on every
+    device.
     """
 
     max_new_tokens: int
