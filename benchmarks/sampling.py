@@ -10,6 +10,9 @@ Times are the best of ``--repeats`` runs after one warm-up run (for JAX the warm
 compilation, reported separately as first-call time minus best time). Systems run one after the
 other: interleaving torch's and XLA's spin-waiting thread pools on 2 cores distorts both.
 Greedy tokens of both sides are compared as a sanity check (a bf16 cache drifts from them).
+The last row splits the host into ``--cpu-devices`` JAX CPU devices (``jax_num_cpu_devices``, what
+``JAX_NUM_CPU_DEVICES`` sets) and lays the batch over them (a ``data`` mesh, weights replicated): the
+way a JAX program uses several cores for independent rows; the other rows use the first device only.
 Prints a table and appends it to experiments/LOG.md.
 """
 
@@ -25,10 +28,11 @@ import numpy as np
 import torch
 import transformers
 
+from prime_jax import sharding
 from prime_jax.models import from_pretrained
 from prime_jax.rollout import SamplingConfig, sample
 
-from machine import RESULTS_LOG, cpu_name, date_line, load_average
+from machine import RESULTS_LOG, cpu_line, date_line, load_average
 
 
 
@@ -77,13 +81,18 @@ def main():
     parser.add_argument("--prompt", type=int, default=32)
     parser.add_argument("--new", type=int, default=96)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--cpu-devices", type=int, default=2,
+                        help="JAX CPU devices for the data-parallel row (the cores to use)")
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
+    jax.config.update("jax_num_cpu_devices", args.cpu_devices)  # before JAX starts its CPU backend
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
 
+    mesh = sharding.make_mesh(sharding.MeshConfig(data=args.cpu_devices))
     with tempfile.TemporaryDirectory() as directory:
         hf_model = make_model(args, directory)
         policy = from_pretrained(directory)
+        policy_on_mesh = from_pretrained(directory, mesh=mesh)
     rng = np.random.RandomState(0)
     ids = rng.randint(3, args.vocab, (args.batch, args.prompt)).astype(np.int32)
     mask = np.ones_like(ids)
@@ -100,11 +109,23 @@ def main():
         return lambda: jax.block_until_ready(sample(policy, ids_j, mask_j, key=key,
                                                     config=config))
 
+    def jax_sampler_on_mesh():
+        config = SamplingConfig(max_new_tokens=args.new, temperature=0.0)
+        ids_j, mask_j = sharding.place((ids, mask), mesh)
+
+        def run():
+            with jax.set_mesh(mesh):
+                return jax.block_until_ready(sample(policy_on_mesh, ids_j, mask_j,
+                                                    key=jax.random.key(0), config=config))
+        return run
+
     systems = {
         "transformers generate (torch)": hf_generate,
         "prime_jax sample (f32 cache, 4 decode segments: default)": jax_sampler(),
         "prime_jax sample (f32 cache, 1 decode segment)": jax_sampler(decode_segments=1),
         "prime_jax sample (bf16 cache, 4 decode segments)": jax_sampler(cache_dtype="bfloat16"),
+        f"prime_jax sample (f32 cache, 4 decode segments, batch over {args.cpu_devices} CPU devices)":
+            jax_sampler_on_mesh(),
     }
     results = run_all(systems, args.repeats)
     hf_first, hf_time, hf_out = results["transformers generate (torch)"]
@@ -130,14 +151,15 @@ def main():
     if args.no_append:
         return
     command = "python benchmarks/sampling.py" + (
-        "" if args.repeats == 5 else f" --repeats {args.repeats}")
+        "" if args.repeats == 5 else f" --repeats {args.repeats}") + (
+        "" if args.cpu_devices == 2 else f" --cpu-devices {args.cpu_devices}")
     header = (
         f"\n## sampling: rollout.sample vs transformers generate "
         f"({args.layers} layers x {args.width}, vocab {args.vocab}, batch {args.batch}, "
         f"{args.prompt}-token prompts, {args.new} new tokens, greedy, no EOS)\n"
         f"- command: `{command}`\n"
-        f"- machine: {cpu_name()}, {torch.get_num_threads()} torch threads, "
-        f"{jax.device_count()} jax {jax.default_backend()} device(s) on 2 cores, load average "
+        f"- machine: {cpu_line()}, {torch.get_num_threads()} torch threads, "
+        f"{jax.device_count()} jax {jax.default_backend()} device(s), load average "
         f"{load_average()} at the end (the cores are shared with other jobs); "
         f"jax {jax.__version__}, torch {torch.__version__}, "
         f"transformers {transformers.__version__}\n"
