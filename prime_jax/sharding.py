@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import jax
 import numpy as np
@@ -133,6 +133,16 @@ def constrain(x: jax.Array, logical_axes: Sequence[str | None]) -> jax.Array:
 def data_parallel_size(mesh: Mesh) -> int:
     """Number of batch shards: the product of the data and fsdp axes."""
     return mesh.shape["data"] * mesh.shape["fsdp"]
+
+
+def undivided_batches(mesh: Mesh, rows_by_name: Mapping[str, int]) -> list[str]:
+    """``"name=rows"`` for each batch whose rows the mesh's batch shards (data x fsdp) do not divide.
+
+    Such a batch is laid out replicated (``logical_to_spec`` drops the axis that does not divide),
+    so every shard computes all of its rows: correct, and as slow as one device or slower.
+    """
+    shards = data_parallel_size(mesh)
+    return [f"{name}={rows}" for name, rows in rows_by_name.items() if rows % shards]
 
 
 def maybe_initialize_distributed() -> bool:

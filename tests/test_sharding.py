@@ -63,3 +63,11 @@ def test_host_to_global_places_the_batch_over_data_axes():
     assert len(placed.addressable_shards) == 8
     np.testing.assert_array_equal(np.asarray(placed), local)
     assert sharding.process_batch_slice(16) == slice(0, 16)
+
+
+def test_undivided_batches_are_the_ones_host_to_global_replicates():
+    mesh = sharding.make_mesh(sharding.MeshConfig(data=2, fsdp=2, tensor=2))  # 4 batch shards
+    assert sharding.undivided_batches(mesh, {"a": 8, "b": 6, "c": 12, "d": 2}) == ["b=6", "d=2"]
+    for rows, spec in ((8, P(("data", "fsdp"))), (6, P(None))):
+        placed = sharding.host_to_global(np.zeros((rows, 3), np.float32), mesh, ("batch", None))
+        assert placed.sharding.spec[0] == spec[0]

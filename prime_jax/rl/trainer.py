@@ -69,6 +69,30 @@ def _gather_lists(values: list[int]) -> list[list[int]]:
     return [table[i, :n].tolist() for i, n in enumerate(lengths)]
 
 
+def batch_rows(prime: PrimeConfig, sft: SFTConfig | None, run: RunConfig) -> dict[str, int]:
+    """The global rows of each batch the run lays over the mesh's batch shards, by the settings
+    that size it."""
+    n = prime.collect.num_samples
+    rows = {"rollout round (CollectConfig prompts per round x num_samples)": prime.collect.prompts_per_round * n,
+            "PrimeConfig.policy_mini_batch / policy_micro_batches":
+                prime.policy_mini_batch // prime.policy_micro_batches,
+            "RunConfig.eval_batch_prompts": run.eval_batch_prompts}
+    if prime.uses_prm:
+        rows["PrimeConfig.prm_mini_batch / prm_micro_batches"] = prime.prm_mini_batch // prime.prm_micro_batches
+    if sft is not None and sft.steps > 0:
+        rows["SFTConfig.batch_size / micro_batches"] = sft.batch_size // sft.micro_batches
+    return rows
+
+
+def warn_undivided(mesh, rows_by_name: dict[str, int], log: Callable[[str], None]) -> None:
+    """Log the batches the mesh's batch shards do not divide (they run replicated, no faster)."""
+    undivided = sharding.undivided_batches(mesh, rows_by_name)
+    if undivided:
+        log(f"warning: the mesh's {sharding.data_parallel_size(mesh)} batch shards (data x fsdp) do not "
+            f"divide {', '.join(undivided)}; those batches run replicated, every shard computing all their "
+            "rows. Pick MeshConfig.data (or JAX_NUM_CPU_DEVICES on a CPU) to divide them.")
+
+
 def initial_policy(workdir: pathlib.Path, model: ModelSource, sft: SFTConfig | None, task_data,
                    mesh, seed: int, log) -> Role:
     """The SFT model: reloaded from ``workdir/sft_model`` if a warm-up already ran."""
@@ -190,6 +214,7 @@ def train(*, workdir: str, steps: int, task: TaskConfig = TaskConfig(), model: M
     tokenizer = task_data.tokenizer
     log(f"mesh {dict(mesh.shape)}; task {task.name}: {len(task_data.train_prompts)} train / "
         f"{len(task_data.eval_prompts)} eval prompts")
+    warn_undivided(mesh, batch_rows(prime, sft, run), log)
     policy = initial_policy(workdir_path, model, sft, task_data, mesh, run.seed, log)
     vocab_size = policy.module().config.vocab_size
     if lead:
