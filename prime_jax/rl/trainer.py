@@ -75,8 +75,9 @@ def batch_rows(prime: PrimeConfig, sft: SFTConfig | None, run: RunConfig) -> dic
     n = prime.collect.num_samples
     rows = {"rollout round (CollectConfig prompts per round x num_samples)": prime.collect.prompts_per_round * n,
             "PrimeConfig.policy_mini_batch / policy_micro_batches":
-                prime.policy_mini_batch // prime.policy_micro_batches,
-            "RunConfig.eval_batch_prompts": run.eval_batch_prompts}
+                prime.policy_mini_batch // prime.policy_micro_batches}
+    if run.eval_every > 0:
+        rows["RunConfig.eval_batch_prompts"] = run.eval_batch_prompts
     if prime.uses_prm:
         rows["PrimeConfig.prm_mini_batch / prm_micro_batches"] = prime.prm_mini_batch // prime.prm_micro_batches
     if sft is not None and sft.steps > 0:

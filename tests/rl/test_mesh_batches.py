@@ -33,13 +33,14 @@ def test_a_mesh_that_splits_every_batch_logs_nothing_and_one_that_does_not_names
     assert "rollout round (CollectConfig prompts per round x num_samples)=32" in line
 
 
-def test_no_sft_and_no_prm_leave_their_batches_out():
+def test_no_sft_no_prm_and_no_evaluation_leave_their_batches_out():
     collect = CollectConfig(batch_prompts=8, num_samples=4)
     with_prm = batch_rows(PrimeConfig(collect=collect, prm_mini_batch=16, policy_mini_batch=32),
                           SFTConfig(), RunConfig())
-    assert {"SFTConfig.batch_size / micro_batches", "PrimeConfig.prm_mini_batch / prm_micro_batches"} <= set(with_prm)
+    assert {"SFTConfig.batch_size / micro_batches", "PrimeConfig.prm_mini_batch / prm_micro_batches",
+            "RunConfig.eval_batch_prompts"} <= set(with_prm)
     rloo = PrimeConfig(collect=collect, prm_mini_batch=16, policy_mini_batch=32,
                        advantage=AdvantageConfig(process_coef=0.0))
-    names = set(batch_rows(rloo, None, RunConfig()))
-    assert not any(name.startswith(("SFTConfig", "PrimeConfig.prm")) for name in names)
+    names = set(batch_rows(rloo, None, RunConfig(eval_every=0)))
+    assert not any(name.startswith(("SFTConfig", "PrimeConfig.prm", "RunConfig")) for name in names)
     assert "PrimeConfig.policy_mini_batch / policy_micro_batches" in names
