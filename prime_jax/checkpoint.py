@@ -55,7 +55,8 @@ def _same(a: list[float], b: list[float]) -> bool:
 
 
 class Checkpointer:
-    """Save and restore ``(state pytree, metadata dict)`` pairs by step."""
+    """Save and restore ``(state pytree, metadata dict)`` pairs by step; ``with Checkpointer(d) as c``
+    closes the orbax manager (and its background threads) however the block ends."""
 
     def __init__(self, directory: str | pathlib.Path, *, max_to_keep: int = 3):
         self.directory = pathlib.Path(directory).absolute()
@@ -124,3 +125,9 @@ class Checkpointer:
 
     def close(self) -> None:
         self._manager.close()
+
+    def __enter__(self) -> "Checkpointer":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

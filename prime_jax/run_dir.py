@@ -97,9 +97,8 @@ def load_role(workdir, role: str = "policy", *, step: int | None = None):
     info = RunInfo.read(workdir)
     if role == "prm" and not info.uses_prm:
         raise ValueError(f"run {workdir} has no PRM (process_coef = 0); use role='policy'")
-    checkpointer = Checkpointer(checkpoint_dir(workdir))
-    state, _ = checkpointer.restore_raw(step)
-    checkpointer.close()
+    with Checkpointer(checkpoint_dir(workdir)) as checkpointer:
+        state, _ = checkpointer.restore_raw(step)
     model = from_pretrained(info.base_model)
     params = nnx.state(model, nnx.Param)
     nnx.replace_by_pure_dict(params, _unwrap_values(state[f"{role}_params"]))

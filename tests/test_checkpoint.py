@@ -19,9 +19,9 @@ def _state():
 
 def test_round_trip_keeps_values_sharding_and_metadata(tmp_path):
     state = _state()
-    checkpointer = Checkpointer(tmp_path)
-    checkpointer.save(3, state, {"data": {"epoch": 1, "cursor": 7}, "buffer": [[1, 2]]})
-    restored, meta = checkpointer.restore(state)
+    with Checkpointer(tmp_path) as checkpointer:
+        checkpointer.save(3, state, {"data": {"epoch": 1, "cursor": 7}, "buffer": [[1, 2]]})
+        restored, meta = checkpointer.restore(state)
     assert meta == {"data": {"epoch": 1, "cursor": 7}, "buffer": [[1, 2]]}
     np.testing.assert_array_equal(restored["w"], state["w"])
     assert restored["w"].sharding.is_equivalent_to(state["w"].sharding, 2)
@@ -29,21 +29,21 @@ def test_round_trip_keeps_values_sharding_and_metadata(tmp_path):
 
 
 def test_keeps_only_the_newest(tmp_path):
-    checkpointer = Checkpointer(tmp_path, max_to_keep=2)
-    for step in (1, 2, 3):
-        checkpointer.save(step, _state(), {})
-    assert checkpointer.all_steps() == [2, 3] and checkpointer.latest_step() == 3
+    with Checkpointer(tmp_path, max_to_keep=2) as checkpointer:
+        for step in (1, 2, 3):
+            checkpointer.save(step, _state(), {})
+        assert checkpointer.all_steps() == [2, 3] and checkpointer.latest_step() == 3
 
 
 def test_missing_step_names_the_directory(tmp_path):
-    with pytest.raises(CheckpointError, match="no checkpoint for step 9"):
-        Checkpointer(tmp_path).restore(_state(), step=9)
+    with Checkpointer(tmp_path) as checkpointer, pytest.raises(CheckpointError, match="no checkpoint for step 9"):
+        checkpointer.restore(_state(), step=9)
 
 
 def test_damaged_checkpoint_is_refused(tmp_path):
     state = _state()
-    checkpointer = Checkpointer(tmp_path)
-    checkpointer.save(1, state, {})
+    with Checkpointer(tmp_path) as checkpointer:
+        checkpointer.save(1, state, {})
     data_files = [p for p in (tmp_path / "1" / "state").rglob("*")
                   if p.is_file() and p.parent.name == "d"]
     assert data_files
@@ -52,5 +52,5 @@ def test_damaged_checkpoint_is_refused(tmp_path):
         for i in range(len(raw) // 2, len(raw)):
             raw[i] ^= 0x5A
         path.write_bytes(bytes(raw))
-    with pytest.raises(CheckpointError, match="refused"):
-        Checkpointer(tmp_path).restore(state)
+    with Checkpointer(tmp_path) as checkpointer, pytest.raises(CheckpointError, match="refused"):
+        checkpointer.restore(state)

@@ -124,7 +124,8 @@ def test_export_loads_in_transformers(finished_run, tmp_path):
     from prime_jax.models import from_pretrained
     ours = from_pretrained(out)
     np.testing.assert_allclose(np.asarray(ours(np.array([ids], np.int32))), hf_logits, atol=1e-4)
-    state, _ = Checkpointer(finished_run / "straight" / "checkpoints").restore_raw()
+    with Checkpointer(finished_run / "straight" / "checkpoints") as checkpointer:
+        state, _ = checkpointer.restore_raw()
     embed = next(iter(v for k, v in _flat(state["policy_params"]).items() if "embed" in k))
     np.testing.assert_allclose(hf_model.get_input_embeddings().weight.detach().numpy(), embed, atol=1e-6)
     generated = hf_model.generate(torch.tensor([ids]), max_new_tokens=5, do_sample=False)

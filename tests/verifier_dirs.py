@@ -30,10 +30,9 @@ def write_prime_run(path, base_dir, base, *, beta: float):
     path.mkdir(parents=True, exist_ok=True)
     RunInfo(base_model=str(base_dir), tokenizer="char", uses_prm=True, prm_init=None,
             reward=ImplicitRewardConfig(beta=beta)).write(path)
-    checkpointer = Checkpointer(path / "checkpoints")
-    checkpointer.save(1, {"policy_params": nnx.state(base, nnx.Param).to_pure_dict(), "prm_params": noisy_params(base)},
-                      {})
-    checkpointer.close()
+    with Checkpointer(path / "checkpoints") as checkpointer:
+        checkpointer.save(1, {"policy_params": nnx.state(base, nnx.Param).to_pure_dict(),
+                              "prm_params": noisy_params(base)}, {})
     return path
 
 
